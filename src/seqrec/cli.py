@@ -1,0 +1,200 @@
+"""The `seqrec` command line. Only this module knows about argv, exit codes and terminals.
+
+Every `SeqrecError` is printed as one line (`error: ...`) with exit code 2; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seqrec.errors import SeqrecError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Sequential recommendation: train, evaluate and serve next-item models.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and prepare datasets.")
+app.add_typer(data_app, name="data")
+out = Console()
+
+Preset = Annotated[
+    str | None, typer.Option("--config", "-c", help="Preset name in configs/ or a YAML file.")
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-o", help="Dotted override, e.g. -o model.layers=4 (repeatable)."),
+]
+
+
+def _metrics_table(
+    title: str, sections: dict[str, dict[str, float]], ks=(1, 5, 10, 20, 50, 100)
+) -> Table:
+    table = Table(title=title)
+    table.add_column("split")
+    names = [f"{m}@{k}" for m in ("HR", "NDCG") for k in ks] + ["MRR"]
+    first = next(iter(sections.values()))
+    names = [n for n in names if n in first]
+    for n in names:
+        table.add_column(n, justify="right")
+    for split, metrics in sections.items():
+        table.add_row(split, *[f"{metrics[n]:.4f}" for n in names])
+    return table
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the datasets the catalogue knows."""
+    from seqrec.data import list_datasets
+
+    for row in list_datasets():
+        out.print(row)
+
+
+def _data_config(dataset: str, preset: str | None, overrides: list[str] | None):
+    from seqrec.config import load_config
+
+    return load_config(preset, [f"data.dataset={dataset}", *(overrides or [])]).data
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: Annotated[str, typer.Argument(help="Catalogue name or path.")],
+    config: Preset = None,
+    set_: Overrides = None,
+) -> None:
+    """Parse, filter and cache a dataset (later runs load the memory-mapped cache)."""
+    data_stats(dataset, config, set_)
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: Annotated[str, typer.Argument(help="Catalogue name or path.")],
+    config: Preset = None,
+    set_: Overrides = None,
+) -> None:
+    """Print users, items, interactions and sequence-length statistics."""
+    from seqrec.data import prepare
+
+    store, split = prepare(_data_config(dataset, config, set_))
+    table = Table(title=f"dataset {dataset}")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key, value in {
+        **store.stats(),
+        "train users": len(split.train),
+        "valid users": len(split.valid),
+        "test users": len(split.test),
+    }.items():
+        table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+@app.command()
+def train(
+    config: Preset = None,
+    set_: Overrides = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Run folder (default runs/<preset>).")
+    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train a model, early-stop on validation NDCG@10, then evaluate the test split once."""
+    from seqrec.config import load_config
+    from seqrec.train.run import train_run
+
+    if resume is not None:
+        run_dir = resume
+        cfg = None
+    else:
+        cfg = load_config(config, set_ or [])
+        name = Path(config).stem if config else f"{cfg.model.name}-{Path(cfg.data.dataset).stem}"
+        run_dir = out_dir or Path("runs") / name
+    results = train_run(
+        cfg, run_dir, resume=resume is not None, overwrite=overwrite, progress=progress
+    )
+    params = results["params"]
+    out.print(
+        _metrics_table(
+            f"{results['config']['model']['name']} on {results['dataset']['name']} — full ranking, "
+            f"seen items masked (best epoch {results['best_epoch']}, {params['total']:,} parameters)",
+            {"valid": results["valid"]["metrics"], "test": results["test"]["metrics"]},
+        )
+    )
+    out.print(f"run saved in {run_dir}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `seqrec train`.")],
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    sampled: Annotated[
+        str | None, typer.Option(help="uniform | popularity: sampled metrics (labelled so).")
+    ] = None,
+    negatives: Annotated[int, typer.Option(help="Negatives for sampled metrics.")] = 100,
+    keep_seen: Annotated[bool, typer.Option(help="Do not mask already-seen items.")] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the result here.")
+    ] = None,
+    overwrite: bool = False,
+) -> None:
+    """Evaluate a trained run's best weights (full ranking unless --sampled)."""
+    from seqrec.train.evaluate_run import evaluate_run
+
+    res = evaluate_run(run, split, sampled, negatives, keep_seen, json_out, overwrite)
+    label = res.protocol["ranking"] + (
+        ", seen masked" if res.protocol["mask_seen"] else ", seen kept"
+    )
+    out.print(_metrics_table(f"{run} — {label}", {split: res.metrics}))
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `seqrec train`.")],
+    output: Annotated[Path, typer.Option("--out", help="Output .csv or .parquet file.")],
+    users: Annotated[str | None, typer.Option(help="Comma-separated original user ids.")] = None,
+    histories: Annotated[
+        Path | None, typer.Option(help="File: one history per line, `id item item ...`.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="Recommendations per user.")] = 10,
+    skip_unknown: Annotated[
+        bool, typer.Option(help="Drop history items the model does not know.")
+    ] = False,
+    overwrite: bool = False,
+) -> None:
+    """Top-K items for dataset users or for histories read from a file (original item ids)."""
+    from seqrec.serve.batch import recommend_to_file
+
+    n = recommend_to_file(run, output, users, histories, k, skip_unknown, overwrite)
+    out.print(f"wrote {n} recommendation rows to {output}")
+
+
+@app.command()
+def presets() -> None:
+    """List the YAML presets in configs/."""
+    from seqrec.config import list_presets
+
+    for name in list_presets():
+        out.print(name)
+
+
+def main() -> None:
+    try:
+        app()
+    except SeqrecError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""From CSR slices to padded tensors: the one `SeqBatch` type that crosses into the models.
+
+Sequences are right-padded (oldest item in slot 0, PAD = 0 after the most recent item) and each
+batch is only as wide as its longest row. Right padding means a causal model never needs a
+padding mask: a real position only looks at earlier slots, which are all real, so attention can
+use the plain causal kernel. Models count positions back from the most recent item, which is
+the official SASRec convention for a fixed left-padded window and keeps results identical
+whether or not a batch is trimmed. All gathers are vectorised: one fancy-index per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SeqBatch:
+    """A padded batch. ``targets`` is 0 where there is nothing to predict."""
+
+    items: torch.Tensor  # [B, L] int64, right-padded
+    targets: torch.Tensor  # [B, L] int64 next item per position (training) or [B] (evaluation)
+    lengths: torch.Tensor  # [B] int64 true (un-padded, window-clipped) lengths
+    users: torch.Tensor  # [B] int64 store rows
+    timestamps: torch.Tensor | None = None  # [B, L] int64
+
+    def to(self, device: torch.device | str) -> SeqBatch:
+        moved = {
+            f.name: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return replace(self, **moved)
+
+    @property
+    def padding_mask(self) -> torch.Tensor:
+        """True at real items."""
+        return self.items != 0
+
+
+def window_index(starts: np.ndarray, ends: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gather indices for the last ``width`` items of each [start, end) slice, right-padded.
+
+    Returns (index [B, width] into the flat item array, valid mask [B, width]). Invalid slots
+    point at index 0 and must be replaced by PAD by the caller.
+    """
+    lengths = np.minimum(ends - starts, width)
+    slot = np.arange(width, dtype=np.int64)[None, :]
+    idx = (ends - lengths)[:, None] + slot
+    valid = slot < lengths[:, None]
+    return np.where(valid, idx, 0), valid
+
+
+def gather_window(
+    flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    idx, valid = window_index(starts, ends, width)
+    out = np.where(valid, flat[idx], 0)
+    return out, valid
+
+
+def training_batch(
+    items: np.ndarray,
+    timestamps: np.ndarray | None,
+    users: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    max_len: int,
+) -> SeqBatch:
+    """Next-item training rows: input = last ``max_len`` items before the end, targets shifted by one.
+
+    Only the most recent ``max_len + 1`` items of each training slice are used (as in SASRec), so
+    memory is users x max_len, never interactions x max_len.
+    """
+    n = ends - starts
+    width = int(min(max_len, max(int(n.max()) - 1, 1)))
+    seq, _ = gather_window(items, starts, ends, width + 1)
+    inp, tgt = seq[:, :-1], seq[:, 1:]
+    inp = np.where(tgt != 0, inp, 0)  # a short row's last item has no next item: not an input
+    ts = None
+    if timestamps is not None:
+        t, _ = gather_window(timestamps, starts, ends, width + 1)
+        ts = torch.from_numpy(np.ascontiguousarray(t[:, :-1]))
+    return SeqBatch(
+        items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
+        targets=torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.int64)),
+        lengths=torch.from_numpy(np.minimum(n - 1, width).astype(np.int64)),
+        users=torch.from_numpy(users.astype(np.int64)),
+        timestamps=ts,
+    )
+
+
+def history_batch(
+    items: np.ndarray,
+    timestamps: np.ndarray | None,
+    users: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    targets: np.ndarray,
+    max_len: int,
+) -> SeqBatch:
+    """Evaluation / inference rows: the last ``max_len`` history items and one target each."""
+    n = ends - starts
+    width = int(min(max_len, max(int(n.max()), 1)))
+    inp, _ = gather_window(items, starts, ends, width)
+    ts = None
+    if timestamps is not None:
+        t, _ = gather_window(timestamps, starts, ends, width)
+        ts = torch.from_numpy(np.ascontiguousarray(t))
+    return SeqBatch(
+        items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
+        targets=torch.from_numpy(targets.astype(np.int64)),
+        lengths=torch.from_numpy(np.minimum(n, width).astype(np.int64)),
+        users=torch.from_numpy(users.astype(np.int64)),
+        timestamps=ts,
+    )
+
+
+def flat_slices(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row id, flat index) of every element of every [start, end) slice, without a Python loop.
+
+    Used to mask a user's whole history (not only the model's window) at evaluation time.
+    """
+    lens = (ends - starts).astype(np.int64)
+    total = int(lens.sum())
+    rows = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+    first = np.cumsum(lens) - lens
+    flat = np.arange(total, dtype=np.int64) - np.repeat(first, lens) + np.repeat(starts, lens)
+    return rows, flat

@@ -1,0 +1,308 @@
+"""Public datasets by name: where to find them locally, where to fetch them, how to check them.
+
+A name resolves to a local file first (``data_dir``, then ``$SEQREC_DATA_DIR``, then the download
+cache) so that offline machines and licence-restricted copies work without any network. Only when
+nothing is found locally do we download, and a download is trusted only after its sha256 matches.
+Each spec also carries the preprocessing that the literature uses for that dataset, so
+``dataset=ml-1m`` reproduces the SASRec/BERT4Rec numbers without extra flags.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqrec.config import DataConfig
+from seqrec.errors import SeqrecError
+
+log = logging.getLogger(__name__)
+
+_S3REC = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/2a81540ae18615d88ef88227b0c066e5b74781e5/data"
+_SASREC = (
+    "https://raw.githubusercontent.com/kang205/SASRec/e3738967fddab206d6eeb4fda433e7a7034dd8b1/data"
+)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One public dataset. ``sha256=None`` means no published hash is known: verification is skipped.
+
+    ``member`` is the file inside a zip archive, or the downloaded file's own name when the URL
+    points at a plain file. ``local_candidates`` are (path relative to a data dir, format) pairs,
+    tried in order, so a fuller source can be preferred over a derived one.
+    ``expected_interactions`` catches truncated copies before they silently skew a benchmark.
+    """
+
+    name: str
+    url: str
+    sha256: str | None
+    member: str
+    format: str
+    local_candidates: tuple[tuple[str, str], ...]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    expected_interactions: int | None = None
+    note: str = ""
+
+    @property
+    def download_path(self) -> str:
+        return f"{self.name}/{Path(self.member).name}"
+
+
+CATALOG: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "ml-1m",
+            "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+            "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+            "ml-1m/ratings.dat",
+            "ml-dat",
+            (
+                ("movielens/ml-1m/ratings.dat", "ml-dat"),
+                ("movielens/ml-1m/ratings.dat.gz", "ml-dat"),
+                ("ml-1m/ratings.dat", "ml-dat"),
+                ("movielens/ml-1m/ml-1m.seq.txt.gz", "seq"),
+            ),
+            {"min_user_count": 5, "min_item_count": 5, "kcore": "once"},
+            1_000_209,
+            "MovieLens 1M; SASRec/BERT4Rec filtering -> 6,040 users, 3,416 items",
+        ),
+        DatasetSpec(
+            "ml-20m",
+            "https://files.grouplens.org/datasets/movielens/ml-20m.zip",
+            None,
+            "ml-20m/ratings.csv",
+            "csv",
+            (
+                ("movielens/ml-20m/ratings.csv", "csv"),
+                ("movielens/ml-20m/ratings.csv.gz", "csv"),
+                ("ml-20m/ratings.csv", "csv"),
+            ),
+            {"min_user_count": 5, "kcore": "once"},
+            20_000_263,
+            "MovieLens 20M; BERT4Rec filtering (users >= 5)",
+        ),
+        DatasetSpec(
+            "ml-100k",
+            "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+            None,
+            "ml-100k/u.data",
+            "pairs",
+            (
+                ("movielens/ml-100k/u.data.gz", "pairs"),
+                ("movielens/ml-100k/u.data", "pairs"),
+                ("ml-100k/u.data", "pairs"),
+            ),
+            {},
+            100_000,
+            "MovieLens 100K raw ratings (tab separated)",
+        ),
+        DatasetSpec(
+            "amazon-beauty",
+            f"{_S3REC}/Beauty.txt",
+            "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+            "Beauty.txt",
+            "seq",
+            (("amazon/s3rec/Beauty.txt.gz", "seq"), ("amazon/s3rec/Beauty.txt", "seq")),
+            {},
+            198_502,
+            "Amazon Beauty, S3-Rec 5-core sequences (already filtered)",
+        ),
+        DatasetSpec(
+            "amazon-video",
+            f"{_SASREC}/Video.txt",
+            "b7376fe24430743f411dc7f567285657b2adb3f74361cc7ba0aee94f3024b651",
+            "Video.txt",
+            "pairs",
+            (("amazon/sasrec/Video.txt.gz", "pairs"), ("amazon/sasrec/Video.txt", "pairs")),
+            {},
+            287_107,
+            "Amazon Video Games, SASRec preprocessing ('user item' per line)",
+        ),
+        DatasetSpec(
+            "lastfm",
+            f"{_S3REC}/LastFM.txt",
+            "9ded486adb5b0fe9dc761950afa0a9a05e93ff018992e0c52bf11afec529f802",
+            "LastFM.txt",
+            "seq",
+            (("lastfm/s3rec/LastFM.txt.gz", "seq"), ("lastfm/s3rec/LastFM.txt", "seq")),
+            {},
+            52_551,
+            "Last.fm (HetRec 2011), S3-Rec 5-core sequences",
+        ),
+    )
+}
+
+
+def list_datasets() -> list[DatasetSpec]:
+    return [CATALOG[k] for k in sorted(CATALOG)]
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir`` > ``$SEQREC_CACHE_DIR`` > ``~/.cache/seqrec`` (stores/ and downloads/ inside)."""
+    root = cache_dir or os.environ.get("SEQREC_CACHE_DIR") or Path.home() / ".cache" / "seqrec"
+    return Path(root).expanduser()
+
+
+def with_catalog_defaults(cfg: DataConfig) -> DataConfig:
+    """Fill in the dataset's literature preprocessing for fields still at the DataConfig default.
+
+    Values are compared, not ``model_fields_set``, so a config that went through a JSON round
+    trip (checkpoints, run records) prepares exactly the same data as the original.
+    """
+    spec = CATALOG.get(cfg.dataset)
+    if spec is None or not spec.defaults:
+        return cfg
+    fields = DataConfig.model_fields
+    update = {k: v for k, v in spec.defaults.items() if getattr(cfg, k) == fields[k].default}
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list(CATALOG), n=1, cutoff=0.4)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"{hint} Known datasets: {', '.join(sorted(CATALOG))}; or pass a path to a file"
+
+
+def _pick_in_dir(folder: Path) -> Path:
+    names = ("ratings.dat", "ratings.csv", "u.data", "interactions.parquet")
+    for name in names:
+        for cand in (folder / name, folder / f"{name}.gz"):
+            if cand.is_file():
+                return cand
+    found = sorted(p.name for p in folder.iterdir())[:10]
+    raise SeqrecError(
+        f"folder {folder} has no {', '.join(names)} (found: {found}); pass the data file itself"
+    )
+
+
+def _search_roots(data_dir: str | os.PathLike | None) -> list[Path]:
+    roots = [data_dir, os.environ.get("SEQREC_DATA_DIR")]
+    return [Path(r).expanduser() for r in roots if r]
+
+
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve(
+    name_or_path: str,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[Path, str, DatasetSpec | None]:
+    """Name or path -> (local file, format, spec). Downloads only when no local copy exists.
+
+    The returned format is "auto" for plain paths (the reader detects it) and the candidate's
+    format for catalogue names.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return (_pick_in_dir(path) if path.is_dir() else path), "auto", None
+    spec = CATALOG.get(name_or_path)
+    if spec is None:
+        if path.suffix or os.sep in name_or_path:
+            raise SeqrecError(f"data file {path} does not exist; check data.dataset")
+        raise SeqrecError(f"unknown dataset '{name_or_path}'.{_suggest(name_or_path)}")
+    roots = _search_roots(data_dir)
+    downloads = cache_root(cache_dir) / "downloads"
+    for rel, fmt in spec.local_candidates:
+        for root in [*roots, downloads]:
+            if (root / rel).is_file():
+                return root / rel, fmt, spec
+    target = downloads / spec.download_path
+    if target.is_file():
+        return target, spec.format, spec
+    _download(spec, target, roots)
+    return target, spec.format, spec
+
+
+def _download(spec: DatasetSpec, target: Path, roots: list[Path]) -> None:
+    """Fetch, verify and extract into ``target`` atomically; any failure leaves nothing behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _fetch(spec, out)
+        if spec.sha256 is None:
+            log.warning(
+                "%s: no published sha256, skipping verification (sha256 %s)", spec.name, digest
+            )
+        elif digest != spec.sha256:
+            raise SeqrecError(
+                f"download of {spec.url} is corrupt: sha256 {digest} != expected {spec.sha256}; "
+                "the file was deleted, retry or download it by hand"
+            )
+        if zipfile.is_zipfile(tmp):
+            _extract(tmp, spec, target)
+        else:
+            os.replace(tmp, target)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = getattr(err, "reason", None) or err
+        where = roots[0] if roots else Path("$SEQREC_DATA_DIR")
+        raise SeqrecError(
+            f"dataset '{spec.name}' not found locally and could not be downloaded ({reason}); "
+            f"download {spec.url} and put {Path(spec.member).name} at "
+            f"{where / spec.local_candidates[0][0]} or set SEQREC_DATA_DIR"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch(spec: DatasetSpec, out) -> str:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(spec.url, timeout=60) as resp:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        columns = (
+            TextColumn(f"downloading {spec.name}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("download", total=total)
+            while chunk := resp.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+                bar.update(task, advance=len(chunk))
+    return digest.hexdigest()
+
+
+def _extract(archive: Path, spec: DatasetSpec, target: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        if spec.member not in zf.namelist():
+            raise SeqrecError(
+                f"{spec.url} has no member {spec.member}; download it by hand and pass the path"
+            )
+        fd, part = tempfile.mkstemp(prefix=".extract-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, zf.open(spec.member) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(part, target)
+        finally:
+            Path(part).unlink(missing_ok=True)

@@ -1,0 +1,250 @@
+"""SequenceStore: every user's chronological item sequence in CSR form, plus its on-disk cache.
+
+CSR (one flat ``items`` array + ``offsets``) is what lets splits and batches be views: a user's
+sequence is ``items[offsets[u]:offsets[u+1]]`` and no prefix is ever materialised. The arrays are
+plain ``.npy`` files so a cached store opens with ``mmap_mode="r"`` in milliseconds and is shared
+by the page cache between processes (DDP workers, dataloader workers) instead of being copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqrec.config import DataConfig
+from seqrec.data.catalog import cache_root, resolve, sha256_file, with_catalog_defaults
+from seqrec.data.ingest import detect_format, read_interactions
+from seqrec.data.preprocess import preprocess
+from seqrec.errors import SeqrecError
+
+log = logging.getLogger(__name__)
+
+STORE_VERSION = 1
+_ARRAYS = ("offsets", "items", "timestamps", "user_ids", "item_ids")
+_KEY_FIELDS = (
+    "format",
+    "user_col",
+    "item_col",
+    "time_col",
+    "sep",
+    "dedupe",
+    "min_user_count",
+    "min_item_count",
+    "kcore",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceStore:
+    """Row ``u`` holds user ``u``'s items (1..n_items, 0 is PAD) in chronological order."""
+
+    offsets: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray | None
+    n_items: int
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    name: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.timestamps is not None
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, u: int) -> np.ndarray:
+        return self.items[self.offsets[u] : self.offsets[u + 1]]
+
+    @cached_property
+    def _item_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.item_ids[1:], kind="stable")
+        return self.item_ids[1:][order], order + 1
+
+    @cached_property
+    def _user_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.user_ids, kind="stable")
+        return self.user_ids[order], order
+
+    def _lookup(self, ids: Any, table: tuple[np.ndarray, np.ndarray], what: str) -> np.ndarray:
+        keys, values = table
+        query = np.asarray(ids).astype(str)
+        flat = query.ravel()
+        pos = np.minimum(np.searchsorted(keys, flat), max(len(keys) - 1, 0))
+        found = keys[pos] == flat if len(keys) else np.zeros(len(flat), dtype=bool)
+        if not found.all():
+            unknown = flat[~found]
+            raise SeqrecError(
+                f"{len(unknown)} unknown {what} id(s) for dataset '{self.name}', e.g. "
+                f"{unknown[:5].tolist()}; use original ids that survived preprocessing"
+            )
+        return values[pos].astype(np.int64).reshape(query.shape)
+
+    def item_index(self, original_ids: Any) -> np.ndarray:
+        """Original item ids (str or int) -> internal ids 1..n_items."""
+        return self._lookup(original_ids, self._item_lookup, "item")
+
+    def user_index(self, original_ids: Any) -> np.ndarray:
+        """Original user ids -> row indices 0..n_users-1."""
+        return self._lookup(original_ids, self._user_lookup, "user")
+
+    def stats(self) -> dict[str, Any]:
+        lengths = self.lengths()
+        nnz = len(self.items)
+        return {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": nnz,
+            "density": nnz / max(self.n_users * self.n_items, 1),
+            "length_min": int(lengths.min()) if len(lengths) else 0,
+            "length_median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "length_mean": float(lengths.mean()) if len(lengths) else 0.0,
+            "length_max": int(lengths.max()) if len(lengths) else 0,
+            "has_timestamps": self.has_timestamps,
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write into a temp dir next to ``directory`` and rename it into place, so readers never
+        see a half-written store (a crash leaves only a dot-prefixed temp dir)."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
+            for name in _ARRAYS:
+                value = getattr(self, name)
+                if value is not None:
+                    np.save(tmp / f"{name}.npy", np.ascontiguousarray(value), allow_pickle=False)
+            meta = {
+                "version": STORE_VERSION,
+                "name": self.name,
+                "n_items": int(self.n_items),
+                "has_timestamps": self.has_timestamps,
+                "meta": self.meta,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                os.replace(target, old / "store")
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, mmap: bool = True) -> SequenceStore:
+        path = Path(directory)
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError) as err:
+            raise SeqrecError(
+                f"no readable store at {path} ({err}); rebuild it or fix the path"
+            ) from None
+        if meta.get("version") != STORE_VERSION:
+            raise SeqrecError(
+                f"store at {path} has format version {meta.get('version')}, expected "
+                f"{STORE_VERSION}; delete it so it is rebuilt"
+            )
+        mode = "r" if mmap else None
+        try:
+            arrays = {
+                n: np.load(path / f"{n}.npy", mmap_mode=mode, allow_pickle=False)
+                for n in _ARRAYS
+                if n != "timestamps" or meta["has_timestamps"]
+            }
+        except (OSError, ValueError) as err:
+            raise SeqrecError(
+                f"store at {path} is damaged ({err}); delete it so it is rebuilt"
+            ) from None
+        return cls(
+            arrays["offsets"],
+            arrays["items"],
+            arrays.get("timestamps"),
+            meta["n_items"],
+            arrays["user_ids"],
+            arrays["item_ids"],
+            meta["name"],
+            meta.get("meta", {}),
+        )
+
+
+def _store_name(path: Path) -> str:
+    return path.name.split(".")[0] or path.name
+
+
+def build_store(cfg: DataConfig) -> SequenceStore:
+    """Resolve, parse and preprocess ``cfg.dataset``, or load the identical cached result.
+
+    The cache key hashes the raw file's bytes plus every option that changes the output, so an
+    edited file or a different k-core can never be served a stale store, and an unchanged one is
+    never parsed twice.
+    """
+    cfg = with_catalog_defaults(cfg)
+    path, fmt, spec = resolve(cfg.dataset, cache_dir=cfg.cache_dir)
+    if cfg.format != "auto":
+        fmt = cfg.format
+    elif fmt == "auto":
+        fmt = detect_format(path)
+    name = spec.name if spec else _store_name(path)
+    fields = {k: getattr(cfg, k) for k in _KEY_FIELDS}
+    fields.update(format=fmt, name=name, version=STORE_VERSION, file=sha256_file(path))
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+    cached = cache_root(cfg.cache_dir) / "stores" / key
+    if (cached / "meta.json").is_file():
+        try:
+            return SequenceStore.load(cached)
+        except SeqrecError as err:
+            log.warning("ignoring cached store: %s", err)
+
+    inter = read_interactions(path, fmt, cfg)
+    expected = spec.expected_interactions if spec else None
+    if expected and inter.frame.height != expected:
+        raise SeqrecError(
+            f"{path} has {inter.frame.height:,} interactions but the complete {spec.name} has "
+            f"{expected:,} (a partial or different copy?); replace it with the full file, or pass "
+            "the file path as data.dataset to use it as it is"
+        )
+    prep = preprocess(inter.frame, cfg.dedupe, cfg.min_user_count, cfg.min_item_count, cfg.kcore)
+    meta = {
+        "source": str(path),
+        "format": inter.format,
+        "raw_interactions": inter.frame.height,
+        "preprocessing": {k: getattr(cfg, k) for k in _KEY_FIELDS},
+        "cache_key": key,
+    }
+    store = SequenceStore(
+        prep.offsets,
+        prep.items,
+        prep.timestamps if inter.has_timestamps else None,
+        len(prep.item_ids) - 1,
+        prep.user_ids,
+        prep.item_ids,
+        name,
+        meta,
+    )
+    try:
+        store.save(cached)
+    except OSError as err:
+        log.warning(
+            "could not write the store cache at %s (%s); continuing without it", cached, err
+        )
+    return store

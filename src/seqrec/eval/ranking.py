@@ -1,0 +1,155 @@
+"""Full-ranking evaluation: every user's held-out item ranked against the whole catalogue.
+
+Protocol (written into every result):
+* scores = user representation . item table, one [chunk, V] block at a time;
+* PAD is never a candidate; items in the user's *whole* history (not only the model's window)
+  are removed from the candidates by default (``mask_seen``), except the target itself, which is
+  always ranked by its own score (so a re-consumed item is not an automatic miss);
+* rank = 1 + number of candidates scored strictly higher than the target (ties go to the
+  target; with float scores from a trained model ties are vanishingly rare);
+* sampled metrics (only when asked) rank the target among ``n_negatives`` items drawn outside
+  the history, uniformly or by training popularity, and are labelled "sampled".
+
+Users are processed in order of history length so that each chunk is only as wide as its
+longest history (left padding makes this exact, see data.batches).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqrec.config import EvalConfig
+from seqrec.data.batches import flat_slices, history_batch
+from seqrec.eval.metrics import per_user_metrics, summarize
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    ranks: np.ndarray
+    users: np.ndarray
+    protocol: dict
+    seconds: float
+    per_user: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "metrics": self.metrics,
+            "n_users": len(self.users),
+            "seconds": self.seconds,
+            "protocol": self.protocol,
+        }
+
+
+def score_chunks(
+    model: nn.Module,
+    items: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    max_len: int,
+    chunk: int,
+    device: torch.device,
+    mask_seen: bool = True,
+    timestamps: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """Yield (row positions, raw scores [b, V+1], candidate mask [b, V+1]) in length order.
+
+    Shared by evaluation and by the recommender, so offline metrics and served top-K come from
+    the same scoring code. ``items`` is the flat item array the [start, end) slices point into.
+    """
+    order = np.argsort(ends - starts, kind="stable")
+    weight = model.item_weights
+    for s in range(0, len(order), chunk):
+        pos = order[s : s + chunk]
+        st, en = starts[pos], ends[pos]
+        batch = history_batch(items, timestamps, pos, st, en, np.zeros(len(pos)), max_len)
+        hidden = model.last_hidden(batch.to(device))
+        scores = (hidden @ weight.T).float()
+        allowed = torch.ones_like(scores, dtype=torch.bool)
+        allowed[:, 0] = False
+        if mask_seen:
+            rows, flat = flat_slices(st, en)
+            allowed[
+                torch.from_numpy(rows).to(device),
+                torch.from_numpy(items[flat].astype(np.int64)).to(device),
+            ] = False
+        yield pos, scores, allowed
+
+
+def _sample_negatives(
+    allowed: torch.Tensor, n: int, probs: torch.Tensor | None, gen: torch.Generator
+) -> torch.Tensor:
+    """[b, n] candidate items drawn (with replacement) among the allowed ones."""
+    weights = allowed.float()
+    if probs is not None:
+        weights = weights * probs[None, :]
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    items: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    targets: np.ndarray,
+    max_len: int,
+    cfg: EvalConfig,
+    device: torch.device | str = "cpu",
+    popularity: np.ndarray | None = None,
+    split_protocol: dict | None = None,
+    seed: int = 0,
+) -> EvalResult:
+    """Rank each row's ``targets`` item given the history items[start:end]."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    ranks = np.empty(len(targets), dtype=np.int64)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    probs = None
+    if cfg.sampled == "popularity":
+        if popularity is None:
+            raise ValueError("popularity-sampled metrics need item popularity counts")
+        probs = torch.as_tensor(popularity, dtype=torch.float32, device=device)
+    for pos, scores, allowed in score_chunks(
+        model, items, starts, ends, max_len, cfg.batch_users, device, cfg.mask_seen
+    ):
+        tgt = torch.as_tensor(targets[pos], dtype=torch.int64, device=device)
+        rows = torch.arange(len(pos), device=device)
+        target_score = scores[rows, tgt]
+        if cfg.sampled is None:
+            allowed[rows, tgt] = False
+            higher = (scores > target_score[:, None]) & allowed
+            ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
+        else:
+            allowed[rows, tgt] = False
+            neg = _sample_negatives(allowed, cfg.n_negatives, probs, gen)
+            higher = scores.gather(1, neg) > target_score[:, None]
+            ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
+    per_user = per_user_metrics(ranks, cfg.ks)
+    protocol = {
+        **(split_protocol or {}),
+        "ranking": "full"
+        if cfg.sampled is None
+        else f"sampled ({cfg.n_negatives} {cfg.sampled} negatives)",
+        "mask_seen": cfg.mask_seen,
+        "target_masked_if_seen": False,
+        "ties": "rank = 1 + #candidates scored strictly higher",
+        "max_len": max_len,
+    }
+    model.train(was_training)
+    return EvalResult(
+        metrics=summarize(per_user),
+        ranks=ranks,
+        users=np.arange(len(ranks)),
+        protocol=protocol,
+        seconds=time.perf_counter() - t0,
+        per_user=per_user,
+    )

@@ -1,0 +1,207 @@
+"""SASRec (Kang & McAuley, ICDM'18): a causal Transformer over the item sequence.
+
+Faithful to the paper where the paper is explicit: learned absolute positions, Q/K/V projections
+with no output projection, a point-wise two-layer ReLU FFN (inner width = ffn_mult * hidden, 1 in
+the paper), dropout on embeddings / attention / residual branches, and the item table shared with
+the output layer. Choices the paper leaves open are explicit options and recorded with the run:
+
+* ``norm="pre"`` (default) is the paper's g(x) = x + Dropout(g(LN(x))) with a final LayerNorm;
+  ``"post"`` is the BERT-style layout. The official TF code's query-only LN is not reproduced
+  (see METHODS.md 1.4); both standard layouts train at least as well.
+* Positions count back from the most recent item. With a fixed left-padded window this is the
+  official code's convention, and it makes trimmed batches give identical outputs.
+* ``scale_embeddings`` multiplies item vectors by sqrt(d) before adding positions, as the
+  official code does.
+
+Attention goes through ``scaled_dot_product_attention``; `reference_forward` in the tests checks
+it against an explicit softmax(QK^T) implementation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqrec.config import ModelConfig
+from seqrec.data.batches import SeqBatch
+
+
+def attention_mask(items: torch.Tensor) -> torch.Tensor:
+    """Explicit boolean [B, 1, L, L] mask (True = may attend) for right-padded rows.
+
+    Causal attention alone already hides the PAD slots from every real query (they come after
+    it); this full mask is what the reference implementation in the tests uses.
+    """
+    length = items.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
+    diag = torch.eye(length, dtype=torch.bool, device=items.device)
+    return (causal & (items != 0)[:, None, None, :]) | diag
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden: int, heads: int, attn_dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.attn_dropout = attn_dropout
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        b, length, d = t.shape
+        return t.view(b, length, self.heads, d // self.heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Causal attention over right-padded rows (``mask`` only for the reference path)."""
+        b, length, d = x.shape
+        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        p = self.attn_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None
+        )
+        return out.transpose(1, 2).reshape(b, length, d)
+
+    def forward_last(
+        self, x_last: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Attention output for one query per row (its most recent item) over that row's keys."""
+        d = x.shape[-1]
+        w_q, w_kv = self.qkv.weight.split([d, 2 * d])
+        b_q, b_kv = self.qkv.bias.split([d, 2 * d])
+        q = self._split(F.linear(x_last[:, None], w_q, b_q))
+        k, v = (self._split(t) for t in F.linear(x, w_kv, b_kv).chunk(2, dim=-1))
+        keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        return out.transpose(1, 2).reshape(-1, d)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, hidden: int, inner: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden, inner)
+        self.fc2 = nn.Linear(inner, hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
+        self.pre = cfg.norm == "pre"
+        self.ln1 = nn.LayerNorm(cfg.hidden)
+        self.ln2 = nn.LayerNorm(cfg.hidden)
+        self.attn = CausalSelfAttention(cfg.hidden, cfg.heads, attn_p)
+        self.ffn = FeedForward(cfg.hidden, max(1, round(cfg.ffn_mult * cfg.hidden)), cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pre:
+            x = x + self.drop(self.attn(self.ln1(x), mask))
+            return x + self.drop(self.ffn(self.ln2(x)))
+        x = self.ln1(x + self.drop(self.attn(x, mask)))
+        return self.ln2(x + self.drop(self.ffn(x)))
+
+    def forward_last(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Output [B, D] at each row's most recent position only (inference fast path)."""
+        rows = torch.arange(x.shape[0], device=x.device)
+        x_last = x[rows, lengths - 1]
+        if self.pre:
+            h = self.ln1(x)
+            x_last = x_last + self.attn.forward_last(h[rows, lengths - 1], h, lengths)
+            return x_last + self.ffn(self.ln2(x_last))
+        x_last = self.ln1(x_last + self.attn.forward_last(x_last, x, lengths))
+        return self.ln2(x_last + self.ffn(x_last))
+
+
+class SASRec(nn.Module):
+    """Causal self-attentive sequential recommender; ``forward`` returns hidden states [B, L, D]."""
+
+    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_items = n_items
+        self.max_len = max_len
+        self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, cfg.hidden)
+        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.final_ln = nn.LayerNorm(cfg.hidden) if cfg.norm == "pre" else nn.Identity()
+        self.emb_scale = math.sqrt(cfg.hidden) if cfg.scale_embeddings else 1.0
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() > 1:
+                nn.init.xavier_normal_(p)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    @property
+    def item_weights(self) -> torch.Tensor:
+        """Output item table [n_items + 1, D]; row 0 (PAD) is never a valid prediction."""
+        return self.item_emb.weight
+
+    def embed(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item + position embeddings of right-padded rows, and each row's true length."""
+        valid = items != 0
+        lengths = valid.sum(1)
+        # distance from the most recent item: n-1 ... 0 on real slots (PAD slots clamp to 0)
+        pos = (lengths[:, None] - 1 - torch.arange(items.shape[1], device=items.device)).clamp_(
+            min=0
+        )
+        x = self.item_emb(items) * self.emb_scale + self.pos_emb(pos)
+        x = self.emb_dropout(x)
+        return x * valid.unsqueeze(-1).to(x.dtype), lengths
+
+    def _check(self, items: torch.Tensor) -> torch.Tensor:
+        if items.shape[1] > self.max_len:
+            raise ValueError(f"batch width {items.shape[1]} exceeds max_len {self.max_len}")
+        return items
+
+    def forward(self, batch: SeqBatch, reference: bool = False) -> torch.Tensor:
+        """Hidden states [B, L, D]; ``reference`` uses an explicit mask instead of the causal kernel."""
+        items = self._check(batch.items)
+        mask = attention_mask(items) if reference else None
+        x, _ = self.embed(items)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final_ln(x)
+
+    def last_hidden(self, batch: SeqBatch) -> torch.Tensor:
+        """User representation [B, D] for next-item scoring: the state at the most recent item.
+
+        The last block is evaluated for that one position only (its keys and values still cover
+        the whole row), which cuts inference cost; the tests check it against ``forward``.
+        """
+        items = self._check(batch.items)
+        x, lengths = self.embed(items)
+        lengths = lengths.clamp(min=1)
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return self.final_ln(self.blocks[-1].forward_last(x, lengths))
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    emb = sum(p.numel() for n, p in model.named_parameters() if n.startswith("item_emb"))
+    total = sum(p.numel() for p in model.parameters())
+    return {"total": total, "embedding": emb, "non_embedding": total - emb}
+
+
+def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dict[str, float]:
+    """Forward FLOPs per scored position (multiply-add = 2 FLOPs); training ~ 3x forward.
+
+    ``seq_len`` is the average attended length (a causal position attends to ~half the window).
+    The output layer term is the full-catalogue softmax, which dominates for small models.
+    """
+    d = cfg.hidden
+    inner = max(1, round(cfg.ffn_mult * d))
+    per_layer = 2 * 3 * d * d + 2 * 2 * d * inner + 2 * 2 * seq_len * d
+    output = 2 * d * (n_items + 1)
+    forward = cfg.layers * per_layer + output
+    return {"forward": float(forward), "train": float(3 * forward)}

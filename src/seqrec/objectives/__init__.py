@@ -1,0 +1,12 @@
+"""Training losses on top of a backbone's hidden states."""
+
+from seqrec.objectives.base import build_objective
+from seqrec.objectives.bce import sampled_bce_loss
+from seqrec.objectives.ce import chunked_cross_entropy, reference_cross_entropy
+
+__all__ = [
+    "build_objective",
+    "chunked_cross_entropy",
+    "reference_cross_entropy",
+    "sampled_bce_loss",
+]

@@ -1,0 +1,33 @@
+"""Objective = (model, batch) -> scalar loss, chosen by config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from seqrec.config import ObjectiveConfig
+from seqrec.data.batches import SeqBatch
+from seqrec.objectives.bce import sampled_bce_loss
+from seqrec.objectives.ce import chunked_cross_entropy
+
+Objective = Callable[[nn.Module, SeqBatch], torch.Tensor]
+
+
+def build_objective(cfg: ObjectiveConfig) -> Objective:
+    if cfg.name == "ce":
+
+        def ce(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+            hidden = model(batch)
+            valid = batch.targets != 0
+            return chunked_cross_entropy(
+                hidden[valid], model.item_weights, batch.targets[valid], cfg.chunk_size
+            )
+
+        return ce
+
+    def bce(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+        return sampled_bce_loss(model(batch), model.item_weights, batch.items, batch.targets)
+
+    return bce

@@ -1,0 +1,1 @@
+"""Serving: one scoring path (the evaluator's) for batch inference and online requests."""

@@ -1,0 +1,1 @@
+"""Training: the step loop, optimiser/schedule, checkpoints and logs."""

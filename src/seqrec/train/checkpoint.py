@@ -1,0 +1,109 @@
+"""Atomic files, resumable checkpoints and safe weights.
+
+Everything is written to a temporary file in the same folder and renamed into place, so an
+interrupted write never leaves a half file where a good one was. Checkpoints hold only tensors
+and plain Python values and are read back with ``torch.load(weights_only=True)``; exported
+weights are safetensors. Neither path ever unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from seqrec.errors import SeqrecError
+
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def _atomic_via(path: Path, writer) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    state = {**state, "version": CHECKPOINT_VERSION}
+    _atomic_via(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely; ``expect`` (e.g. model name, n_items) must match what it holds."""
+    if not path.is_file():
+        raise SeqrecError(
+            f"checkpoint {path} does not exist; check the run folder or start a new run"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, wrong format, foreign pickle
+        raise SeqrecError(
+            f"checkpoint {path} is corrupted or not a seqrec checkpoint ({type(err).__name__}); "
+            "delete it and resume from an earlier one or start a new run"
+        ) from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise SeqrecError(f"checkpoint {path} is not a seqrec v{CHECKPOINT_VERSION} checkpoint")
+    for key, want in (expect or {}).items():
+        if state.get(key) != want:
+            raise SeqrecError(
+                f"checkpoint {path} was made with {key}={state.get(key)!r}, this run has {want!r}; "
+                "use a checkpoint from the same model and dataset"
+            )
+    return state
+
+
+def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, str]) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_via(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    if not path.is_file():
+        raise SeqrecError(f"weights file {path} does not exist; train a model first")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SeqrecError(
+            f"weights file {path} is corrupted or truncated ({err}); retrain or restore it"
+        ) from None
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0] if str(err) else "shape mismatch"
+        raise SeqrecError(
+            f"weights in {path} do not fit this model ({first}); use the config the run was trained with"
+        ) from None

@@ -1,0 +1,58 @@
+"""Re-evaluate a finished run under another protocol (sampled metrics, seen items kept, valid)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from seqrec.data import prepare
+from seqrec.errors import SeqrecError
+from seqrec.eval.ranking import EvalResult, evaluate
+from seqrec.serve.recommender import Recommender
+from seqrec.train.checkpoint import atomic_write_json
+from seqrec.train.run import load_run_config
+
+
+def evaluate_run(
+    run_dir: Path,
+    split: str = "test",
+    sampled: str | None = None,
+    negatives: int = 100,
+    keep_seen: bool = False,
+    json_out: Path | None = None,
+    overwrite: bool = False,
+) -> EvalResult:
+    if split not in {"valid", "test"}:
+        raise SeqrecError(f"--split must be 'valid' or 'test', not '{split}'")
+    if sampled not in {None, "uniform", "popularity"}:
+        raise SeqrecError(f"--sampled must be 'uniform' or 'popularity', not '{sampled}'")
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise SeqrecError(f"{json_out} already exists; pass --overwrite or choose another path")
+    cfg = load_run_config(Path(run_dir))
+    rec = Recommender.from_run(Path(run_dir))
+    store, sp = prepare(cfg.data)
+    if store.n_items != len(rec.item_ids) - 1:
+        raise SeqrecError(
+            f"the dataset now has {store.n_items} items but the run was trained on "
+            f"{len(rec.item_ids) - 1}; evaluate with the data the run used"
+        )
+    ecfg = cfg.eval.model_copy(
+        update={"sampled": sampled, "n_negatives": negatives, "mask_seen": not keep_seen}
+    )
+    view = getattr(sp, split)
+    res = evaluate(
+        rec.model,
+        store.items,
+        view.starts,
+        view.ends,
+        view.targets,
+        cfg.data.max_len,
+        ecfg,
+        rec.device,
+        popularity=np.bincount(store.items, minlength=store.n_items + 1),
+        split_protocol={**sp.protocol, "evaluated": split},
+    )
+    if json_out is not None:
+        atomic_write_json(json_out, res.to_json())
+    return res

@@ -1,0 +1,285 @@
+"""The training recipe, top to bottom: a plain PyTorch step loop.
+
+One epoch = every training user once, in a permutation derived from (seed, epoch), so a run
+resumed from a mid-epoch checkpoint replays exactly the same batches. Validation (NDCG@10 on
+the validation targets) drives early stopping; the test split is evaluated once, on the best
+weights, at the very end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqrec.config import RunConfig
+from seqrec.data.batches import training_batch
+from seqrec.data.split import Split
+from seqrec.data.store import SequenceStore
+from seqrec.errors import SeqrecError
+from seqrec.eval.ranking import EvalResult, evaluate
+from seqrec.models import build_model
+from seqrec.models.sasrec import count_parameters, flops_per_interaction
+from seqrec.objectives import build_objective
+from seqrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from seqrec.train.log import RunLog, TrainProgress
+from seqrec.train.optim import build_optimizer, build_scheduler
+
+
+class TrainingInterrupted(SeqrecError):
+    """Ctrl-C during training; the checkpoint was saved first."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SeqrecError(
+            f"train.device={name} but no CUDA device is visible; use train.device=cpu"
+        )
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        store: SequenceStore,
+        split: Split,
+        run_dir: Path,
+        progress: bool = True,
+    ) -> None:
+        self.cfg, self.store, self.split, self.run_dir = cfg, store, split, Path(run_dir)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed)
+        self.device = pick_device(cfg.train.device)
+        self.model = build_model(cfg.model, store.n_items, cfg.data.max_len).to(self.device)
+        self.objective = build_objective(cfg.objective)
+        self.opt = build_optimizer(self.model, cfg.train)
+        tr = split.train
+        keep = (tr.ends - tr.starts) >= 2  # a training row needs one (input, next item) pair
+        self.train_rows = np.flatnonzero(keep)
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_rows) / cfg.train.batch_size))
+        total = cfg.train.max_steps or self.steps_per_epoch * cfg.train.epochs
+        self.sched = build_scheduler(self.opt, cfg.train, total)
+        self.log = RunLog(self.run_dir / "metrics.jsonl")
+        self.progress = progress
+        self.valid_rows = self._valid_subset()
+        self.popularity = np.bincount(store.items, minlength=store.n_items + 1)
+        self.state = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best": -1.0,
+            "best_epoch": -1,
+            "bad_evals": 0,
+            "train_seconds": 0.0,
+        }
+
+    # ----------------------------------------------------------------- bookkeeping
+    def _valid_subset(self) -> np.ndarray:
+        n = len(self.split.valid)
+        cap = self.cfg.eval.valid_max_users
+        if cap is None or cap >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(self.cfg.train.seed).choice(n, cap, replace=False))
+
+    def _expect(self) -> dict:
+        return {
+            "model": self.cfg.model.name,
+            "n_items": self.store.n_items,
+            "fingerprint": self.cfg.fingerprint(),
+        }
+
+    def checkpoint(self) -> None:
+        save_checkpoint(
+            self.run_dir / "checkpoint.pt",
+            {
+                **self._expect(),
+                "state": dict(self.state),
+                "model_state": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+
+    def resume(self) -> None:
+        ck = load_checkpoint(self.run_dir / "checkpoint.pt", expect=self._expect())
+        self.model.load_state_dict(ck["model_state"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        torch.set_rng_state(ck["torch_rng"])
+        self.state.update(ck["state"])
+        self.log.truncate_after(self.state["global_step"])
+
+    def accounting(self) -> dict:
+        lengths = np.minimum(self.split.train.lengths(), self.cfg.data.max_len)
+        flops = flops_per_interaction(self.cfg.model, self.store.n_items, float(lengths.mean()) / 2)
+        return {"params": count_parameters(self.model), "flops_per_interaction": flops}
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate_view(self, name: str, rows: np.ndarray | None = None) -> EvalResult:
+        view = getattr(self.split, name)
+        sel = np.arange(len(view)) if rows is None else rows
+        return evaluate(
+            self.model,
+            self.store.items,
+            view.starts[sel],
+            view.ends[sel],
+            view.targets[sel],
+            self.cfg.data.max_len,
+            self.cfg.eval,
+            self.device,
+            popularity=self.popularity,
+            split_protocol={**self.split.protocol, "evaluated": name},
+        )
+
+    # ----------------------------------------------------------------- training
+    def _batch(self, rows: np.ndarray):
+        tr = self.split.train
+        return training_batch(
+            self.store.items,
+            None,
+            tr.users[rows],
+            tr.starts[rows],
+            tr.ends[rows],
+            self.cfg.data.max_len,
+        ).to(self.device)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.cfg.train.seed, epoch])
+        return self.train_rows[rng.permutation(len(self.train_rows))]
+
+    def _train_epoch(self, bar: TrainProgress) -> bool:
+        """Run the rest of the current epoch; False when max_steps stopped it early."""
+        cfg, st = self.cfg.train, self.state
+        order = self._epoch_order(st["epoch"])
+        self.model.train()
+        while st["step_in_epoch"] < self.steps_per_epoch:
+            if cfg.max_steps is not None and st["global_step"] >= cfg.max_steps:
+                return False
+            i = st["step_in_epoch"]
+            batch = self._batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+            t0 = time.perf_counter()
+            loss = self.objective(self.model, batch)
+            if not torch.isfinite(loss):
+                raise SeqrecError(
+                    f"loss became {loss.item()} at step {st['global_step']}; "
+                    "lower train.lr or enable train.grad_clip"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            dt = time.perf_counter() - t0
+            st["train_seconds"] += dt
+            st["step_in_epoch"] += 1
+            st["global_step"] += 1
+            n_targets = int((batch.targets != 0).sum())
+            bar.step(loss.item(), n_targets / max(dt, 1e-9))
+            if st["global_step"] % 50 == 0:
+                self.log.write(
+                    {
+                        "step": st["global_step"],
+                        "epoch": st["epoch"],
+                        "loss": loss.item(),
+                        "lr": self.sched.get_last_lr()[0],
+                        "interactions_per_s": n_targets / dt,
+                    }
+                )
+            if st["global_step"] % cfg.checkpoint_every == 0:
+                self.checkpoint()
+        return True
+
+    def fit(self) -> dict:
+        cfg, st = self.cfg.train, self.state
+        acct = self.accounting()
+        self.log.write(
+            {
+                "event": "start",
+                **acct,
+                "train_users": len(self.train_rows),
+                "steps_per_epoch": self.steps_per_epoch,
+            }
+        )
+        bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
+        try:
+            with bar:
+                while st["epoch"] < cfg.epochs:
+                    bar.new_epoch(st["epoch"], st["step_in_epoch"])
+                    t_epoch = time.perf_counter()
+                    finished = self._train_epoch(bar)
+                    due = (st["epoch"] + 1) % cfg.eval_every == 0
+                    if (due or not finished) and self._validate(time.perf_counter() - t_epoch, bar):
+                        break
+                    if not finished:
+                        break
+                    st["epoch"] += 1
+                    st["step_in_epoch"] = 0
+                    self.checkpoint()
+        except KeyboardInterrupt:
+            self.checkpoint()
+            raise TrainingInterrupted(
+                f"interrupted at step {st['global_step']}; checkpoint saved in {self.run_dir}, "
+                f"continue with: seqrec train --resume {self.run_dir}"
+            ) from None
+        self.checkpoint()
+        return self.finish(acct)
+
+    def _validate(self, epoch_seconds: float, bar: TrainProgress) -> bool:
+        """Evaluate on validation, keep the best weights; True when patience ran out."""
+        st = self.state
+        res = self.evaluate_view("valid", self.valid_rows)
+        ndcg = res.metrics["NDCG@10"]
+        improved = ndcg > st["best"]
+        if improved:
+            st.update(best=ndcg, best_epoch=st["epoch"], bad_evals=0)
+            save_weights(
+                self.run_dir / "best.safetensors",
+                self.model,
+                {"model": self.cfg.model.name, "n_items": str(self.store.n_items)},
+            )
+        else:
+            st["bad_evals"] += 1
+        self.log.write(
+            {
+                "event": "valid",
+                "epoch": st["epoch"],
+                "step": st["global_step"],
+                "epoch_seconds": epoch_seconds,
+                "eval_seconds": res.seconds,
+                **{
+                    f"valid/{k}": v
+                    for k, v in res.metrics.items()
+                    if "@" in k and k.split("@")[1] in {"10", "20"}
+                },
+            }
+        )
+        bar.report(st["epoch"], ndcg, res.metrics["HR@10"], st["best"], improved)
+        return st["bad_evals"] >= self.cfg.train.patience
+
+    def finish(self, acct: dict) -> dict:
+        """Reload the best weights and evaluate the test split exactly once."""
+        best_path = self.run_dir / "best.safetensors"
+        if not best_path.is_file():  # no validation happened (e.g. max_steps before an epoch end)
+            save_weights(best_path, self.model, {"model": self.cfg.model.name})
+        load_weights(best_path, self.model)
+        valid = self.evaluate_view("valid")
+        test = self.evaluate_view("test")
+        return {
+            "best_epoch": self.state["best_epoch"],
+            "epochs_run": self.state["epoch"],
+            "steps": self.state["global_step"],
+            "train_seconds": self.state["train_seconds"],
+            "valid": valid.to_json(),
+            "test": test.to_json(),
+            **acct,
+            "_test_ranks": test.ranks,
+        }

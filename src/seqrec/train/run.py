@@ -1,0 +1,116 @@
+"""A run folder: what `seqrec train` creates and `evaluate` / `recommend` read back.
+
+runs/<name>/
+  config.yaml          the full resolved config (re-loadable with `seqrec train -c`)
+  metrics.jsonl        training log
+  checkpoint.pt        latest resumable state (weights_only-loadable)
+  best.safetensors     best-on-validation weights
+  item_ids.npy         internal item id -> original id (index 0 = PAD), for recommendations
+  results.json         final valid + test metrics, protocol, parameter and FLOP counts
+  test_ranks.npy       per-user test ranks (for confidence intervals and paired tests)
+
+A finished run (results.json present) is never overwritten silently.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from seqrec.config import RunConfig, build_config
+from seqrec.data import prepare
+from seqrec.errors import SeqrecError
+from seqrec.train.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+from seqrec.train.loop import Trainer
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (run_dir / "checkpoint.pt").is_file():
+            raise SeqrecError(
+                f"nothing to resume in {run_dir} (no checkpoint.pt); start it without --resume"
+            )
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if (run_dir / "results.json").exists() and not overwrite:
+            raise SeqrecError(
+                f"run folder {run_dir} holds a finished run; pass --overwrite to replace it "
+                "or choose another --out"
+            )
+        if not overwrite:
+            raise SeqrecError(
+                f"run folder {run_dir} already holds an unfinished run; continue it with "
+                f"--resume or pass --overwrite to start over"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise SeqrecError(
+            f"{run_dir} is not a seqrec run folder (no config.yaml); pass the folder `seqrec train` wrote"
+        )
+    return build_config(yaml.safe_load(path.read_text()))
+
+
+def train_run(
+    cfg: RunConfig,
+    run_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    run_dir = Path(run_dir)
+    if resume:
+        prepare_run_dir(run_dir, True, False)
+        saved = load_run_config(run_dir)
+        cfg = saved
+    else:
+        prepare_run_dir(run_dir, False, overwrite)
+        atomic_write_text(
+            run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        )
+    store, split = prepare(cfg.data)
+    atomic_write_bytes(run_dir / "item_ids.npy", _npy_bytes(np.asarray(store.item_ids).astype(str)))
+    trainer = Trainer(cfg, store, split, run_dir, progress=progress)
+    if resume:
+        trainer.resume()
+    results = trainer.fit()
+    ranks = results.pop("_test_ranks")
+    atomic_write_bytes(run_dir / "test_ranks.npy", _npy_bytes(ranks))
+    results.update(
+        {
+            "dataset": {"name": cfg.data.dataset, **store.stats()},
+            "config": cfg.model_dump(mode="json"),
+            "machine": machine_info(),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    atomic_write_json(run_dir / "results.json", results)
+    return results
+
+
+def machine_info() -> dict:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

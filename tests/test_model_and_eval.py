@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+import torch
+
+from seqrec.config import EvalConfig, ModelConfig
+from seqrec.data.batches import flat_slices, training_batch
+from seqrec.eval.ranking import evaluate
+from seqrec.models.sasrec import SASRec, attention_mask, count_parameters
+
+
+def _model(n_items=30, max_len=8, **kw):
+    torch.manual_seed(0)
+    return SASRec(
+        ModelConfig(hidden=16, layers=2, heads=2, dropout=0.0, **kw), n_items, max_len
+    ).eval()
+
+
+def test_training_batch_shifts_targets_and_right_pads():
+    items = np.arange(1, 11, dtype=np.int32)  # users: [1..4], [5..10]
+    b = training_batch(
+        items, None, np.array([0, 1]), np.array([0, 4]), np.array([4, 10]), max_len=3
+    )
+    assert b.items.tolist() == [[1, 2, 3], [7, 8, 9]]
+    assert b.targets.tolist() == [[2, 3, 4], [8, 9, 10]]
+    b = training_batch(items, None, np.array([0]), np.array([0]), np.array([3]), max_len=5)
+    assert b.items.tolist() == [[1, 2]] and b.targets.tolist() == [[2, 3]]
+    b = training_batch(
+        items, None, np.array([0, 1]), np.array([0, 4]), np.array([2, 10]), max_len=4
+    )
+    assert b.items[0].tolist() == [1, 0, 0, 0] and b.targets[0].tolist() == [2, 0, 0, 0]
+    assert b.lengths.tolist() == [1, 4]
+
+
+def test_flat_slices():
+    rows, flat = flat_slices(np.array([2, 7]), np.array([4, 10]))
+    assert rows.tolist() == [0, 0, 1, 1, 1]
+    assert flat.tolist() == [2, 3, 7, 8, 9]
+
+
+def test_causal_model_never_sees_the_future():
+    m = _model()
+    x = torch.tensor([[3, 4, 5, 6, 7, 8, 0, 0]])
+    y = x.clone()
+    y[0, 4] = 20
+    from seqrec.data.batches import SeqBatch
+
+    def h(z):
+        return m(SeqBatch(items=z, targets=z, lengths=torch.tensor([6]), users=torch.tensor([0])))
+
+    a, b = h(x), h(y)
+    torch.testing.assert_close(a[0, :4], b[0, :4])
+    assert not torch.allclose(a[0, 4:6], b[0, 4:6])
+
+
+def test_padding_and_trimming_do_not_change_outputs():
+    m = _model()
+    from seqrec.data.batches import SeqBatch
+
+    short = torch.tensor([[4, 5, 6]])
+    padded = torch.tensor([[4, 5, 6, 0, 0, 0]])
+    kw = dict(lengths=torch.tensor([3]), users=torch.tensor([0]))
+    a = m.last_hidden(SeqBatch(items=short, targets=short, **kw))
+    b = m.last_hidden(SeqBatch(items=padded, targets=padded, **kw))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_fast_paths_match_reference(norm):
+    from seqrec.data.batches import SeqBatch
+
+    m = _model(norm=norm)
+    items = torch.tensor(
+        [[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 4, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]]
+    )
+    b = SeqBatch(items=items, targets=items, lengths=torch.tensor([8, 3, 1]), users=torch.arange(3))
+    ref = m(b, reference=True)
+    fast = m(b)
+    valid = items != 0
+    torch.testing.assert_close(fast[valid], ref[valid])
+    last = ref[torch.arange(3), torch.tensor([7, 2, 0])]
+    torch.testing.assert_close(m.last_hidden(b), last)
+
+
+def test_sdpa_attention_matches_explicit_softmax():
+    m = _model()
+    attn = m.blocks[0].attn
+    x = torch.randn(2, 5, 16)
+    items = torch.tensor([[1, 2, 3, 0, 0], [1, 2, 3, 4, 5]])
+    mask = attention_mask(items)
+    got = attn(x, mask)
+    b, L, d = x.shape
+    q, k, v = attn.qkv(x).view(b, L, 3, 2, d // 2).unbind(2)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    s = q @ k.transpose(-1, -2) / (d // 2) ** 0.5
+    s = s.masked_fill(~mask, float("-inf"))
+    ref = (s.softmax(-1) @ v).transpose(1, 2).reshape(b, L, d)
+    torch.testing.assert_close(got, ref)
+
+
+def test_heads_must_divide_width():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(hidden=10, heads=3)
+
+
+def test_parameter_count():
+    m = _model()
+    c = count_parameters(m)
+    assert c["embedding"] == 31 * 16
+    assert c["total"] == sum(p.numel() for p in m.parameters())
+
+
+def _brute_force_ranks(m, items, starts, ends, targets, mask_seen):
+    ranks = []
+    w = m.item_weights
+    for s, e, t in zip(starts, ends, targets, strict=True):
+        from seqrec.data.batches import SeqBatch
+
+        seq = torch.tensor(items[max(s, e - m.max_len) : e], dtype=torch.long)[None]
+        h = m.last_hidden(
+            SeqBatch(items=seq, targets=seq, lengths=torch.tensor([1]), users=torch.tensor([0]))
+        )[0]
+        sc = (w @ h).tolist()
+        seen = set(items[s:e].tolist()) if mask_seen else set()
+        better = sum(1 for j in range(1, len(sc)) if j != t and j not in seen and sc[j] > sc[t])
+        ranks.append(1 + better)
+    return np.array(ranks)
+
+
+@pytest.mark.parametrize("mask_seen", [True, False])
+def test_evaluator_matches_brute_force(mask_seen):
+    m = _model(n_items=40, max_len=6)
+    rng = np.random.default_rng(0)
+    lens = rng.integers(1, 12, size=23)
+    items = rng.integers(1, 41, size=int(lens.sum())).astype(np.int32)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    targets = rng.integers(1, 41, size=23)
+    res = evaluate(
+        m,
+        items,
+        starts,
+        ends,
+        targets,
+        6,
+        EvalConfig(batch_users=5, mask_seen=mask_seen, ks=[1, 10]),
+    )
+    ref = _brute_force_ranks(m, items, starts, ends, targets, mask_seen)
+    assert res.ranks.tolist() == ref.tolist()
+    assert res.protocol["ranking"] == "full"
+
+
+def test_sampled_metrics_are_labelled_and_bounded():
+    m = _model(n_items=40, max_len=6)
+    items = np.arange(1, 21, dtype=np.int32)
+    starts, ends = np.array([0, 10]), np.array([10, 20])
+    res = evaluate(
+        m,
+        items,
+        starts,
+        ends,
+        np.array([30, 31]),
+        6,
+        EvalConfig(sampled="uniform", n_negatives=5, ks=[1, 5]),
+    )
+    assert res.protocol["ranking"].startswith("sampled")
+    assert (res.ranks >= 1).all() and (res.ranks <= 6).all()
