@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqrec.errors import SeqrecError
@@ -50,13 +51,24 @@ def _metrics_table(
     return table
 
 
+def _print_table(table: Table) -> None:
+    """Print a table; piped output (files, CI logs) gets the table's natural width instead of
+    80 columns, so metric values are never cut to '0.42…'."""
+    (out if out.is_terminal else Console(width=1000)).print(table)
+
+
 @data_app.command("list")
 def data_list() -> None:
-    """List the datasets the catalogue knows."""
+    """List the datasets the catalogue knows (name, source, preprocessing)."""
     from seqrec.data import list_datasets
 
-    for row in list_datasets():
-        out.print(row)
+    table = Table(title="dataset catalogue (local copies: $SEQREC_DATA_DIR)")
+    for col in ("name", "format", "defaults", "source"):
+        table.add_column(col)
+    for spec in list_datasets():
+        defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items()) or "-"
+        table.add_row(spec.name, spec.format, defaults, spec.url)
+    out.print(table)
 
 
 def _data_config(dataset: str, preset: str | None, overrides: list[str] | None):
@@ -95,7 +107,7 @@ def data_stats(
         "test users": len(split.test),
     }.items():
         table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else str(value))
-    out.print(table)
+    _print_table(table)
 
 
 @app.command()
@@ -114,6 +126,11 @@ def train(
     from seqrec.train.run import train_run
 
     if resume is not None:
+        if config or set_ or out_dir or overwrite:
+            raise SeqrecError(
+                "--resume continues a run with the config saved in its folder; "
+                "drop -c/--set/--out/--overwrite (or start a new run without --resume)"
+            )
         run_dir = resume
         cfg = None
     else:
@@ -124,10 +141,13 @@ def train(
         cfg, run_dir, resume=resume is not None, overwrite=overwrite, progress=progress
     )
     params = results["params"]
-    out.print(
+    protocol = results["test"]["protocol"]
+    label = protocol["ranking"] + (" ranking" if protocol["ranking"] == "full" else "")
+    label += ", seen items masked" if protocol["mask_seen"] else ", seen items kept"
+    _print_table(
         _metrics_table(
-            f"{results['config']['model']['name']} on {results['dataset']['name']} — full ranking, "
-            f"seen items masked (best epoch {results['best_epoch']}, {params['total']:,} parameters)",
+            f"{results['config']['model']['name']} on {results['dataset']['name']} — {label} "
+            f"(best epoch {results['best_epoch']}, {params['total']:,} parameters)",
             {"valid": results["valid"]["metrics"], "test": results["test"]["metrics"]},
         )
     )
@@ -155,7 +175,7 @@ def evaluate(
     label = res.protocol["ranking"] + (
         ", seen masked" if res.protocol["mask_seen"] else ", seen kept"
     )
-    out.print(_metrics_table(f"{run} — {label}", {split: res.metrics}))
+    _print_table(_metrics_table(f"{run} — {label}", {split: res.metrics}))
 
 
 @app.command()
@@ -192,7 +212,10 @@ def main() -> None:
     try:
         app()
     except SeqrecError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # the message is plain text: escape it so ids or paths like '[x]' are not read as markup
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
 
 

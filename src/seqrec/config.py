@@ -185,7 +185,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or an empty `section:` line in the YAML
+                node[part] = {}
+            elif not isinstance(node[part], dict):
+                raise SeqrecError(
+                    f"config section '{part}' must be a mapping of keys, got {node[part]!r}; "
+                    "fix the config file"
+                )
+            node = node[part]
         node[leaf] = _parse_value(value)
     return raw
 
@@ -217,8 +224,12 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
+            # PyYAML's message spans several lines (with a source excerpt): keep it to one
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = getattr(err, "problem", None) or type(err).__name__
             raise SeqrecError(
-                f"config file {path} is not valid YAML ({err}); fix the syntax"
+                f"config file {path} is not valid YAML ({what}{at}); fix the syntax"
             ) from None
         if not isinstance(raw, dict):
             raise SeqrecError(f"config file {path} must hold a mapping of sections")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import polars as pl
 
 from seqrec.errors import SeqrecError
 from seqrec.serve.recommender import Recommender
+from seqrec.train.checkpoint import atomic_write_with
 
 
 def read_histories(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -19,8 +18,13 @@ def read_histories(path: Path) -> tuple[list[str], list[list[str]]]:
         raise SeqrecError(
             f"histories file {path} does not exist; pass a file with one `id item ...` line per user"
         )
+    raw = path.read_bytes()
+    try:  # same rule as the data readers: UTF-8 when valid, latin-1 otherwise
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
     ids, hists = [], []
-    for n, line in enumerate(path.read_text(encoding="latin-1").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.replace(",", " ").split()
         if not parts:
             continue
@@ -37,12 +41,26 @@ def read_histories(path: Path) -> tuple[list[str], list[list[str]]]:
     return ids, hists
 
 
-def user_histories(run_dir: Path, users: str) -> tuple[list[str], list[np.ndarray]]:
-    """Whole sequences (train + valid + test) of dataset users, by original user id."""
+def user_histories(
+    run_dir: Path, users: str, item_ids: np.ndarray | None = None
+) -> tuple[list[str], list[np.ndarray]]:
+    """Whole sequences (train + valid + test) of dataset users, by original user id.
+
+    ``item_ids`` (the run's id map) guards against data that changed since training: the
+    store's internal ids must mean the same items as the model's.
+    """
     from seqrec.data import prepare
     from seqrec.train.run import load_run_config
 
     store, _ = prepare(load_run_config(run_dir).data)
+    if item_ids is not None and not np.array_equal(
+        np.asarray(store.item_ids).astype(str), item_ids
+    ):
+        raise SeqrecError(
+            f"the dataset's items changed since the run in {run_dir} was trained "
+            f"({store.n_items} now, {len(item_ids) - 1} then); recommend with the data the run "
+            "used, or pass --histories"
+        )
     wanted = [u.strip() for u in users.split(",") if u.strip()]
     index = {u: i for i, u in enumerate(np.asarray(store.user_ids).astype(str))}
     missing = [u for u in wanted if u not in index]
@@ -59,15 +77,7 @@ def write_table(df: pl.DataFrame, path: Path, overwrite: bool) -> None:
         raise SeqrecError(f"output {path} must end in .csv or .parquet")
     if path.exists() and not overwrite:
         raise SeqrecError(f"{path} already exists; pass --overwrite or choose another --out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        (df.write_csv if path.suffix == ".csv" else df.write_parquet)(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(path, df.write_csv if path.suffix == ".csv" else df.write_parquet)
 
 
 def recommend_to_file(
@@ -85,18 +95,19 @@ def recommend_to_file(
         raise SeqrecError(f"{output} already exists; pass --overwrite or choose another --out")
     rec = Recommender.from_run(Path(run_dir))
     if users is not None:
-        ids, encoded = user_histories(Path(run_dir), users)
+        ids, encoded = user_histories(Path(run_dir), users, rec.item_ids)
     else:
         ids, raw = read_histories(histories)
         encoded = rec.encode(raw, skip_unknown=skip_unknown)
     items, scores = rec.recommend(encoded, k)
     n = len(ids)
+    real = items.reshape(-1) != 0  # users who have seen almost everything get fewer than k rows
     df = pl.DataFrame(
         {
-            "user": np.repeat(np.asarray(ids, dtype=str), k),
-            "rank": np.tile(np.arange(1, k + 1), n),
-            "item": rec.decode(items).reshape(-1).astype(str),
-            "score": scores.reshape(-1),
+            "user": np.repeat(np.asarray(ids, dtype=str), k)[real],
+            "rank": np.tile(np.arange(1, k + 1), n)[real],
+            "item": rec.decode(items).reshape(-1).astype(str)[real],
+            "score": scores.reshape(-1)[real],
         }
     )
     write_table(df, output, overwrite)

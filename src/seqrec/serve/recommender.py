@@ -66,7 +66,11 @@ class Recommender:
     def recommend(
         self, histories: list[np.ndarray], k: int = 10, exclude_seen: bool = True, chunk: int = 1024
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (internal item ids [n, k], scores [n, k]) for each history of internal ids."""
+        """Top-k (internal item ids [n, k], scores [n, k]) for each history of internal ids.
+
+        A history that leaves fewer than k candidates (unseen items) gets item 0 (PAD) with
+        score -inf in the slots it cannot fill.
+        """
         if k < 1 or k > len(self.item_ids) - 1:
             raise SeqrecError(
                 f"k={k} must be between 1 and the catalogue size {len(self.item_ids) - 1}"
@@ -87,6 +91,7 @@ class Recommender:
         ):
             scores = scores.masked_fill(~allowed, float("-inf"))
             val, idx = scores.topk(k, dim=1)
+            idx = idx.masked_fill(val == float("-inf"), 0)  # never serve a masked (seen) item
             top_items[pos] = idx.cpu().numpy()
             top_scores[pos] = val.cpu().numpy()
         return top_items, top_scores

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from seqrec.errors import SeqrecError
 
 CHECKPOINT_VERSION = 1
+_FILE_MODE = 0o644
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -31,6 +32,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; run files are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -45,12 +47,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
 
 
-def _atomic_via(path: Path, writer) -> None:
+def atomic_write_with(path: Path, writer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,7 +62,7 @@ def _atomic_via(path: Path, writer) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     state = {**state, "version": CHECKPOINT_VERSION}
-    _atomic_via(path, lambda tmp: torch.save(state, tmp))
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[st
 
 def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, str]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_via(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:

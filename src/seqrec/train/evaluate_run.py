@@ -32,10 +32,11 @@ def evaluate_run(
     cfg = load_run_config(Path(run_dir))
     rec = Recommender.from_run(Path(run_dir))
     store, sp = prepare(cfg.data)
-    if store.n_items != len(rec.item_ids) - 1:
+    # same count is not enough: other ids (or another order) would score the wrong items
+    if not np.array_equal(np.asarray(store.item_ids).astype(str), rec.item_ids):
         raise SeqrecError(
-            f"the dataset now has {store.n_items} items but the run was trained on "
-            f"{len(rec.item_ids) - 1}; evaluate with the data the run used"
+            f"the dataset now has {store.n_items} items that differ from the "
+            f"{len(rec.item_ids) - 1} the run was trained on; evaluate with the data the run used"
         )
     ecfg = cfg.eval.model_copy(
         update={"sampled": sampled, "n_negatives": negatives, "mask_seen": not keep_seen}

@@ -78,10 +78,11 @@ class TrainProgress:
         self.progress.update(self.task, advance=1, loss=self.loss_ema, speed=speed)
 
     def report(self, epoch: int, ndcg: float, hr: float, best: float, improved: bool) -> None:
-        if self.enabled:
-            mark = " *" if improved else ""
-            loss = self.loss_ema if self.loss_ema is not None else float("nan")
-            self.console.print(
-                f"epoch {epoch:3d}  loss {loss:.4f}  valid NDCG@10 {ndcg:.4f}  "
-                f"HR@10 {hr:.4f}  best {best:.4f}{mark}"
-            )
+        # one line per validation even without a live bar, so logs and CI show progress
+        mark = " *" if improved else ""
+        loss = self.loss_ema if self.loss_ema is not None else float("nan")
+        self.console.print(
+            f"epoch {epoch:3d}  loss {loss:.4f}  valid NDCG@10 {ndcg:.4f}  "
+            f"HR@10 {hr:.4f}  best {best:.4f}{mark}",
+            highlight=False,
+        )

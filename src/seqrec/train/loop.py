@@ -63,6 +63,12 @@ class Trainer:
         tr = split.train
         keep = (tr.ends - tr.starts) >= 2  # a training row needs one (input, next item) pair
         self.train_rows = np.flatnonzero(keep)
+        if not len(self.train_rows):
+            how = split.protocol.get("split", "chosen")
+            raise SeqrecError(
+                f"no training sequence has 2 or more items after the {how} split, so there is "
+                "nothing to learn from; use data with longer histories"
+            )
         self.steps_per_epoch = max(1, math.ceil(len(self.train_rows) / cfg.train.batch_size))
         total = cfg.train.max_steps or self.steps_per_epoch * cfg.train.epochs
         self.sched = build_scheduler(self.opt, cfg.train, total)

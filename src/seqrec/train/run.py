@@ -37,11 +37,19 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, create: bool = True) -> None:
+    """Refuse folders that must not be reused; with ``create``, (re)make the folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SeqrecError(f"run folder {run_dir} is a file; choose a folder path for --out")
     if resume:
         if not (run_dir / "checkpoint.pt").is_file():
             raise SeqrecError(
                 f"nothing to resume in {run_dir} (no checkpoint.pt); start it without --resume"
+            )
+        if (run_dir / "results.json").exists():
+            raise SeqrecError(
+                f"the run in {run_dir} already finished (results.json exists); evaluate it with "
+                "`seqrec evaluate`, or start a new run"
             )
         return
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -55,8 +63,10 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                 f"run folder {run_dir} already holds an unfinished run; continue it with "
                 f"--resume or pass --overwrite to start over"
             )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        if create:
+            shutil.rmtree(run_dir)
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
@@ -81,15 +91,20 @@ def train_run(
         saved = load_run_config(run_dir)
         cfg = saved
     else:
-        prepare_run_dir(run_dir, False, overwrite)
-        atomic_write_text(
-            run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-        )
+        prepare_run_dir(run_dir, False, overwrite, create=False)  # refuse before any work
     store, split = prepare(cfg.data)
-    atomic_write_bytes(run_dir / "item_ids.npy", _npy_bytes(np.asarray(store.item_ids).astype(str)))
+    if not resume:
+        # the folder is made only once the data loaded, so a bad path or setting leaves no
+        # half-made "unfinished run" behind that would block the corrected command
+        prepare_run_dir(run_dir, False, overwrite)
     trainer = Trainer(cfg, store, split, run_dir, progress=progress)
     if resume:
         trainer.resume()
+    else:
+        atomic_write_text(
+            run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        )
+    atomic_write_bytes(run_dir / "item_ids.npy", _npy_bytes(np.asarray(store.item_ids).astype(str)))
     results = trainer.fit()
     ranks = results.pop("_test_ranks")
     atomic_write_bytes(run_dir / "test_ranks.npy", _npy_bytes(ranks))

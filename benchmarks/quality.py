@@ -1,0 +1,90 @@
+"""Quality benchmark: train a preset (or read a finished run) and record its test metrics.
+
+    python benchmarks/quality.py --preset sasrec-ml-1m --name sasrec_ml1m_ce
+    python benchmarks/quality.py --preset sasrec-ml-1m-bce --name sasrec_ml1m_bce --sampled uniform
+
+Full ranking over every item, leave-one-out, seen items masked, unless --sampled is given (then
+both the full and the sampled numbers are recorded, the latter labelled as such). 95% confidence
+intervals come from the per-user test ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, data_dir, write_result
+from seqrec.config import load_config
+from seqrec.eval.metrics import confidence_interval, per_user_metrics
+from seqrec.train.evaluate_run import evaluate_run
+from seqrec.train.run import train_run
+
+KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--preset", required=True)
+    ap.add_argument("--name", required=True, help="result file name (benchmarks/results/NAME.json)")
+    ap.add_argument(
+        "--run-dir", type=Path, help="default runs/<preset>; reused if it holds a finished run"
+    )
+    ap.add_argument("--set", "-o", action="append", default=[], help="config override")
+    ap.add_argument(
+        "--sampled", choices=["uniform", "popularity"], help="also record sampled metrics"
+    )
+    ap.add_argument(
+        "--retrain", action="store_true", help="train again even if the run is finished"
+    )
+    args = ap.parse_args()
+    data_dir()
+    run_dir = args.run_dir or ROOT / "runs" / args.preset
+    train_cmd = (
+        f"seqrec train -c {args.preset} "
+        + " ".join(f"-o {o}" for o in args.set)
+        + f" --out {run_dir}"
+    )
+    if args.retrain or not (run_dir / "results.json").is_file():
+        cfg = load_config(args.preset, args.set)
+        train_run(cfg, run_dir, overwrite=args.retrain)
+    res = json.loads((run_dir / "results.json").read_text())
+    ranks = np.load(run_dir / "test_ranks.npy")
+    per_user = per_user_metrics(ranks, [5, 10, 20])
+    metrics = {f"test/{k}": res["test"]["metrics"][k] for k in KEYS}
+    metrics.update(
+        {f"test/{k} 95% CI": list(confidence_interval(per_user[k])) for k in ("HR@10", "NDCG@10")}
+    )
+    metrics.update({f"valid/{k}": res["valid"]["metrics"][k] for k in ("HR@10", "NDCG@10")})
+    metrics.update(
+        {
+            "best_epoch": res["best_epoch"],
+            "epochs_run": res["epochs_run"],
+            "train_seconds": res["train_seconds"],
+            "params": res["params"]["total"],
+        }
+    )
+    protocol = res["test"]["protocol"]
+    if args.sampled:
+        s = evaluate_run(run_dir, "test", sampled=args.sampled, negatives=100)
+        metrics.update({f"sampled-test/{k}": s.metrics[k] for k in ("HR@10", "NDCG@10")})
+        protocol = {"full": protocol, "sampled": s.protocol}
+    write_result(
+        args.name,
+        metrics,
+        dataset=f"{res['dataset']['name']} "
+        f"({res['dataset']['users']:,} users, {res['dataset']['items']:,} items, "
+        f"{res['dataset']['interactions']:,} interactions)",
+        protocol=protocol,
+        command=f"{train_cmd}  &&  python benchmarks/quality.py --preset {args.preset} --name {args.name}"
+        + (f" --sampled {args.sampled}" if args.sampled else ""),
+        extra={"config": res["config"], "train_machine": res.get("machine")},
+    )
+
+
+if __name__ == "__main__":
+    main()

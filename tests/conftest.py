@@ -1,0 +1,136 @@
+"""Shared fixtures: generated interaction logs with learnable structure, tiny configs, one run.
+
+Everything is small (tens of users and items, a one-layer 16-wide model) so the trainer, CLI and
+error tests run in seconds on one CPU thread. Every test gets its own SEQREC_CACHE_DIR, so
+nothing is ever written to the home cache.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqrec.config import build_config
+
+N_ITEMS = 30
+N_USERS = 40
+ITEM_OFFSET = 100  # original item id = ITEM_OFFSET + internal cycle position
+USER_OFFSET = 500
+
+
+def cycle_sequences(
+    n_users: int = N_USERS, n_items: int = N_ITEMS, seed: int = 0
+) -> dict[str, list[str]]:
+    """Each user walks a deterministic cycle item j -> j+1 (mod n_items) from a random start.
+
+    Sequences stay shorter than the catalogue so no item repeats within a user (the validation
+    and test targets are then never among the masked seen items).
+    """
+    rng = np.random.default_rng(seed)
+    seqs = {}
+    for u in range(n_users):
+        start = int(rng.integers(n_items))
+        length = int(rng.integers(6, 13))
+        seqs[str(USER_OFFSET + u)] = [
+            str(ITEM_OFFSET + (start + t) % n_items) for t in range(length)
+        ]
+    return seqs
+
+
+def write_csv_log(path: Path, seqs: dict[str, list[str]], seed: int = 0) -> Path:
+    """`user_id,item_id,timestamp` rows in shuffled file order (time gives the chronology)."""
+    rows = [
+        (user, item, 1_000_000 + 1_000 * i + t)
+        for i, (user, items) in enumerate(seqs.items())
+        for t, item in enumerate(items)
+    ]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    lines = ["user_id,item_id,timestamp"] + [",".join(map(str, rows[j])) for j in order]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_config(dataset: Path, **sections) -> dict:
+    """A raw config dict for a model that learns the cycle in a handful of epochs."""
+    raw = {
+        "data": {"dataset": str(dataset), "max_len": 12},
+        "model": {"hidden": 16, "layers": 1, "heads": 2, "dropout": 0.1},
+        "objective": {"name": "ce"},
+        "train": {
+            "epochs": 6,
+            "batch_size": 8,
+            "lr": 0.01,
+            "warmup_steps": 0,
+            "patience": 50,
+            "device": "cpu",
+            "threads": 1,
+            "checkpoint_every": 1000,
+        },
+        "eval": {"ks": [1, 5, 10, 20]},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SEQREC_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def in_tmp_dir(tmp_path, monkeypatch) -> Path:
+    """Run from a scratch folder, so a default `runs/<name>` never lands in the repository."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
+def cycle_log(tmp_path) -> Path:
+    return write_csv_log(tmp_path / "log.csv", cycle_sequences())
+
+
+@pytest.fixture
+def config_for():
+    """config_for(dataset, train={...}, ...) -> validated RunConfig."""
+
+    def make(dataset: Path, **sections):
+        return build_config(tiny_config(dataset, **sections))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One finished run (trained once per session); tests that modify it must copy it first."""
+    from seqrec.train.run import train_run
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_csv_log(root / "log.csv", cycle_sequences())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
+        train_run(build_config(tiny_config(data)), root / "run", progress=False)
+    return root / "run"
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    """A private copy of the finished run (its data file stays where the config points)."""
+    dst = tmp_path / "run"
+    shutil.copytree(trained_run, dst)
+    return dst

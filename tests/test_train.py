@@ -1,0 +1,251 @@
+"""The trainer on generated data: it learns, writes a complete run folder and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import ITEM_OFFSET, N_ITEMS, N_USERS
+from seqrec.config import build_config
+from seqrec.data import prepare
+from seqrec.train import loop
+from seqrec.train.loop import Trainer, TrainingInterrupted
+from seqrec.train.run import train_run
+
+pytestmark = pytest.mark.usefixtures("in_tmp_dir")
+
+STEPS_PER_EPOCH = -(-N_USERS // 8)  # batch_size 8 in tiny_config
+RUN_FILES = {
+    "config.yaml",
+    "metrics.jsonl",
+    "checkpoint.pt",
+    "best.safetensors",
+    "item_ids.npy",
+    "results.json",
+    "test_ranks.npy",
+}
+
+
+def record_losses(monkeypatch) -> list[float]:
+    """Wrap the objective so every training loss is recorded."""
+    losses: list[float] = []
+    real = loop.build_objective
+
+    def build(cfg):
+        objective = real(cfg)
+
+        def recorded(model, batch):
+            loss = objective(model, batch)
+            losses.append(loss.item())
+            return loss
+
+        return recorded
+
+    monkeypatch.setattr(loop, "build_objective", build)
+    return losses
+
+
+def interrupt_after(monkeypatch, n_steps: int) -> None:
+    """Simulate Ctrl-C: the objective raises KeyboardInterrupt on step ``n_steps`` (0-based)."""
+    real = loop.build_objective
+
+    def build(cfg):
+        objective = real(cfg)
+        calls = [0]
+
+        def interrupted(model, batch):
+            if calls[0] == n_steps:
+                raise KeyboardInterrupt
+            calls[0] += 1
+            return objective(model, batch)
+
+        return interrupted
+
+    monkeypatch.setattr(loop, "build_objective", build)
+
+
+def valid_events(run_dir) -> list[tuple]:
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        (e["epoch"], e["step"], e["valid/NDCG@10"], e["valid/HR@10"])
+        for e in events
+        if e.get("event") == "valid"
+    ]
+
+
+def untrained_valid_ndcg(cfg, run_dir) -> float:
+    store, split = prepare(cfg.data)
+    return (
+        Trainer(cfg, store, split, run_dir, progress=False)
+        .evaluate_view("valid")
+        .metrics["NDCG@10"]
+    )
+
+
+def test_ce_learns_the_cycle_and_writes_a_complete_run(
+    cycle_log, config_for, tmp_path, monkeypatch
+):
+    cfg = config_for(cycle_log)
+    losses = record_losses(monkeypatch)
+    run = tmp_path / "run"
+    res = train_run(cfg, run, progress=False)
+
+    # the loss falls and the model beats an untrained one by far
+    per_epoch = np.asarray(losses).reshape(cfg.train.epochs, STEPS_PER_EPOCH).mean(1)
+    assert len(losses) == cfg.train.epochs * STEPS_PER_EPOCH == res["steps"]
+    assert per_epoch[-1] < 0.8 * per_epoch[0]
+    assert np.all(np.diff(per_epoch) < 0)
+    baseline = untrained_valid_ndcg(cfg, tmp_path / "untrained")
+    assert baseline < 0.45
+    assert res["valid"]["metrics"]["NDCG@10"] > 0.8 > baseline + 0.3
+    assert res["test"]["metrics"]["NDCG@10"] > 0.8
+
+    # the run folder holds everything evaluate / recommend / papers need
+    assert {p.name for p in run.iterdir()} >= RUN_FILES
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["test"]["metrics"] == pytest.approx(res["test"]["metrics"])
+    for split in ("valid", "test"):
+        protocol = saved[split]["protocol"]
+        assert protocol["ranking"] == "full"
+        assert protocol["mask_seen"] is True
+        assert protocol["split"] == "leave-one-out"
+        assert protocol["evaluated"] == split
+        assert saved[split]["n_users"] == N_USERS
+    assert saved["best_epoch"] == cfg.train.epochs - 1
+    assert saved["dataset"]["items"] == N_ITEMS and saved["dataset"]["users"] == N_USERS
+    assert saved["params"]["total"] > 0 and saved["flops_per_interaction"]["forward"] > 0
+    assert saved["config"] == cfg.model_dump(mode="json")
+
+    ranks = np.load(run / "test_ranks.npy")
+    assert ranks.shape == (N_USERS,) and ranks.min() >= 1 and ranks.max() <= N_ITEMS
+    assert np.mean(ranks <= 10) == pytest.approx(saved["test"]["metrics"]["HR@10"])
+
+    item_ids = np.load(run / "item_ids.npy")
+    assert item_ids[0] == "<pad>"
+    assert item_ids[1:].tolist() == [str(ITEM_OFFSET + j) for j in range(N_ITEMS)]
+
+    assert build_config(yaml.safe_load((run / "config.yaml").read_text())) == cfg
+    events = valid_events(run)
+    assert [e[0] for e in events] == list(range(cfg.train.epochs))
+    assert [e[1] for e in events] == [STEPS_PER_EPOCH * (i + 1) for i in range(cfg.train.epochs)]
+
+    weights = load_file(run / "best.safetensors")
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["global_step"] == res["steps"]
+    for name, tensor in ck["model_state"].items():  # best epoch == last epoch here
+        assert torch.equal(weights[name], tensor)
+
+
+def test_bce_objective_trains(cycle_log, config_for, tmp_path, monkeypatch):
+    cfg = config_for(cycle_log, objective={"name": "bce"})
+    losses = record_losses(monkeypatch)
+    res = train_run(cfg, tmp_path / "run", progress=False)
+    per_epoch = np.asarray(losses).reshape(cfg.train.epochs, STEPS_PER_EPOCH).mean(1)
+    assert per_epoch[-1] < 0.8 * per_epoch[0]
+    assert res["valid"]["metrics"]["NDCG@10"] > 0.6
+    assert res["test"]["metrics"]["NDCG@10"] > 0.6
+
+
+def test_progress_prints_one_line_per_validation(cycle_log, config_for, tmp_path, capsys):
+    cfg = config_for(cycle_log, train={"epochs": 2})
+    train_run(cfg, tmp_path / "run", progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "valid NDCG@10" in ln]
+    assert len(lines) == 2 and lines[0].startswith("epoch   0")
+
+
+def test_max_steps_stops_mid_epoch_and_still_evaluates(cycle_log, config_for, tmp_path):
+    cfg = config_for(cycle_log, train={"max_steps": 7})
+    res = train_run(cfg, tmp_path / "run", progress=False)
+    assert res["steps"] == 7
+    assert res["epochs_run"] == 1  # stopped inside the second epoch
+    assert [e[:2] for e in valid_events(tmp_path / "run")] == [(0, 5), (1, 7)]
+    assert (tmp_path / "run" / "results.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("objective", "stop_at"),
+    [
+        ("ce", 3),  # inside the first epoch, before any validation
+        ("ce", STEPS_PER_EPOCH * 2),  # first step of an epoch
+        ("ce", STEPS_PER_EPOCH * 2 + 2),  # mid-epoch after validations
+        ("bce", STEPS_PER_EPOCH * 2 + 2),  # bce draws negatives from the global RNG
+    ],
+)
+def test_interrupted_run_resumes_exactly(
+    cycle_log, config_for, tmp_path, monkeypatch, objective, stop_at
+):
+    cfg = config_for(cycle_log, objective={"name": objective})
+    straight = train_run(cfg, tmp_path / "a", progress=False)
+
+    run = tmp_path / "b"
+    with monkeypatch.context() as mp:
+        interrupt_after(mp, stop_at)
+        with pytest.raises(TrainingInterrupted, match="--resume") as info:
+            train_run(cfg, run, progress=False)
+    assert f"step {stop_at}" in str(info.value) and str(run) in str(info.value)
+    assert not (run / "results.json").exists()
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["global_step"] == stop_at
+    assert ck["state"]["step_in_epoch"] == stop_at % STEPS_PER_EPOCH
+
+    torch.manual_seed(1234)  # resuming must not depend on the caller's RNG state
+    resumed = train_run(None, run, resume=True, progress=False)
+
+    assert resumed["test"]["metrics"] == straight["test"]["metrics"]
+    assert resumed["valid"]["metrics"] == straight["valid"]["metrics"]
+    assert (resumed["steps"], resumed["best_epoch"], resumed["epochs_run"]) == (
+        straight["steps"],
+        straight["best_epoch"],
+        straight["epochs_run"],
+    )
+    assert np.array_equal(np.load(run / "test_ranks.npy"), np.load(tmp_path / "a/test_ranks.npy"))
+    a, b = load_file(tmp_path / "a/best.safetensors"), load_file(run / "best.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ca = torch.load(tmp_path / "a/checkpoint.pt", weights_only=True)
+    cb = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(ca["model_state"][k], cb["model_state"][k]) for k in ca["model_state"])
+    # the log describes one history: the resumed validations match the uninterrupted ones
+    assert valid_events(run) == valid_events(tmp_path / "a")
+
+
+def test_crash_resumes_exactly_from_the_last_periodic_checkpoint(
+    cycle_log, config_for, tmp_path, monkeypatch
+):
+    """A hard crash (no Ctrl-C handler) loses the steps after the last periodic checkpoint only;
+    the warm-up + cosine schedule and the optimizer pick up where that checkpoint left them."""
+    cfg = config_for(
+        cycle_log, train={"checkpoint_every": 3, "schedule": "cosine", "warmup_steps": 4}
+    )
+    straight = train_run(cfg, tmp_path / "a", progress=False)
+
+    real = loop.build_objective
+
+    def crashing(objective_cfg):
+        objective = real(objective_cfg)
+        calls = [0]
+
+        def crash(model, batch):
+            calls[0] += 1
+            if calls[0] > 8:
+                raise RuntimeError("simulated crash")
+            return objective(model, batch)
+
+        return crash
+
+    run = tmp_path / "b"
+    with monkeypatch.context() as mp:
+        mp.setattr(loop, "build_objective", crashing)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train_run(cfg, run, progress=False)
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["global_step"] == 6
+    resumed = train_run(None, run, resume=True, progress=False)
+    assert resumed["test"]["metrics"] == straight["test"]["metrics"]
+    a, b = load_file(tmp_path / "a/best.safetensors"), load_file(run / "best.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert valid_events(run) == valid_events(tmp_path / "a")
