@@ -216,6 +216,13 @@ class Trainer:
             }
         )
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
+        p, f = acct["params"], acct["flops_per_interaction"]
+        bar.console.print(
+            f"{self.cfg.model.name}: {p['total']:,} parameters ({p['embedding']:,} embedding, "
+            f"{p['non_embedding']:,} other), {f['train'] / 1e6:.2f} MFLOPs per training interaction, "
+            f"{len(self.train_rows):,} training users, {self.steps_per_epoch} steps/epoch",
+            highlight=False,
+        )
         try:
             with bar:
                 while st["epoch"] < cfg.epochs:
