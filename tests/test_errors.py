@@ -25,6 +25,7 @@ def cli_error(monkeypatch, capsys):
     """cli_error(*argv) -> the single `error: ...` line `seqrec` printed before exiting with 2."""
 
     def run(*args) -> str:
+        capsys.readouterr()  # drop what set-up code (e.g. a helper training run) printed
         monkeypatch.setattr(sys, "argv", ["seqrec", *map(str, args)])
         with pytest.raises(SystemExit) as info:
             cli.main()

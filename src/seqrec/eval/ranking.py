@@ -133,8 +133,15 @@ def evaluate(
             neg = _sample_negatives(allowed, cfg.n_negatives, probs, gen)
             higher = scores.gather(1, neg) > target_score[:, None]
             ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
-    per_user = per_user_metrics(ranks, cfg.ks)
-    protocol = {
+    model.train(was_training)
+    return result_from_ranks(
+        ranks, cfg, ranking_protocol(cfg, max_len, split_protocol), time.perf_counter() - t0
+    )
+
+
+def ranking_protocol(cfg: EvalConfig, max_len: int, split_protocol: dict | None = None) -> dict:
+    """The protocol description written next to every evaluation result."""
+    return {
         **(split_protocol or {}),
         "ranking": "full"
         if cfg.sampled is None
@@ -144,12 +151,18 @@ def evaluate(
         "ties": "rank = 1 + #candidates scored strictly higher",
         "max_len": max_len,
     }
-    model.train(was_training)
+
+
+def result_from_ranks(
+    ranks: np.ndarray, cfg: EvalConfig, protocol: dict, seconds: float
+) -> EvalResult:
+    """Metrics over all users from their ranks (also used after gathering sharded ranks)."""
+    per_user = per_user_metrics(ranks, cfg.ks)
     return EvalResult(
         metrics=summarize(per_user),
         ranks=ranks,
         users=np.arange(len(ranks)),
         protocol=protocol,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         per_user=per_user,
     )

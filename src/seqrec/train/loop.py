@@ -4,6 +4,10 @@ One epoch = every training user once, in a permutation derived from (seed, epoch
 resumed from a mid-epoch checkpoint replays exactly the same batches. Validation (NDCG@10 on
 the validation targets) drives early stopping; the test split is evaluated once, on the best
 weights, at the very end.
+
+Under torchrun the same loop runs on every rank (see train/distributed.py): the global batch is
+split across ranks, the loss is rescaled so the DDP-averaged gradient equals the single-process
+one, evaluation users are sharded and their ranks gathered, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -20,17 +24,28 @@ from seqrec.data.batches import training_batch
 from seqrec.data.split import Split
 from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
-from seqrec.eval.ranking import EvalResult, evaluate
+from seqrec.eval.ranking import EvalResult, evaluate, ranking_protocol, result_from_ranks
 from seqrec.models import build_model
 from seqrec.models.sasrec import count_parameters, flops_per_interaction
 from seqrec.objectives import build_objective
 from seqrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from seqrec.train.distributed import DistContext, ObjectiveView, rank_seed
 from seqrec.train.log import RunLog, TrainProgress
 from seqrec.train.optim import build_optimizer, build_scheduler
 
 
 class TrainingInterrupted(SeqrecError):
     """Ctrl-C during training; the checkpoint was saved first."""
+
+
+class _NoLog:
+    """The metrics log of ranks other than 0: they write nothing."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def truncate_after(self, step: int) -> None:
+        pass
 
 
 def pick_device(name: str) -> torch.device:
@@ -51,13 +66,22 @@ class Trainer:
         split: Split,
         run_dir: Path,
         progress: bool = True,
+        dist: DistContext | None = None,
     ) -> None:
         self.cfg, self.store, self.split, self.run_dir = cfg, store, split, Path(run_dir)
+        self.dist = dist or DistContext()
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         self.device = pick_device(cfg.train.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
         self.model = build_model(cfg.model, store.n_items, cfg.data.max_len).to(self.device)
+        self.ddp = None
+        if self.dist.enabled:
+            self.ddp = self.dist.wrap(self.model)
+            if self.dist.rank:  # own dropout / negative-sampling stream; rank 0 keeps the seed's
+                torch.manual_seed(rank_seed(cfg.train.seed, self.dist.rank, 0))
         self.objective = build_objective(cfg.objective)
         self.opt = build_optimizer(self.model, cfg.train)
         tr = split.train
@@ -72,8 +96,11 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.train_rows) / cfg.train.batch_size))
         total = cfg.train.max_steps or self.steps_per_epoch * cfg.train.epochs
         self.sched = build_scheduler(self.opt, cfg.train, total)
-        self.log = RunLog(self.run_dir / "metrics.jsonl")
-        self.progress = progress
+        self.log = RunLog(self.run_dir / "metrics.jsonl") if self.dist.is_main else _NoLog()
+        self.progress = progress and self.dist.is_main
+        # this process's training interactions and seconds: since the last log line, and in all
+        self._since_log = [0.0, 0.0]
+        self._session = [0.0, 0.0]
         self.valid_rows = self._valid_subset()
         self.popularity = np.bincount(store.items, minlength=store.n_items + 1)
         self.state = {
@@ -101,27 +128,54 @@ class Trainer:
             "fingerprint": self.cfg.fingerprint(),
         }
 
-    def checkpoint(self) -> None:
-        save_checkpoint(
-            self.run_dir / "checkpoint.pt",
-            {
-                **self._expect(),
-                "state": dict(self.state),
-                "model_state": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-            },
-        )
+    def checkpoint(self, collective: bool = True) -> None:
+        """Save the resumable state (rank 0 writes, the other ranks wait for it).
+
+        ``collective=False`` (Ctrl-C under torchrun, when the ranks are no longer in step):
+        rank 0 writes what it has without talking to the others.
+        """
+        extra = {}
+        if self.dist.enabled:
+            extra["world_size"] = self.dist.world_size
+            if collective:  # lets a resume with the same world size continue every rank's RNG
+                extra["torch_rng_ranks"] = self.dist.all_gather_object(torch.get_rng_state())
+        if self.dist.is_main:
+            save_checkpoint(
+                self.run_dir / "checkpoint.pt",
+                {
+                    **self._expect(),
+                    "state": dict(self.state),
+                    "model_state": self.model.state_dict(),
+                    "optimizer": self.opt.state_dict(),
+                    "scheduler": self.sched.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    **extra,
+                },
+            )
+        if collective:
+            self.dist.barrier()
 
     def resume(self) -> None:
-        ck = load_checkpoint(self.run_dir / "checkpoint.pt", expect=self._expect())
+        path = self.run_dir / "checkpoint.pt"
+        ck = self.dist.on_main(lambda: load_checkpoint(path, expect=self._expect()))
         self.model.load_state_dict(ck["model_state"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["torch_rng"])
         self.state.update(ck["state"])
+        self._restore_rng(ck)
         self.log.truncate_after(self.state["global_step"])
+
+    def _restore_rng(self, ck: dict) -> None:
+        """Rank 0 continues the saved rank-0 stream (the only one a single process has); other
+        ranks continue their own when the world size is unchanged, else start a fresh stream
+        derived from (seed, rank, step): dropout masks then differ from an uninterrupted run."""
+        rank, per_rank = self.dist.rank, ck.get("torch_rng_ranks")
+        if rank == 0:
+            torch.set_rng_state(ck["torch_rng"])
+        elif per_rank is not None and ck.get("world_size") == self.dist.world_size:
+            torch.set_rng_state(per_rank[rank])
+        else:
+            torch.manual_seed(rank_seed(self.cfg.train.seed, rank, self.state["global_step"]))
 
     def accounting(self) -> dict:
         lengths = np.minimum(self.split.train.lengths(), self.cfg.data.max_len)
@@ -132,6 +186,8 @@ class Trainer:
     def evaluate_view(self, name: str, rows: np.ndarray | None = None) -> EvalResult:
         view = getattr(self.split, name)
         sel = np.arange(len(view)) if rows is None else rows
+        if self.dist.enabled:
+            return self._evaluate_sharded(name, view, sel)
         return evaluate(
             self.model,
             self.store.items,
@@ -144,6 +200,32 @@ class Trainer:
             popularity=self.popularity,
             split_protocol={**self.split.protocol, "evaluated": name},
         )
+
+    def _evaluate_sharded(self, name: str, view, sel: np.ndarray) -> EvalResult:
+        """Each rank ranks its slice of the users; every rank gets all ranks and the metrics."""
+        t0 = time.perf_counter()
+        local = self.dist.shard(sel)
+        ranks = np.empty(0, dtype=np.int64)
+        if len(local):
+            ranks = evaluate(
+                self.model,
+                self.store.items,
+                view.starts[local],
+                view.ends[local],
+                view.targets[local],
+                self.cfg.data.max_len,
+                self.cfg.eval,
+                self.device,
+                popularity=self.popularity,
+                seed=self.dist.rank,  # sampled metrics: one negative stream per rank
+            ).ranks
+        ranks = self.dist.gather_shards(ranks, len(sel))
+        protocol = ranking_protocol(
+            self.cfg.eval,
+            self.cfg.data.max_len,
+            {**self.split.protocol, "evaluated": name, "processes": self.dist.world_size},
+        )
+        return result_from_ranks(ranks, self.cfg.eval, protocol, time.perf_counter() - t0)
 
     # ----------------------------------------------------------------- training
     def _batch(self, rows: np.ndarray):
@@ -161,6 +243,70 @@ class Trainer:
         rng = np.random.default_rng([self.cfg.train.seed, epoch])
         return self.train_rows[rng.permutation(len(self.train_rows))]
 
+    def _step(self, rows: np.ndarray) -> tuple[float, int, int, float]:
+        """One optimiser step on the global batch ``rows``.
+
+        Returns (loss of the global batch, its valid targets, the targets this process
+        trained, seconds this process spent).
+        """
+        if self.dist.enabled:
+            return self._step_ddp(rows)
+        cfg = self.cfg.train
+        batch = self._batch(rows)
+        t0 = time.perf_counter()
+        loss = self.objective(self.model, batch)
+        if not torch.isfinite(loss):
+            raise SeqrecError(
+                f"loss became {loss.item()} at step {self.state['global_step']}; "
+                "lower train.lr or enable train.grad_clip"
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        dt = time.perf_counter() - t0
+        n_targets = int((batch.targets != 0).sum())
+        return loss.item(), n_targets, n_targets, dt
+
+    def _step_ddp(self, rows: np.ndarray) -> tuple[float, int, int, float]:
+        """This rank's slice of the global batch; the gradient equals the single-process one.
+
+        The objectives return means over their valid targets, and DDP averages gradients over
+        ranks, so rank r scales its mean by n_r * world / n_global: the average of the scaled
+        gradients is then the sum over all targets / n_global.
+        """
+        cfg, world = self.cfg.train, self.dist.world_size
+        local = self.dist.shard(rows)
+        placeholder = len(local) == 0  # fewer users than ranks in a (last) batch
+        batch = self._batch(rows[:1] if placeholder else local)  # DDP needs every rank to step
+        t0 = time.perf_counter()
+        loss = self.objective(ObjectiveView(self.ddp), batch)
+        n_local = 0 if placeholder else int((batch.targets != 0).sum())
+        loss_sum, n_global = self.dist.all_sum([float(loss.detach()) * n_local, n_local])
+        global_loss = loss_sum / max(n_global, 1.0)
+        if not math.isfinite(global_loss):
+            raise SeqrecError(
+                f"loss became {global_loss} at step {self.state['global_step']}; "
+                "lower train.lr or enable train.grad_clip"
+            )
+        self.opt.zero_grad(set_to_none=True)
+        (loss * (n_local * world / max(n_global, 1.0))).backward()  # all-reduces gradients
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        return global_loss, int(n_global), n_local, time.perf_counter() - t0
+
+    def _throughput(self, counts: list[float]) -> dict:
+        """Interactions/s of every process over ``counts`` = [interactions, seconds]; the total
+        is all interactions over the slowest process's time (the steps run in lock-step)."""
+        per = self.dist.all_gather_floats(counts)
+        rates = [float(n / t) if t > 0 else 0.0 for n, t in per]
+        total = float(per[:, 0].sum() / per[:, 1].max()) if per[:, 1].max() > 0 else 0.0
+        return {"interactions_per_s": total, "interactions_per_s_per_process": rates}
+
     def _train_epoch(self, bar: TrainProgress) -> bool:
         """Run the rest of the current epoch; False when max_steps stopped it early."""
         cfg, st = self.cfg.train, self.state
@@ -170,36 +316,29 @@ class Trainer:
             if cfg.max_steps is not None and st["global_step"] >= cfg.max_steps:
                 return False
             i = st["step_in_epoch"]
-            batch = self._batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
-            t0 = time.perf_counter()
-            loss = self.objective(self.model, batch)
-            if not torch.isfinite(loss):
-                raise SeqrecError(
-                    f"loss became {loss.item()} at step {st['global_step']}; "
-                    "lower train.lr or enable train.grad_clip"
-                )
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.opt.step()
-            self.sched.step()
-            dt = time.perf_counter() - t0
+            loss, n_targets, n_local, dt = self._step(
+                order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            )
             st["train_seconds"] += dt
             st["step_in_epoch"] += 1
             st["global_step"] += 1
-            n_targets = int((batch.targets != 0).sum())
-            bar.step(loss.item(), n_targets / max(dt, 1e-9))
+            for acc in (self._since_log, self._session):
+                acc[0] += n_local
+                acc[1] += dt
+            bar.step(loss, n_targets / max(dt, 1e-9))
             if st["global_step"] % 50 == 0:
-                self.log.write(
-                    {
-                        "step": st["global_step"],
-                        "epoch": st["epoch"],
-                        "loss": loss.item(),
-                        "lr": self.sched.get_last_lr()[0],
-                        "interactions_per_s": n_targets / dt,
-                    }
-                )
+                record = {
+                    "step": st["global_step"],
+                    "epoch": st["epoch"],
+                    "loss": loss,
+                    "lr": self.sched.get_last_lr()[0],
+                    "interactions_per_s": n_targets / dt,
+                }
+                if self.dist.enabled:  # averaged over the steps since the last line
+                    record.update(self._throughput(self._since_log))
+                    record["processes"] = self.dist.world_size
+                self._since_log = [0.0, 0.0]
+                self.log.write(record)
             if st["global_step"] % cfg.checkpoint_every == 0:
                 self.checkpoint()
         return True
@@ -217,12 +356,15 @@ class Trainer:
         )
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
         p, f = acct["params"], acct["flops_per_interaction"]
-        bar.console.print(
-            f"{self.cfg.model.name}: {p['total']:,} parameters ({p['embedding']:,} embedding, "
-            f"{p['non_embedding']:,} other), {f['train'] / 1e6:.2f} MFLOPs per training interaction, "
-            f"{len(self.train_rows):,} training users, {self.steps_per_epoch} steps/epoch",
-            highlight=False,
-        )
+        procs = f", {self.dist.world_size} processes" if self.dist.enabled else ""
+        if self.dist.is_main:
+            bar.console.print(
+                f"{self.cfg.model.name}: {p['total']:,} parameters ({p['embedding']:,} embedding, "
+                f"{p['non_embedding']:,} other), {f['train'] / 1e6:.2f} MFLOPs per training "
+                f"interaction, {len(self.train_rows):,} training users, "
+                f"{self.steps_per_epoch} steps/epoch{procs}",
+                highlight=False,
+            )
         try:
             with bar:
                 while st["epoch"] < cfg.epochs:
@@ -238,13 +380,21 @@ class Trainer:
                     st["step_in_epoch"] = 0
                     self.checkpoint()
         except KeyboardInterrupt:
-            self.checkpoint()
+            self.checkpoint(collective=not self.dist.enabled)
             raise TrainingInterrupted(
                 f"interrupted at step {st['global_step']}; checkpoint saved in {self.run_dir}, "
                 f"continue with: seqrec train --resume {self.run_dir}"
             ) from None
         self.checkpoint()
-        return self.finish(acct)
+        throughput = {"processes": self.dist.world_size, **self._throughput(self._session)}
+        if self.dist.enabled and self.dist.is_main:
+            rates = ", ".join(f"{r:,.0f}" for r in throughput["interactions_per_s_per_process"])
+            bar.console.print(
+                f"training throughput {throughput['interactions_per_s']:,.0f} interactions/s "
+                f"({rates} per process)",
+                highlight=False,
+            )
+        return {**self.finish(acct), "throughput": throughput}
 
     def _validate(self, epoch_seconds: float, bar: TrainProgress) -> bool:
         """Evaluate on validation, keep the best weights; True when patience ran out."""
@@ -254,11 +404,12 @@ class Trainer:
         improved = ndcg > st["best"]
         if improved:
             st.update(best=ndcg, best_epoch=st["epoch"], bad_evals=0)
-            save_weights(
-                self.run_dir / "best.safetensors",
-                self.model,
-                {"model": self.cfg.model.name, "n_items": str(self.store.n_items)},
-            )
+            if self.dist.is_main:
+                save_weights(
+                    self.run_dir / "best.safetensors",
+                    self.model,
+                    {"model": self.cfg.model.name, "n_items": str(self.store.n_items)},
+                )
         else:
             st["bad_evals"] += 1
         self.log.write(
@@ -275,15 +426,21 @@ class Trainer:
                 },
             }
         )
-        bar.report(st["epoch"], ndcg, res.metrics["HR@10"], st["best"], improved)
+        if self.dist.is_main:
+            bar.report(st["epoch"], ndcg, res.metrics["HR@10"], st["best"], improved)
         return st["bad_evals"] >= self.cfg.train.patience
 
     def finish(self, acct: dict) -> dict:
         """Reload the best weights and evaluate the test split exactly once."""
         best_path = self.run_dir / "best.safetensors"
-        if not best_path.is_file():  # no validation happened (e.g. max_steps before an epoch end)
-            save_weights(best_path, self.model, {"model": self.cfg.model.name})
-        load_weights(best_path, self.model)
+
+        def load_best() -> None:
+            if not best_path.is_file():  # no validation happened (e.g. max_steps early)
+                save_weights(best_path, self.model, {"model": self.cfg.model.name})
+            load_weights(best_path, self.model)
+
+        self.dist.on_main(load_best)  # rank 0 reads the file ...
+        self.dist.broadcast_module(self.model)  # ... and hands the weights to the others
         valid = self.evaluate_view("valid")
         test = self.evaluate_view("test")
         return {

@@ -10,6 +10,10 @@ runs/<name>/
   test_ranks.npy       per-user test ranks (for confidence intervals and paired tests)
 
 A finished run (results.json present) is never overwritten silently.
+
+Under torchrun (WORLD_SIZE > 1) every rank runs `train_run`; only rank 0 checks, reads and
+writes the folder, and the others receive the config and checkpoint from it
+(see train/distributed.py and docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from seqrec.config import RunConfig, build_config
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
 from seqrec.train.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+from seqrec.train.distributed import DistContext
 from seqrec.train.loop import Trainer
 
 
@@ -85,29 +90,54 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
-    run_dir = Path(run_dir)
+    """Train (or resume) a run in ``run_dir``; multi-process when launched by torchrun.
+
+    Every rank returns the same results dict (the test ranks are gathered on all ranks).
+    """
+    dist = DistContext.from_env()
+    try:
+        return _train_run(dist, cfg, Path(run_dir), resume, overwrite, progress)
+    finally:
+        dist.close()
+
+
+def _train_run(
+    dist: DistContext,
+    cfg: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+) -> dict:
+    main = dist.is_main
     if resume:
-        prepare_run_dir(run_dir, True, False)
-        saved = load_run_config(run_dir)
-        cfg = saved
+
+        def saved_config() -> RunConfig:
+            prepare_run_dir(run_dir, True, False)
+            return load_run_config(run_dir)
+
+        cfg = dist.on_main(saved_config)
     else:
-        prepare_run_dir(run_dir, False, overwrite, create=False)  # refuse before any work
-    store, split = prepare(cfg.data)
+        # refuse before any work
+        dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, create=False))
+    store, split = dist.local_first(lambda: prepare(cfg.data))
     if not resume:
         # the folder is made only once the data loaded, so a bad path or setting leaves no
         # half-made "unfinished run" behind that would block the corrected command
-        prepare_run_dir(run_dir, False, overwrite)
-    trainer = Trainer(cfg, store, split, run_dir, progress=progress)
+        dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite))
+    trainer = Trainer(cfg, store, split, run_dir, progress=progress, dist=dist)
     if resume:
         trainer.resume()
-    else:
+    elif main:
         atomic_write_text(
             run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )
-    atomic_write_bytes(run_dir / "item_ids.npy", _npy_bytes(np.asarray(store.item_ids).astype(str)))
+    if main:
+        atomic_write_bytes(
+            run_dir / "item_ids.npy", _npy_bytes(np.asarray(store.item_ids).astype(str))
+        )
     results = trainer.fit()
     ranks = results.pop("_test_ranks")
-    atomic_write_bytes(run_dir / "test_ranks.npy", _npy_bytes(ranks))
     results.update(
         {
             "dataset": {"name": cfg.data.dataset, **store.stats()},
@@ -116,7 +146,10 @@ def train_run(
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     )
-    atomic_write_json(run_dir / "results.json", results)
+    if main:
+        atomic_write_bytes(run_dir / "test_ranks.npy", _npy_bytes(ranks))
+        atomic_write_json(run_dir / "results.json", results)
+    dist.barrier()  # no rank reports success before the run folder is complete
     return results
 
 
