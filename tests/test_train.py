@@ -249,3 +249,41 @@ def test_crash_resumes_exactly_from_the_last_periodic_checkpoint(
     a, b = load_file(tmp_path / "a/best.safetensors"), load_file(run / "best.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert valid_events(run) == valid_events(tmp_path / "a")
+
+
+def test_random_windows_cover_long_histories_and_are_reproducible(tmp_path):
+    import numpy as np
+
+    from seqrec.data.split import leave_one_out
+    from seqrec.data.store import SequenceStore
+    from seqrec.train.loop import Trainer
+
+    lens = np.array([40, 5, 12])
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    store = SequenceStore(
+        offsets=offsets,
+        items=(np.arange(lens.sum()) % 30 + 1).astype(np.int32),
+        timestamps=None,
+        n_items=30,
+        user_ids=np.array(["a", "b", "c"]),
+        item_ids=np.array(["<pad>", *map(str, range(1, 31))]),
+        name="t",
+    )
+    split = leave_one_out(store)
+    from seqrec.config import load_config
+
+    cfg = load_config(None, ["data.max_len=4", "model.hidden=8", "train.window=random"])
+    t = Trainer(cfg, store, split, tmp_path / "run", progress=False)
+    tr = split.train
+    seen_ends = {int(t._window_ends(e)[0]) for e in range(30)}
+    assert len(seen_ends) > 5  # the long user's window moves across epochs
+    for e in range(5):
+        ends = t._window_ends(e)
+        assert ((ends - tr.starts) >= np.minimum(tr.ends - tr.starts, 5)).all() and (
+            ends <= tr.ends
+        ).all()
+    assert (
+        t._window_ends(3)
+        == Trainer(cfg, store, split, tmp_path / "r2", progress=False)._window_ends(3)
+    ).all()
+    assert t._window_ends(7)[1] == tr.ends[1]  # short users always use their whole sequence

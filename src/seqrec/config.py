@@ -90,6 +90,9 @@ class TrainConfig(_Strict):
     eval_every: int = Field(1, ge=1)
     """Validate every this many epochs."""
     max_steps: int | None = None
+    window: Literal["last", "random"] = "last"
+    """Which max_len + 1 items of a long training sequence an epoch uses: the most recent ones
+    (SASRec) or a random window per user and epoch, so long histories are fully used over epochs."""
     seed: int = 42
     device: str = "auto"
     threads: int | None = None

@@ -96,6 +96,7 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.train_rows) / cfg.train.batch_size))
         total = cfg.train.max_steps or self.steps_per_epoch * cfg.train.epochs
         self.sched = build_scheduler(self.opt, cfg.train, total)
+        self._ends_epoch, self._ends = -1, None
         self.log = RunLog(self.run_dir / "metrics.jsonl") if self.dist.is_main else _NoLog()
         self.progress = progress and self.dist.is_main
         # this process's training interactions and seconds: since the last log line, and in all
@@ -228,14 +229,31 @@ class Trainer:
         return result_from_ranks(ranks, self.cfg.eval, protocol, time.perf_counter() - t0)
 
     # ----------------------------------------------------------------- training
+    def _window_ends(self, epoch: int) -> np.ndarray:
+        """End of each training row's window this epoch (``train.window``).
+
+        ``random`` draws, per user and epoch from (seed, epoch), where a max_len + 1 window ends
+        inside a longer training sequence, so a resumed run sees the same windows.
+        """
+        tr = self.split.train
+        if self.cfg.train.window == "last":
+            return tr.ends
+        if self._ends_epoch != epoch:
+            slack = np.maximum((tr.ends - tr.starts) - (self.cfg.data.max_len + 1), 0)
+            rng = np.random.default_rng([self.cfg.train.seed, epoch, 1])
+            self._ends = tr.ends - np.floor(rng.random(len(slack)) * (slack + 1)).astype(np.int64)
+            self._ends_epoch = epoch
+        return self._ends
+
     def _batch(self, rows: np.ndarray):
         tr = self.split.train
+        ends = self._window_ends(self.state["epoch"])
         return training_batch(
             self.store.items,
             None,
             tr.users[rows],
             tr.starts[rows],
-            tr.ends[rows],
+            ends[rows],
             self.cfg.data.max_len,
         ).to(self.device)
 
