@@ -52,8 +52,9 @@ def test_causal_model_never_sees_the_future():
     assert not torch.allclose(a[0, 4:6], b[0, 4:6])
 
 
-def test_padding_and_trimming_do_not_change_outputs():
-    m = _model()
+@pytest.mark.parametrize("positions", ["from_start", "from_end"])
+def test_padding_and_trimming_do_not_change_outputs(positions):
+    m = _model(positions=positions)
     from seqrec.data.batches import SeqBatch
 
     short = torch.tensor([[4, 5, 6]])
@@ -64,11 +65,12 @@ def test_padding_and_trimming_do_not_change_outputs():
     torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("positions", ["from_start", "from_end"])
 @pytest.mark.parametrize("norm", ["pre", "post"])
-def test_fast_paths_match_reference(norm):
+def test_fast_paths_match_reference(norm, positions):
     from seqrec.data.batches import SeqBatch
 
-    m = _model(norm=norm)
+    m = _model(norm=norm, positions=positions)
     items = torch.tensor(
         [[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 4, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]]
     )

@@ -298,6 +298,53 @@ def serve(
 
 
 @app.command()
+def apen(
+    dataset: Annotated[str, typer.Argument(help="Catalogue name or path.")],
+    set_: Overrides = None,
+    m: Annotated[int, typer.Option("--m", help="Template length m.")] = 2,
+    r: Annotated[
+        float, typer.Option("--r", help="Tolerance on item ids; any r < 1 is an exact match.")
+    ] = 0.0,
+    last_n: Annotated[
+        int, typer.Option("--last-n", help="Last items per user (0 = whole sequence).")
+    ] = 50,
+    absolute: Annotated[
+        bool, typer.Option("--absolute", help="|ApEn| per user, as the [PL] script does.")
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summary here (JSON).")
+    ] = None,
+) -> None:
+    """Approximate Entropy of users' item sequences (Performance Law data term), averaged."""
+    import json
+
+    from seqrec.scaling.apen import dataset_apen
+
+    res = dataset_apen(dataset, set_, m=m, r=r, last_n=last_n, absolute=absolute)
+    summary = res.summary()
+    table = Table(title=f"ApEn of {dataset} (m={m}, r={r:g}, last_n={last_n or 'all'})")
+    for col in ("dataset", "users used", "skipped", "mean ApEn", "std", "params", "seconds"):
+        table.add_column(col, justify="left" if col in ("dataset", "params") else "right")
+    params = ", ".join(f"{k}={v}" for k, v in summary["params"].items())
+    table.add_row(
+        dataset,
+        f"{res.n_users:,}",
+        f"{res.n_skipped:,}",
+        f"{res.mean:.6f}",
+        f"{res.std:.6f}",
+        params,
+        f"{res.seconds:.2f}",
+    )
+    _print_table(table)
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as err:
+            raise SeqrecError(f"cannot write {json_out}: {err.strerror}") from None
+        out.print(f"summary written to {json_out}")
+
+
+@app.command()
 def presets() -> None:
     """List the YAML presets in configs/."""
     from seqrec.config import list_presets

@@ -58,6 +58,11 @@ class ModelConfig(_Strict):
     norm: Literal["pre", "post"] = "pre"
     scale_embeddings: bool = True
     """Multiply item embeddings by sqrt(hidden) before adding positions (official SASRec code)."""
+    positions: Literal["from_start", "from_end"] = "from_start"
+    """Position index of a slot: counted from the oldest item of the window (a query knows only
+    how many items precede it, the same at training and inference), or back from the most
+    recent one (the official code's fixed left-padded window, where a training query's index
+    also says how many window items follow it)."""
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:

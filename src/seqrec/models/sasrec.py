@@ -8,8 +8,12 @@ the output layer. Choices the paper leaves open are explicit options and recorde
 * ``norm="pre"`` (default) is the paper's g(x) = x + Dropout(g(LN(x))) with a final LayerNorm;
   ``"post"`` is the BERT-style layout. The official TF code's query-only LN is not reproduced
   (see METHODS.md 1.4); both standard layouts train at least as well.
-* Positions count back from the most recent item. With a fixed left-padded window this is the
-  official code's convention, and it makes trimmed batches give identical outputs.
+* ``positions="from_start"`` (default) indexes slots from the oldest item of the window, so a
+  query's position says only how many items precede it, the same in training and at inference.
+  ``"from_end"`` counts back from the most recent item, which is the official code's fixed
+  left-padded window; there a training query's index also reveals how many window items
+  follow it, and on ML-1M it trained to a lower NDCG (benchmarks/RESULTS.md). Both are exact
+  under right padding and trimmed batches.
 * ``scale_embeddings`` multiplies item vectors by sqrt(d) before adding positions, as the
   official code does.
 
@@ -151,10 +155,11 @@ class SASRec(nn.Module):
         """Item + position embeddings of right-padded rows, and each row's true length."""
         valid = items != 0
         lengths = valid.sum(1)
-        # distance from the most recent item: n-1 ... 0 on real slots (PAD slots clamp to 0)
-        pos = (lengths[:, None] - 1 - torch.arange(items.shape[1], device=items.device)).clamp_(
-            min=0
-        )
+        slots = torch.arange(items.shape[1], device=items.device)
+        if self.cfg.positions == "from_start":
+            pos = slots.expand_as(items)
+        else:  # distance from the most recent item: n-1 ... 0 (PAD slots clamp to 0)
+            pos = (lengths[:, None] - 1 - slots).clamp_(min=0)
         x = self.item_emb(items) * self.emb_scale + self.pos_emb(pos)
         x = self.emb_dropout(x)
         return x * valid.unsqueeze(-1).to(x.dtype), lengths
