@@ -73,19 +73,9 @@ def main() -> None:
             data = Path(tmp) / f"seq_{per_user}.txt"
             if not data.exists():
                 make_data(data, 2000, per_user)
-            res = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    CHILD,
-                    str(data),
-                    str(max_len),
-                    f"{tmp}/o{per_user}_{max_len}",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            args = [sys.executable, "-c", CHILD, str(data), str(max_len), f"{tmp}/o{per_user}"]
+            subprocess.run([*args, "1"], capture_output=True, text=True, check=True)
+            res = subprocess.run([*args, "0"], capture_output=True, text=True, check=True)
             r = json.loads(res.stdout.strip().splitlines()[-1])
             key = f"{per_user} per user, max_len {max_len}"
             rows[key] = {

@@ -33,6 +33,7 @@ import yaml
 
 from seqrec import __version__
 from seqrec.errors import SeqrecError
+from seqrec.fsutil import swap_dir
 
 FORMAT = "seqrec-package"
 FORMAT_VERSION = 1
@@ -218,13 +219,7 @@ def export_package(
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=float) + "\n")
         for p in tmp.iterdir():
             p.chmod(0o644)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "package")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        swap_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest

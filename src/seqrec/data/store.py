@@ -26,6 +26,7 @@ from seqrec.data.catalog import cache_root, resolve, sha256_file, with_catalog_d
 from seqrec.data.ingest import detect_format, read_interactions
 from seqrec.data.preprocess import preprocess
 from seqrec.errors import SeqrecError
+from seqrec.fsutil import swap_dir
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +140,7 @@ class SequenceStore:
                 "meta": self.meta,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.replace(target, old / "store")
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            swap_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
