@@ -41,6 +41,11 @@ def main() -> None:
     ap.add_argument(
         "--retrain", action="store_true", help="train again even if the run is finished"
     )
+    ap.add_argument(
+        "--unfinished-ok",
+        action="store_true",
+        help="a run stopped early (Ctrl-C, time budget): evaluate its best-on-validation weights",
+    )
     args = ap.parse_args()
     data_dir()
     run_dir = args.run_dir or ROOT / "runs" / args.preset
@@ -49,11 +54,20 @@ def main() -> None:
         + " ".join(f"-o {o}" for o in args.set)
         + f" --out {run_dir}"
     )
-    if args.retrain or not (run_dir / "results.json").is_file():
-        cfg = load_config(args.preset, args.set)
-        train_run(cfg, run_dir, overwrite=args.retrain)
-    res = json.loads((run_dir / "results.json").read_text())
-    ranks = np.load(run_dir / "test_ranks.npy")
+    notes = ""
+    if args.unfinished_ok and not (run_dir / "results.json").is_file():
+        res, ranks = unfinished_results(run_dir)
+        notes = (
+            f"training was stopped (Ctrl-C, session time budget) after epoch "
+            f"{res['epochs_run'] - 1}, not by early stopping; metrics are from the "
+            f"best-on-validation weights (epoch {res['best_epoch']}), test evaluated once"
+        )
+    else:
+        if args.retrain or not (run_dir / "results.json").is_file():
+            cfg = load_config(args.preset, args.set)
+            train_run(cfg, run_dir, overwrite=args.retrain)
+        res = json.loads((run_dir / "results.json").read_text())
+        ranks = np.load(run_dir / "test_ranks.npy")
     per_user = per_user_metrics(ranks, [5, 10, 20])
     metrics = {f"test/{k}": res["test"]["metrics"][k] for k in KEYS}
     metrics.update(
@@ -76,14 +90,45 @@ def main() -> None:
     write_result(
         args.name,
         metrics,
+        notes=notes,
         dataset=f"{res['dataset']['name']} "
         f"({res['dataset']['users']:,} users, {res['dataset']['items']:,} items, "
         f"{res['dataset']['interactions']:,} interactions)",
         protocol=protocol,
         command=f"{train_cmd}  &&  python benchmarks/quality.py --preset {args.preset} --name {args.name}"
-        + (f" --sampled {args.sampled}" if args.sampled else ""),
+        + (f" --sampled {args.sampled}" if args.sampled else "")
+        + (" --unfinished-ok" if notes else ""),
         extra={"config": res["config"], "train_machine": res.get("machine")},
     )
+
+
+def unfinished_results(run_dir: Path) -> tuple[dict, np.ndarray]:
+    """A results.json-shaped summary of a run that never reached its end-of-training test."""
+    import yaml
+
+    from seqrec.data import prepare
+    from seqrec.train.run import load_run_config
+
+    cfg = load_run_config(run_dir)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in lines if line.strip()]
+    valid_events = [r for r in log if r.get("event") == "valid"]
+    best = max(valid_events, key=lambda r: r["valid/NDCG@10"])
+    start = next(r for r in log if r.get("event") == "start")
+    valid = evaluate_run(run_dir, "valid")
+    test = evaluate_run(run_dir, "test")
+    store, _ = prepare(cfg.data)
+    summary = {
+        "best_epoch": best["epoch"],
+        "epochs_run": valid_events[-1]["epoch"] + 1,
+        "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in valid_events),
+        "params": start["params"],
+        "valid": valid.to_json(),
+        "test": test.to_json(),
+        "dataset": {"name": cfg.data.dataset, **store.stats()},
+        "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
+    }
+    return summary, test.ranks
 
 
 if __name__ == "__main__":
