@@ -39,7 +39,7 @@ def section(rec: dict) -> str:
     if rec.get("notes"):
         lines.append(f"- notes: {rec['notes']}")
     lines += ["", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in rec["metrics"].items()]
+    lines += [f"| {k.replace('|', '&#124;')} | {fmt(v)} |" for k, v in rec["metrics"].items()]
     return "\n".join(lines) + "\n"
 
 
