@@ -287,3 +287,34 @@ def test_random_windows_cover_long_histories_and_are_reproducible(tmp_path):
         == Trainer(cfg, store, split, tmp_path / "r2", progress=False)._window_ends(3)
     ).all()
     assert t._window_ends(7)[1] == tr.ends[1]  # short users always use their whole sequence
+
+
+def test_sigterm_checkpoints_and_resumes_like_ctrl_c(cycle_log, config_for, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    cfg = config_for(cycle_log)
+    straight = train_run(cfg, tmp_path / "a", progress=False)
+    real = loop.build_objective
+
+    def build(c):
+        objective = real(c)
+        calls = [0]
+
+        def terminated(model, batch):
+            if calls[0] == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a scheduler sends
+            calls[0] += 1
+            return objective(model, batch)
+
+        return terminated
+
+    run = tmp_path / "b"
+    with monkeypatch.context() as mp:
+        mp.setattr(loop, "build_objective", build)
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            train_run(cfg, run, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["state"]["global_step"] == 3
+    resumed = train_run(None, run, resume=True, progress=False)
+    assert resumed["test"]["metrics"] == straight["test"]["metrics"]

@@ -12,8 +12,12 @@ one, evaluation users are sharded and their ranks gathered, and only rank 0 writ
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,27 @@ from seqrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoi
 from seqrec.train.distributed import DistContext, ObjectiveView, rank_seed
 from seqrec.train.log import RunLog, TrainProgress
 from seqrec.train.optim import build_optimizer, build_scheduler
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``kill``, SLURM pre-emption) like Ctrl-C while training.
+
+    Background jobs ignore SIGINT, so without this a stopped job would lose every step since the
+    last epoch-end checkpoint. Only the main thread may install handlers; elsewhere it is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class TrainingInterrupted(SeqrecError):
@@ -384,7 +409,7 @@ class Trainer:
                 highlight=False,
             )
         try:
-            with bar:
+            with bar, sigterm_as_interrupt():
                 while st["epoch"] < cfg.epochs:
                     bar.new_epoch(st["epoch"], st["step_in_epoch"])
                     t_epoch = time.perf_counter()
