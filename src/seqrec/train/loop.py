@@ -39,13 +39,15 @@ from seqrec.train.optim import build_optimizer, build_scheduler
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (``kill``, SLURM pre-emption) like Ctrl-C while training.
+def sigterm_as_interrupt(enabled: bool = True) -> Iterator[None]:
+    """Treat SIGTERM (``kill``, SLURM pre-emption) like Ctrl-C while training one process.
 
     Background jobs ignore SIGINT, so without this a stopped job would lose every step since the
-    last epoch-end checkpoint. Only the main thread may install handlers; elsewhere it is a no-op.
+    last epoch-end checkpoint. Not under DDP: torchrun sends SIGTERM to the survivors when a rank
+    dies, and a checkpoint written then would not hold every rank's state. Only the main thread
+    may install handlers; elsewhere it is a no-op.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -409,7 +411,7 @@ class Trainer:
                 highlight=False,
             )
         try:
-            with bar, sigterm_as_interrupt():
+            with bar, sigterm_as_interrupt(enabled=not self.dist.enabled):
                 while st["epoch"] < cfg.epochs:
                     bar.new_epoch(st["epoch"], st["step_in_epoch"])
                     t_epoch = time.perf_counter()
