@@ -50,8 +50,12 @@ def record_losses(monkeypatch) -> list[float]:
     return losses
 
 
-def interrupt_after(monkeypatch, n_steps: int) -> None:
-    """Simulate Ctrl-C: the objective raises KeyboardInterrupt on step ``n_steps`` (0-based)."""
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_after(monkeypatch, n_steps: int, interrupt=_ctrl_c) -> None:
+    """Simulate Ctrl-C (or ``interrupt``) inside the objective on step ``n_steps`` (0-based)."""
     real = loop.build_objective
 
     def build(cfg):
@@ -60,7 +64,7 @@ def interrupt_after(monkeypatch, n_steps: int) -> None:
 
         def interrupted(model, batch):
             if calls[0] == n_steps:
-                raise KeyboardInterrupt
+                interrupt()
             calls[0] += 1
             return objective(model, batch)
 
@@ -295,23 +299,10 @@ def test_sigterm_checkpoints_and_resumes_like_ctrl_c(cycle_log, config_for, tmp_
 
     cfg = config_for(cycle_log)
     straight = train_run(cfg, tmp_path / "a", progress=False)
-    real = loop.build_objective
-
-    def build(c):
-        objective = real(c)
-        calls = [0]
-
-        def terminated(model, batch):
-            if calls[0] == 3:
-                os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a scheduler sends
-            calls[0] += 1
-            return objective(model, batch)
-
-        return terminated
-
     run = tmp_path / "b"
     with monkeypatch.context() as mp:
-        mp.setattr(loop, "build_objective", build)
+        # what `kill` or a scheduler sends
+        interrupt_after(mp, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
         with pytest.raises(TrainingInterrupted, match="--resume"):
             train_run(cfg, run, progress=False)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
