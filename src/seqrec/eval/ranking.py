@@ -124,15 +124,13 @@ def evaluate(
         tgt = torch.as_tensor(targets[pos], dtype=torch.int64, device=device)
         rows = torch.arange(len(pos), device=device)
         target_score = scores[rows, tgt]
+        allowed[rows, tgt] = False  # the target is ranked by its score, never a competitor
         if cfg.sampled is None:
-            allowed[rows, tgt] = False
             higher = (scores > target_score[:, None]) & allowed
-            ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
         else:
-            allowed[rows, tgt] = False
             neg = _sample_negatives(allowed, cfg.n_negatives, probs, gen)
             higher = scores.gather(1, neg) > target_score[:, None]
-            ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
+        ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
     model.train(was_training)
     return result_from_ranks(
         ranks, cfg, ranking_protocol(cfg, max_len, split_protocol), time.perf_counter() - t0

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -215,12 +215,8 @@ def apen_csr(
 def apen_store(store, **params) -> ApEnResult:
     """ApEn of a `SequenceStore`'s full chronological sequences (internal ids 1..N)."""
     res = apen_csr(store.offsets, store.items, **params)
-    return ApEnResult(
-        values=res.values,
-        users=res.users,
-        n_skipped=res.n_skipped,
-        params=res.params,
-        seconds=res.seconds,
+    return replace(
+        res,
         dataset=store.name,
         extra={"ids": "seqrec internal ids (1..N)", "sequences": "full (all splits)"},
     )
@@ -243,12 +239,8 @@ def dataset_apen(
     cfg = load_config(None, [f"data.dataset={dataset}", *(overrides or [])]).data
     store, _ = prepare(cfg)
     res = apen_store(store, m=m, r=r, last_n=last_n, absolute=absolute)
-    return ApEnResult(
-        values=res.values,
-        users=res.users,
-        n_skipped=res.n_skipped,
-        params=res.params,
-        seconds=res.seconds,
+    return replace(
+        res,
         dataset=dataset,
         extra={**res.extra, "n_items": int(store.n_items), "n_users_total": store.n_users},
     )
