@@ -12,8 +12,8 @@ the output layer. Choices the paper leaves open are explicit options and recorde
   query's position says only how many items precede it, the same in training and at inference.
   ``"from_end"`` counts back from the most recent item, which is the official code's fixed
   left-padded window; there a training query's index also reveals how many window items
-  follow it, and on ML-1M it trained to a lower NDCG (benchmarks/RESULTS.md). Both are exact
-  under right padding and trimmed batches.
+  follow it. Whether either trains better is not measured yet (early ML-1M validation curves
+  were close). Both are exact under right padding and trimmed batches.
 * ``scale_embeddings`` multiplies item vectors by sqrt(d) before adding positions, as the
   official code does.
 
