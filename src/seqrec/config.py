@@ -45,8 +45,13 @@ class DataConfig(_Strict):
     cache_dir: str | None = None
 
 
+MODEL_NAMES = ("sasrec", "bert4rec", "gru4rec", "hstu", "llama", "gpt", "cl4srec", "laclrec")
+
+
 class ModelConfig(_Strict):
-    name: Literal["sasrec"] = "sasrec"
+    name: Literal[MODEL_NAMES] = "sasrec"  # type: ignore[valid-type]
+    """Model family (``seqrec models`` lists them); options below that a family does not use
+    are ignored by it."""
     hidden: int = Field(64, ge=1)
     layers: int = Field(2, ge=1)
     heads: int = Field(1, ge=1)

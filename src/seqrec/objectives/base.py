@@ -16,6 +16,23 @@ Objective = Callable[[nn.Module, SeqBatch], torch.Tensor]
 
 
 def build_objective(cfg: ObjectiveConfig) -> Objective:
+    """The recommendation loss plus, when the model defines one, its ``auxiliary_loss(batch)``.
+
+    Auxiliary terms (contrastive losses, an augmenter's own training signal) live with the
+    model that owns their parameters, so they compose with any recommendation loss and the
+    trainer stays one loop.
+    """
+    main = _main_objective(cfg)
+
+    def objective(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+        loss = main(model, batch)
+        aux = getattr(model, "auxiliary_loss", None)
+        return loss if aux is None else loss + aux(batch)
+
+    return objective
+
+
+def _main_objective(cfg: ObjectiveConfig) -> Objective:
     if cfg.name == "ce":
 
         def ce(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
