@@ -34,6 +34,13 @@ def section(rec: dict) -> str:
         + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
         f"- date: {rec['date']}, commit {rec.get('commit')}",
     ]
+    trained = rec.get("train_machine") or {}
+    if trained.get("cuda"):
+        lines.insert(
+            -1,
+            f"- trained on: GPU {trained['cuda']}, torch {trained['torch']} "
+            "(benchmarks/gpu/run_jobs.py; metrics read back on the machine above)",
+        )
     protocol = rec["protocol"]
     lines.append(f"- protocol: {json.dumps(protocol) if isinstance(protocol, dict) else protocol}")
     if rec.get("notes"):

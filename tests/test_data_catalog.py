@@ -157,6 +157,8 @@ def test_catalog_defaults_only_fill_untouched_fields():
     )
     assert round_trip == cfg
     assert with_catalog_defaults(DataConfig(dataset="some/file.txt")).min_item_count == 0
+    raw = with_catalog_defaults(DataConfig(dataset="ml-1m", catalog_defaults=False))
+    assert (raw.min_user_count, raw.min_item_count, raw.kcore) == (0, 0, "iterative")
 
 
 def test_prepare_applies_catalog_preprocessing(tmp_path, monkeypatch):

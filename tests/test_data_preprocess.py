@@ -6,7 +6,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-import seqrec.data.store as store_mod
 from seqrec.config import DataConfig
 from seqrec.data.preprocess import dedupe, kcore, preprocess
 from seqrec.data.store import SequenceStore, build_store
@@ -149,7 +148,7 @@ def test_build_store_cache_hit_skips_parsing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("parsed again")
 
-    monkeypatch.setattr(store_mod, "read_interactions", boom)
+    monkeypatch.setattr("seqrec.data.ingest.read_interactions", boom)  # imported lazily
     second = build_store(cfg)
     assert isinstance(second.items, np.memmap)
     np.testing.assert_array_equal(second.items, first.items)

@@ -37,8 +37,9 @@ def test_flat_slices():
     assert flat.tolist() == [2, 3, 7, 8, 9]
 
 
-def test_causal_model_never_sees_the_future():
-    m = _model()
+@pytest.mark.parametrize("norm", ["pre", "official"])
+def test_causal_model_never_sees_the_future(norm):
+    m = _model(norm=norm)
     x = torch.tensor([[3, 4, 5, 6, 7, 8, 0, 0]])
     y = x.clone()
     y[0, 4] = 20
@@ -66,11 +67,18 @@ def test_padding_and_trimming_do_not_change_outputs(positions):
 
 
 @pytest.mark.parametrize("positions", ["from_start", "from_end"])
-@pytest.mark.parametrize("norm", ["pre", "post"])
-def test_fast_paths_match_reference(norm, positions):
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"norm": "pre"},
+        {"norm": "post"},
+        {"norm": "official", "attn_out_proj": True, "init": "normal", "ln_eps": 1e-8},
+    ],
+)
+def test_fast_paths_match_reference(variant, positions):
     from seqrec.data.batches import SeqBatch
 
-    m = _model(norm=norm, positions=positions)
+    m = _model(positions=positions, **variant)
     items = torch.tensor(
         [[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 4, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]]
     )

@@ -171,6 +171,14 @@ def test_max_steps_stops_mid_epoch_and_still_evaluates(cycle_log, config_for, tm
     assert (tmp_path / "run" / "results.json").is_file()
 
 
+def test_time_budget_stops_after_a_validation_and_tests_the_best(cycle_log, config_for, tmp_path):
+    cfg = config_for(cycle_log, train={"epochs": 50, "time_budget_s": 1e-6})
+    res = train_run(cfg, tmp_path / "run", progress=False)
+    assert res["stopped_by"] == "time_budget"
+    assert [e[0] for e in valid_events(tmp_path / "run")] == [0]  # one epoch, then stop
+    assert res["test"]["metrics"]["NDCG@10"] >= 0
+
+
 @pytest.mark.parametrize(
     ("objective", "stop_at"),
     [
@@ -309,3 +317,12 @@ def test_sigterm_checkpoints_and_resumes_like_ctrl_c(cycle_log, config_for, tmp_
     assert torch.load(run / "checkpoint.pt", weights_only=True)["state"]["global_step"] == 3
     resumed = train_run(None, run, resume=True, progress=False)
     assert resumed["test"]["metrics"] == straight["test"]["metrics"]
+
+
+def test_fingerprint_hashes_only_non_default_values():
+    from seqrec.config import RunConfig
+
+    base = RunConfig()
+    explicit = RunConfig.model_validate({"train": {"epochs": 200, "betas": [0.9, 0.98]}})
+    assert base.fingerprint() == explicit.fingerprint()  # defaults spelled out change nothing
+    assert base.fingerprint() != RunConfig.model_validate({"train": {"epochs": 3}}).fingerprint()

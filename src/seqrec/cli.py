@@ -114,6 +114,10 @@ def data_stats(
 def train(
     config: Preset = None,
     set_: Overrides = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model family, short for -o model.name=NAME (`seqrec models`)."),
+    ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Run folder (default runs/<preset>).")
     ] = None,
@@ -129,16 +133,18 @@ def train(
     from seqrec.train.run import train_run
 
     if resume is not None:
-        if config or set_ or out_dir or overwrite:
+        if config or set_ or model or out_dir or overwrite:
             raise SeqrecError(
                 "--resume continues a run with the config saved in its folder; "
-                "drop -c/--set/--out/--overwrite (or start a new run without --resume)"
+                "drop -c/--set/--model/--out/--overwrite (or start a new run without --resume)"
             )
         run_dir = resume
         cfg = None
     else:
-        cfg = load_config(config, set_ or [])
-        name = Path(config).stem if config else f"{cfg.model.name}-{Path(cfg.data.dataset).stem}"
+        cfg = load_config(config, [*(set_ or []), *([f"model.name={model}"] if model else [])])
+        # --model names the run after the model it trains, not after the preset it borrows
+        by_model = f"{cfg.model.name}-{Path(cfg.data.dataset).stem}"
+        name = Path(config).stem if config and not model else by_model
         run_dir = out_dir or Path("runs") / name
     from seqrec.train.distributed import is_main_process
 
@@ -342,6 +348,187 @@ def apen(
         except OSError as err:
             raise SeqrecError(f"cannot write {json_out}: {err.strerror}") from None
         out.print(f"summary written to {json_out}")
+
+
+@app.command()
+def models(
+    config: Preset = None,
+    set_: Overrides = None,
+    n_items: Annotated[
+        int, typer.Option(help="Catalogue size (ML-1M after filtering: 3416).")
+    ] = 3416,
+    max_len: Annotated[
+        int | None, typer.Option(help="Window length (default: the config's data.max_len).")
+    ] = None,
+) -> None:
+    """List every registered model with its parameter and FLOP counts for one config.
+
+    Each model is built from the preset + overrides with only model.name changed, on torch's
+    meta device (no memory is allocated, so large shapes are instant). FLOPs are forward +
+    backward per scored position at an attended length of half the window."""
+    import torch
+
+    from seqrec.config import ModelConfig, load_config
+    from seqrec.models import build_model, model_names
+    from seqrec.models.common import count_parameters
+    from seqrec.models.registry import flops_per_interaction
+
+    cfg = load_config(config, set_ or [])
+    width = max_len or cfg.data.max_len
+    table = Table(
+        title=f"models at hidden={cfg.model.hidden}, layers={cfg.model.layers}, "
+        f"heads={cfg.model.heads}, {n_items:,} items, max_len {width}"
+    )
+    for col in ("model", "total", "embedding", "non-embedding", "train MFLOPs/interaction"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name in model_names():
+        try:
+            mcfg = ModelConfig.model_validate({**cfg.model.model_dump(), "name": name})
+            try:
+                with torch.device("meta"):
+                    params = count_parameters(build_model(mcfg, n_items, width))
+            except (RuntimeError, NotImplementedError):  # an op without a meta kernel
+                params = count_parameters(build_model(mcfg, n_items, width))
+            flops = flops_per_interaction(mcfg, n_items, width / 2)["train"] / 1e6
+        except (ValueError, SeqrecError) as err:  # this config does not fit that model
+            table.add_row(name, f"[red]{escape(str(err).splitlines()[0])}[/]", "", "", "")
+            continue
+        table.add_row(
+            name,
+            f"{params['total']:,}",
+            f"{params['embedding']:,}",
+            f"{params['non_embedding']:,}",
+            f"{flops:,.2f}",
+        )
+    _print_table(table)
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec YAML (benchmarks/sweeps/).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Sweep folder (runs/, results.parquet).")],
+    device: Annotated[
+        str | None, typer.Option(help="train.device for every run (not part of the hash).")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Runs trained at once (subprocesses).")] = 1,
+    in_process: Annotated[
+        bool, typer.Option(help="Train in this process, one run at a time.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train every point of a sweep spec; finished runs are skipped (a sweep resumes).
+
+    One row per run in OUT/results.parquet (docs/SCALING.md); a failed run is recorded there
+    with its error and the sweep goes on."""
+    from seqrec.scaling.sweep import run_sweep
+
+    res = run_sweep(
+        spec,
+        out_dir,
+        device=device,
+        jobs=jobs,
+        in_process=in_process,
+        progress=progress,
+        on_event=lambda msg: out.print(escape(msg), highlight=False),
+    )
+    out.print(
+        f"{res.planned} runs: {res.ran} trained, {res.skipped} already finished, "
+        f"{len(res.failed)} failed; table: {res.table}",
+        highlight=False,
+    )
+
+
+@app.command()
+def fit(
+    table: Annotated[Path, typer.Argument(help="results.parquet written by `seqrec sweep`.")],
+    x: Annotated[str, typer.Option(help="params | non_embedding | flops | data | seen")] = "params",
+    y: Annotated[
+        str, typer.Option(help="test_ndcg10 | test_hr10 | train_loss | valid_ndcg10")
+    ] = "test_ndcg10",
+    form: Annotated[
+        str | None, typer.Option(help="power | saturating (default: saturating for a loss).")
+    ] = None,
+    holdout: Annotated[
+        str, typer.Option(help="none | largest[:K] | random:K runs kept out of the fit.")
+    ] = "largest",
+    budget: Annotated[
+        float | None, typer.Option(help="Training FLOPs: compute-optimal size (joint fit).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model family's runs.")] = None,
+    boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of resampling and random hold-out.")] = 0,
+    perf_law: Annotated[bool, typer.Option(help="Also fit the Performance Law.")] = True,
+    law: Annotated[str, typer.Option(help="Performance Law form: seed | code.")] = "seed",
+    data_form: Annotated[str, typer.Option(help="D' = tokens*ApEn (multiply) or divide.")] = (
+        "multiply"
+    ),
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of runs and fits.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
+) -> None:
+    """Fit scaling laws (power, saturating, Chinchilla joint, Performance Law) to a sweep."""
+    import json
+
+    from seqrec.scaling.fit import fit_table, load_rows, plot_fit
+
+    report = fit_table(
+        load_rows(table, model), x, y, form=form, holdout=holdout, budget=budget, n_boot=boot,
+        seed=seed, perf_law=perf_law, law=law, data_form=data_form,
+    )  # fmt: skip
+    res = Table(title=f"{y} vs {x}: {report['n_runs']} runs, hold-out {holdout}")
+    for col in ("law", "parameters (95% bootstrap CI)", "R² fit", "R² held-out", "runs fit/held"):
+        res.add_column(col)
+
+    def fmt(v) -> str:
+        return "n/a" if v is None else f"{v:.4g}"
+
+    for name in ("curve", "joint", "perf_law"):
+        part = report.get(name)
+        if not part:
+            continue
+        if "error" in part:
+            res.add_row(name, escape(part["error"]), "", "", "")
+            continue
+        ci = part.get("ci") or {}
+        params = "; ".join(
+            f"{k}={fmt(v)}" + (f" [{fmt(ci[k][0])}, {fmt(ci[k][1])}]" if k in ci else "")
+            for k, v in part["params"].items()
+        )
+        label = (
+            f"Performance Law ({part['law']}, D' {part['form']})" if name == "perf_law" else name
+        )
+        held = part.get("n_heldout", 0)
+        res.add_row(label, params, fmt(part["r2"]), fmt(part["r2_heldout"]),
+                    f"{part.get('n_fit', part.get('n_points'))}/{held}")  # fmt: skip
+    _print_table(res)
+    pl_held = (report.get("perf_law") or {}).get("heldout")
+    if pl_held:
+        t = Table(title=f"Performance Law on held-out runs: {y}")
+        for col in ("config", "predicted", "measured"):
+            t.add_column(col, justify="left" if col == "config" else "right")
+        for h in pl_held:
+            t.add_row(h["config_hash"], f"{h['predicted']:.4f}", f"{h['measured']:.4f}")
+        _print_table(t)
+    best = report.get("compute_optimal")
+    if best:
+        if "error" in best:
+            out.print(f"compute-optimal: {escape(best['error'])}", highlight=False)
+        else:
+            out.print(
+                f"compute-optimal at {best['budget_flops']:.3g} FLOPs: {best['params']:,.0f} "
+                f"parameters, {best['data']:,.0f} training interactions, predicted {y} "
+                f"{best['predicted']:.4f}",
+                highlight=False,
+            )
+    if plot is not None:
+        plot_fit(report, plot)
+        out.print(f"plot written to {plot}")
+    if json_out is not None:
+        body = {k: v for k, v in report.items() if not k.startswith("_")}
+        try:
+            json_out.write_text(json.dumps(body, indent=2, default=float) + "\n")
+        except OSError as err:
+            raise SeqrecError(f"cannot write {json_out}: {err.strerror}") from None
+        out.print(f"report written to {json_out}")
 
 
 @app.command()

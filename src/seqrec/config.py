@@ -38,10 +38,17 @@ class DataConfig(_Strict):
     min_user_count: int = Field(0, ge=0)
     min_item_count: int = Field(0, ge=0)
     kcore: Literal["iterative", "once"] = "iterative"
+    catalog_defaults: bool = True
+    """Fill fields left at their default with the catalogue's literature preprocessing (e.g.
+    ml-1m drops items with < 5 ratings); false keeps the raw data (generative-recommenders' ML-1M)."""
     split: Literal["loo", "temporal"] = "loo"
     temporal_valid_frac: float = Field(0.1, gt=0, lt=1)
     temporal_test_frac: float = Field(0.1, gt=0, lt=1)
     max_len: int = Field(200, ge=2)
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    """Keep this fraction of the training users (a (seed)-derived subset; a smaller fraction's
+    users are a subset of a larger one's). Validation and test users are unchanged, so data
+    scaling sweeps compare models on the same evaluation."""
     cache_dir: str | None = None
 
 
@@ -60,7 +67,16 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.2, ge=0, lt=1)
     attn_dropout: float | None = None
     """Dropout on attention probabilities; None = same as ``dropout``."""
-    norm: Literal["pre", "post"] = "pre"
+    norm: Literal["pre", "post", "official"] = "pre"
+    """SASRec block layout: ``pre`` x + f(LN(x)) with a final LN; ``post`` LN(x + f(x));
+    ``official`` the reference code's query-only LN: q = LN1(x), x = q + Attn(q, x, x),
+    h = LN2(x), x = h + FFN(h), with a final LN."""
+    attn_out_proj: bool = False
+    """Linear projection after attention (torch ``MultiheadAttention`` has one; the paper has none)."""
+    init: Literal["xavier", "normal"] = "xavier"
+    """Weight init of matrices: xavier-normal, or N(0, 0.02) as BERT-style code does."""
+    ln_eps: float = Field(1e-5, gt=0)
+    """LayerNorm epsilon (the official SASRec code uses 1e-8)."""
     scale_embeddings: bool = True
     """Multiply item embeddings by sqrt(hidden) before adding positions (official SASRec code)."""
     positions: Literal["from_start", "from_end"] = "from_start"
@@ -68,6 +84,126 @@ class ModelConfig(_Strict):
     how many items precede it, the same at training and inference), or back from the most
     recent one (the official code's fixed left-padded window, where a training query's index
     also says how many window items follow it)."""
+    # --- bert4rec (METHODS.md 2)
+    bert_head: Literal["official", "tied"] = "official"
+    """BERT4Rec output head: ``official`` LN(GELU(h W + b)) E^T + per-item bias (the TF code);
+    ``tied`` plain h E^T, the head of Klenitskiy & Vasilev's HF-BertModel port."""
+    # --- gru4rec / llama (METHODS.md 3, 10.3)
+    gru_embedding: int | None = Field(None, ge=1)
+    """GRU4Rec item-table width (input and output); None = ``hidden``. A width other than
+    ``hidden`` switches the final projection on (RecBole: 64-wide items, 128-wide GRU)."""
+    gru_projection: bool = False
+    """GRU4Rec: a final Linear from the GRU state to the item-table width (RecBole's dense
+    layer); off = the GRU state is scored directly against the tied table ([KV])."""
+    rope_theta: float = Field(10000.0, gt=0)
+    """Llama: rotary-position base (10,000 as in Llama and [PL]'s LLaMA2_SASRec)."""
+    # --- contrastive learning (cl4srec; METHODS.md 4): defaults are ICLRec's CL4SRec settings
+    cl_weight: float = Field(0.1, ge=0)
+    """λ in L = L_rec + λ·L_cl (0.1 in DuoRec's, ICLRec's and JamZheng's CL4SRec code)."""
+    cl_temperature: float = Field(1.0, gt=0)
+    """τ of the NT-Xent loss (1.0 in all three public codes; "not studied" in ICLRec)."""
+    cl_similarity: Literal["dot", "cos"] = "dot"
+    """Similarity of two view representations: dot product (public code) or cosine."""
+    aug_ops: list[Literal["crop", "mask", "reorder", "insert", "substitute"]] = Field(
+        default_factory=lambda: ["crop", "mask", "reorder"]
+    )
+    """Augmentation set; each view applies one operator drawn uniformly from it. insert and
+    substitute are CoSeRec's operators with uniform random items (no similarity model)."""
+    aug_distinct: bool = False
+    """Draw the two views' operators without replacement (DuoRec) instead of independently
+    (ICLRec, JamZheng)."""
+    crop_ratio: float = Field(0.2, gt=0, le=1)
+    """η: a crop keeps max(1, ⌊η·n⌋) contiguous items (ICLRec ``--tao``; DuoRec 0.6)."""
+    mask_ratio: float = Field(0.7, ge=0, lt=1)
+    """γ: ⌊γ·n⌋ items become the mask token (ICLRec ``--gamma``; DuoRec 0.3)."""
+    reorder_ratio: float = Field(0.2, ge=0, le=1)
+    """β: a contiguous span of ⌊β·n⌋ items is shuffled (ICLRec ``--beta``; DuoRec 0.6)."""
+    insert_ratio: float = Field(0.4, ge=0, le=1)
+    """⌊r·n⌋ random items inserted (CoSeRec ``--insert_rate`` default)."""
+    substitute_ratio: float = Field(0.1, ge=0, le=1)
+    """⌊r·n⌋ items replaced by random items (CoSeRec ``--substitute_rate`` default)."""
+    # --- laclrec (METHODS.md 5; values from [TCLA], the authors' follow-up, unless "guess")
+    lacl_cl_weight: float = Field(0.1, ge=0)
+    """α: weight of the coarse-grained NT-Xent between the learned and the random view ([TCLA])."""
+    lacl_temperature: float = Field(1.0, gt=0)
+    """τ of that NT-Xent, dot similarity ([TCLA] uses DuoRec's: τ = 1)."""
+    lacl_triplet_weight: float = Field(0.256, ge=0)
+    """Weight of the batch-mean triplet loss: [TCLA]'s β = 0.001 on a batch *sum* at batch 256."""
+    lacl_triplet_margin: float = 0.0
+    """Margin inside softplus(h·h⁻ − h·h⁺ + margin); [TCLA] has none (0)."""
+    lacl_random_ops: list[Literal["crop", "mask", "reorder", "insert", "substitute"]] = Field(
+        default_factory=lambda: ["crop", "mask", "reorder"]
+    )
+    """Operators of the random view, one drawn uniformly per row ([TCLA]: CL4SRec's three)."""
+    lacl_random_ratios: dict[str, float] = Field(
+        default_factory=lambda: {"crop": 0.6, "mask": 0.3, "reorder": 0.6}
+    )
+    """Ratio of each random-view operator ([TCLA]: crop η 0.6, mask γ 0.3, reorder β 0.6)."""
+    lacl_augmenter_pretrain_steps: int = Field(2000, ge=0)
+    """Optimiser steps of augmenter pre-training (restore loss only, no contrastive terms).
+    Guess: [TCLA] pre-trains 50 epochs over every prefix; 2000 steps are ~23 Beauty epochs."""
+    lacl_augmenter_joint: bool = True
+    """Keep training the restore loss after pre-training (guess; [TCLA] freezes the augmenter)."""
+    lacl_max_insert: int = Field(5, ge=1)
+    """Longest inserted sub-sequence = longest deleted run of the corruption ([TCLA])."""
+    lacl_corrupt_delete_prob: float = Field(0.45, ge=0, lt=1)
+    """Per-item deletion probability of the corruption ([TCLA]'s delete band (0.4, 0.85])."""
+    lacl_corrupt_noise_prob: float = Field(0.15, ge=0, le=1)
+    """Probability of a random item inserted before each item ([TCLA]'s u > 0.85)."""
+    lacl_op_temperature: float = Field(1.0, gt=0)
+    """T of the sampled keep/delete/insert decision softmax(logits / T) (guess; [TCLA] multiplies
+    logits by U(0, 1) noise instead, which is not a calibrated sampler)."""
+    lacl_augmenter_bidirectional: bool = True
+    """Augmenter encoder attends both ways (our choice: it edits whole sequences and must tell a
+    noise item from a gap before it); false = causal, as [TCLA]'s shared encoder."""
+    lacl_generator_layers: int = Field(1, ge=1)
+    """Causal blocks of the augmenter's reverse generator ([TCLA]: one)."""
+    lacl_chunk_size: int = Field(2048, ge=1)
+    """Rows the reverse generator scores against the whole catalogue at once."""
+    # --- hstu (METHODS.md 6); defaults give the published ML-1M shapes from hidden and heads
+    attn_dim: int | None = Field(None, ge=1)
+    """Per-head query/key width d_qk (HSTU); None = hidden / heads (ML-1M: 50, large: 25)."""
+    hstu_value_dim: int | None = Field(None, ge=1)
+    """HSTU per-head value (and gate U) width d_v; None = the query/key width."""
+    hstu_rab: bool = True
+    """HSTU relative attention bias on positions (one learned scalar per offset and layer)."""
+    time_bias: bool = False
+    """HSTU: add a learned bias per log-bucketed time gap; refused for data without timestamps."""
+    hstu_normalizer: Literal["length", "max_len"] = "length"
+    """HSTU attention normaliser n: each row's true length, or the padded length (research code)."""
+    l2_norm_output: bool = False
+    """L2-normalise user states and the item table, so scores are cosines; must match
+    objective.normalize of the sampled softmax (training and evaluation then score alike)."""
+
+    @model_validator(mode="after")
+    def _augmentations_fit(self) -> ModelConfig:
+        if self.name == "cl4srec":
+            if not self.aug_ops:
+                raise ValueError("model.aug_ops is empty; cl4srec needs at least one augmentation")
+            if len(set(self.aug_ops)) != len(self.aug_ops):
+                raise ValueError(f"model.aug_ops lists an operator twice: {self.aug_ops}")
+            if self.aug_distinct and len(self.aug_ops) < 2:
+                raise ValueError(
+                    "model.aug_distinct=true draws two different operators per row; "
+                    "give model.aug_ops at least two"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _lacl_fits(self) -> ModelConfig:
+        if self.name == "laclrec":
+            if not self.lacl_random_ops:
+                raise ValueError("model.lacl_random_ops is empty; laclrec needs an operator")
+            missing = [op for op in self.lacl_random_ops if op not in self.lacl_random_ratios]
+            if missing:
+                raise ValueError(
+                    f"model.lacl_random_ratios has no ratio for {missing}; give one per "
+                    "operator in model.lacl_random_ops"
+                )
+            bad = {k: v for k, v in self.lacl_random_ratios.items() if not 0 <= v <= 1}
+            if bad:
+                raise ValueError(f"model.lacl_random_ratios must lie in [0, 1], got {bad}")
+        return self
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -79,11 +215,33 @@ class ModelConfig(_Strict):
         return self
 
 
+L2_NORM_MODELS = ("sasrec", "cl4srec", "hstu")
+"""Models whose outputs and item table honour ``model.l2_norm_output``."""
+
+
 class ObjectiveConfig(_Strict):
-    name: Literal["ce", "bce"] = "ce"
-    """ce: softmax cross-entropy over every item (chunked); bce: SASRec paper, 1 negative/position."""
+    name: Literal["ce", "bce", "cloze", "ssm"] = "ce"
+    """ce: softmax cross-entropy over every item (chunked); bce: SASRec paper, 1 negative/position;
+    cloze: BERT4Rec's masked-item prediction (full-softmax CE at masked positions only);
+    ssm: sampled softmax over the target and n_negatives sampled items (generative-recommenders)."""
     chunk_size: int = Field(2048, ge=1)
     """Rows of hidden states scored against the whole catalogue at once by the chunked CE."""
+    mask_prob: float = Field(0.2, gt=0, le=1)
+    """cloze: probability that each real item is masked (at least one per row); BERT4Rec ML-1M 0.2."""
+    n_negatives: int = Field(128, ge=1)
+    """ssm: negatives per position (128 for ML-1M in generative-recommenders)."""
+    sampling: Literal["global", "in_batch"] = "global"
+    """ssm: negatives uniform over the catalogue, independently per position ("global", the
+    research code's "local" sampler), or drawn from the batch's target items ("in_batch")."""
+    logq_correction: bool = True
+    """ssm: subtract log(sampling probability) from every logit (Yi et al. 2019); a constant,
+    hence a no-op, for global uniform sampling; for in_batch the probability is the item's
+    frequency among the batch's targets."""
+    temperature: float = Field(1.0, gt=0)
+    """ssm: logits = score / temperature (0.05 with normalize in generative-recommenders)."""
+    normalize: bool = False
+    """ssm: score cosines instead of dot products; needs model.l2_norm_output=true, which makes
+    the model's outputs and item table (and hence evaluation) use the same normalisation."""
 
 
 class TrainConfig(_Strict):
@@ -100,6 +258,9 @@ class TrainConfig(_Strict):
     eval_every: int = Field(1, ge=1)
     """Validate every this many epochs."""
     max_steps: int | None = None
+    time_budget_s: float | None = Field(None, gt=0)
+    """Stop after the first validation past this many wall-clock seconds (training + validation,
+    over resumed sessions) and test the best weights, as early stopping does; None = no limit."""
     window: Literal["last", "random"] = "last"
     """Which max_len + 1 items of a long training sequence an epoch uses: the most recent ones
     (SASRec) or a random window per user and epoch, so long histories are fully used over epochs."""
@@ -128,9 +289,42 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @model_validator(mode="after")
+    def _cloze_needs_bidirectional(self) -> RunConfig:
+        """A bidirectional encoder sees the item a next-item target names, and only it has a mask
+        token, so bert4rec trains with the cloze objective and nothing else does."""
+        if (self.model.name == "bert4rec") != (self.objective.name == "cloze"):
+            raise ValueError(
+                f"model.name={self.model.name} cannot train with objective.name="
+                f"{self.objective.name}; bert4rec needs objective.name=cloze and cloze needs "
+                "model.name=bert4rec"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _normalisation_agrees(self) -> RunConfig:
+        """The sampled softmax's cosine must be what evaluation scores, so the model owns it."""
+        if self.model.l2_norm_output and self.model.name not in L2_NORM_MODELS:
+            raise ValueError(
+                f"model.l2_norm_output=true is not implemented by model.name={self.model.name}; "
+                f"use one of {', '.join(L2_NORM_MODELS)}"
+            )
+        if self.objective.name == "ssm" and self.objective.normalize != self.model.l2_norm_output:
+            raise ValueError(
+                f"objective.normalize={self.objective.normalize} but model.l2_norm_output="
+                f"{self.model.l2_norm_output}; set both to the same value so evaluation scores "
+                "with the normalisation the loss trained"
+            )
+        return self
+
     def fingerprint(self) -> str:
-        """Short stable hash of everything that affects results."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Short stable hash of everything that affects results.
+
+        Only values that differ from the defaults are hashed, so a later seqrec that adds an
+        option (with a default that keeps the old behaviour) still resumes older checkpoints.
+        """
+        blob = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+        blob = blob.encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 

@@ -162,7 +162,7 @@ def with_catalog_defaults(cfg: DataConfig) -> DataConfig:
     trip (checkpoints, run records) prepares exactly the same data as the original.
     """
     spec = CATALOG.get(cfg.dataset)
-    if spec is None or not spec.defaults:
+    if spec is None or not spec.defaults or not cfg.catalog_defaults:
         return cfg
     fields = DataConfig.model_fields
     update = {k: v for k, v in spec.defaults.items() if getattr(cfg, k) == fields[k].default}

@@ -23,8 +23,6 @@ import numpy as np
 
 from seqrec.config import DataConfig
 from seqrec.data.catalog import cache_root, resolve, sha256_file, with_catalog_defaults
-from seqrec.data.ingest import detect_format, read_interactions
-from seqrec.data.preprocess import preprocess
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import swap_dir
 
@@ -198,6 +196,8 @@ def build_store(cfg: DataConfig) -> SequenceStore:
     if cfg.format != "auto":
         fmt = cfg.format
     elif fmt == "auto":
+        from seqrec.data.ingest import detect_format
+
         fmt = detect_format(path)
     name = spec.name if spec else _store_name(path)
     fields = {k: getattr(cfg, k) for k in _KEY_FIELDS}
@@ -209,6 +209,10 @@ def build_store(cfg: DataConfig) -> SequenceStore:
             return SequenceStore.load(cached)
         except SeqrecError as err:
             log.warning("ignoring cached store: %s", err)
+
+    # parsing needs polars; a cached store does not, so a prepared cache opens without it
+    from seqrec.data.ingest import read_interactions
+    from seqrec.data.preprocess import preprocess
 
     inter = read_interactions(path, fmt, cfg)
     expected = spec.expected_interactions if spec else None

@@ -105,8 +105,10 @@ def evaluate(
     popularity: np.ndarray | None = None,
     split_protocol: dict | None = None,
     seed: int = 0,
+    timestamps: np.ndarray | None = None,
 ) -> EvalResult:
-    """Rank each row's ``targets`` item given the history items[start:end]."""
+    """Rank each row's ``targets`` item given the history items[start:end] (and, for a model
+    that reads them, the history's ``timestamps``, aligned with ``items``)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -119,7 +121,7 @@ def evaluate(
             raise ValueError("popularity-sampled metrics need item popularity counts")
         probs = torch.as_tensor(popularity, dtype=torch.float32, device=device)
     for pos, scores, allowed in score_chunks(
-        model, items, starts, ends, max_len, cfg.batch_users, device, cfg.mask_seen
+        model, items, starts, ends, max_len, cfg.batch_users, device, cfg.mask_seen, timestamps
     ):
         tgt = torch.as_tensor(targets[pos], dtype=torch.int64, device=device)
         rows = torch.arange(len(pos), device=device)

@@ -6,8 +6,10 @@ the paper), dropout on embeddings / attention / residual branches, and the item 
 the output layer. Choices the paper leaves open are explicit options and recorded with the run:
 
 * ``norm="pre"`` (default) is the paper's g(x) = x + Dropout(g(LN(x))) with a final LayerNorm;
-  ``"post"`` is the BERT-style layout. The official TF code's query-only LN is not reproduced
-  (see METHODS.md 1.4); both standard layouts train at least as well.
+  ``"post"`` is the BERT-style layout; ``"official"`` is the reference code's query-only LN
+  (queries and the residual come from LN(x), keys/values from the raw x; METHODS.md 1.4), kept
+  so the reference numbers can be reproduced layout for layout. ``attn_out_proj``, ``init``
+  and ``ln_eps`` cover the other places where public ports differ from the paper.
 * ``positions="from_start"`` (default) indexes slots from the oldest item of the window, so a
   query's position says only how many items precede it, the same in training and at inference.
   ``"from_end"`` counts back from the most recent item, which is the official code's fixed
@@ -16,6 +18,9 @@ the output layer. Choices the paper leaves open are explicit options and recorde
   were close). Both are exact under right padding and trimmed batches.
 * ``scale_embeddings`` multiplies item vectors by sqrt(d) before adding positions, as the
   official code does.
+* ``l2_norm_output`` L2-normalises the returned states and ``item_weights`` (cosine scores), as
+  generative-recommenders' "SASRec, sampled softmax" row does; training and evaluation both
+  read these, so they score alike.
 
 Attention goes through ``scaled_dot_product_attention``; `reference_forward` in the tests checks
 it against an explicit softmax(QK^T) implementation.
@@ -31,6 +36,8 @@ from torch import nn
 
 from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
+from seqrec.models.common import check_width, embed_sequence
+from seqrec.models.common import count_parameters as count_parameters  # re-export
 
 
 def attention_mask(items: torch.Tensor) -> torch.Tensor:
@@ -46,38 +53,55 @@ def attention_mask(items: torch.Tensor) -> torch.Tensor:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, hidden: int, heads: int, attn_dropout: float) -> None:
+    def __init__(
+        self, hidden: int, heads: int, attn_dropout: float, out_proj: bool = False
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden) if out_proj else nn.Identity()
         self.attn_dropout = attn_dropout
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         b, length, d = t.shape
         return t.view(b, length, self.heads, d // self.heads).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _project(
+        self, x_q: torch.Tensor, x_kv: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q from ``x_q``, K/V from ``x_kv`` (the same input unless the official layout)."""
+        if x_kv is None:
+            return tuple(self._split(t) for t in self.qkv(x_q).chunk(3, dim=-1))
+        d = x_q.shape[-1]
+        w_q, w_kv = self.qkv.weight.split([d, 2 * d])
+        b_q, b_kv = self.qkv.bias.split([d, 2 * d])
+        k, v = (self._split(t) for t in F.linear(x_kv, w_kv, b_kv).chunk(2, dim=-1))
+        return self._split(F.linear(x_q, w_q, b_q)), k, v
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        x_kv: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Causal attention over right-padded rows (``mask`` only for the reference path)."""
         b, length, d = x.shape
-        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = self._project(x, x_kv)
         p = self.attn_dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None
         )
-        return out.transpose(1, 2).reshape(b, length, d)
+        return self.out(out.transpose(1, 2).reshape(b, length, d))
 
     def forward_last(
         self, x_last: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor
     ) -> torch.Tensor:
         """Attention output for one query per row (its most recent item) over that row's keys."""
         d = x.shape[-1]
-        w_q, w_kv = self.qkv.weight.split([d, 2 * d])
-        b_q, b_kv = self.qkv.bias.split([d, 2 * d])
-        q = self._split(F.linear(x_last[:, None], w_q, b_q))
-        k, v = (self._split(t) for t in F.linear(x, w_kv, b_kv).chunk(2, dim=-1))
+        q, k, v = self._project(x_last[:, None], x)
         keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
-        return out.transpose(1, 2).reshape(-1, d)
+        return self.out(out.transpose(1, 2).reshape(-1, d))
 
 
 class FeedForward(nn.Module):
@@ -95,17 +119,21 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
-        self.pre = cfg.norm == "pre"
-        self.ln1 = nn.LayerNorm(cfg.hidden)
-        self.ln2 = nn.LayerNorm(cfg.hidden)
-        self.attn = CausalSelfAttention(cfg.hidden, cfg.heads, attn_p)
+        self.layout = cfg.norm
+        self.ln1 = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
+        self.ln2 = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
+        self.attn = CausalSelfAttention(cfg.hidden, cfg.heads, attn_p, cfg.attn_out_proj)
         self.ffn = FeedForward(cfg.hidden, max(1, round(cfg.ffn_mult * cfg.hidden)), cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.pre:
+        if self.layout == "pre":
             x = x + self.drop(self.attn(self.ln1(x), mask))
             return x + self.drop(self.ffn(self.ln2(x)))
+        if self.layout == "official":
+            q = self.ln1(x)
+            h = self.ln2(q + self.drop(self.attn(q, mask, x_kv=x)))
+            return h + self.drop(self.ffn(h))
         x = self.ln1(x + self.drop(self.attn(x, mask)))
         return self.ln2(x + self.drop(self.ffn(x)))
 
@@ -113,10 +141,14 @@ class Block(nn.Module):
         """Output [B, D] at each row's most recent position only (inference fast path)."""
         rows = torch.arange(x.shape[0], device=x.device)
         x_last = x[rows, lengths - 1]
-        if self.pre:
+        if self.layout == "pre":
             h = self.ln1(x)
             x_last = x_last + self.attn.forward_last(h[rows, lengths - 1], h, lengths)
             return x_last + self.ffn(self.ln2(x_last))
+        if self.layout == "official":
+            q = self.ln1(x_last)
+            h = self.ln2(q + self.attn.forward_last(q, x, lengths))
+            return h + self.ffn(h)
         x_last = self.ln1(x_last + self.attn.forward_last(x_last, x, lengths))
         return self.ln2(x_last + self.ffn(x_last))
 
@@ -133,13 +165,16 @@ class SASRec(nn.Module):
         self.pos_emb = nn.Embedding(max_len, cfg.hidden)
         self.emb_dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
-        self.final_ln = nn.LayerNorm(cfg.hidden) if cfg.norm == "pre" else nn.Identity()
+        final = cfg.norm in ("pre", "official")
+        self.final_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps) if final else nn.Identity()
         self.emb_scale = math.sqrt(cfg.hidden) if cfg.scale_embeddings else 1.0
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for name, p in self.named_parameters():
-            if p.dim() > 1:
+            if p.dim() > 1 and self.cfg.init == "normal":
+                nn.init.normal_(p, std=0.02)
+            elif p.dim() > 1:
                 nn.init.xavier_normal_(p)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
@@ -149,25 +184,23 @@ class SASRec(nn.Module):
     @property
     def item_weights(self) -> torch.Tensor:
         """Output item table [n_items + 1, D]; row 0 (PAD) is never a valid prediction."""
-        return self.item_emb.weight
+        w = self.item_emb.weight
+        return F.normalize(w, dim=-1, eps=1e-6) if self.cfg.l2_norm_output else w
+
+    def _output(self, h: torch.Tensor) -> torch.Tensor:
+        """Final LN, then the optional L2 normalisation of ``model.l2_norm_output``."""
+        h = self.final_ln(h)
+        return F.normalize(h, dim=-1, eps=1e-6) if self.cfg.l2_norm_output else h
 
     def embed(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Item + position embeddings of right-padded rows, and each row's true length."""
-        valid = items != 0
-        lengths = valid.sum(1)
-        slots = torch.arange(items.shape[1], device=items.device)
-        if self.cfg.positions == "from_start":
-            pos = slots.expand_as(items)
-        else:  # distance from the most recent item: n-1 ... 0 (PAD slots clamp to 0)
-            pos = (lengths[:, None] - 1 - slots).clamp_(min=0)
-        x = self.item_emb(items) * self.emb_scale + self.pos_emb(pos)
-        x = self.emb_dropout(x)
-        return x * valid.unsqueeze(-1).to(x.dtype), lengths
+        cfg = self.cfg
+        return embed_sequence(
+            items, self.item_emb, self.pos_emb, cfg.positions, self.emb_scale, self.emb_dropout
+        )
 
     def _check(self, items: torch.Tensor) -> torch.Tensor:
-        if items.shape[1] > self.max_len:
-            raise ValueError(f"batch width {items.shape[1]} exceeds max_len {self.max_len}")
-        return items
+        return check_width(items, self.max_len)
 
     def forward(self, batch: SeqBatch, reference: bool = False) -> torch.Tensor:
         """Hidden states [B, L, D]; ``reference`` uses an explicit mask instead of the causal kernel."""
@@ -176,7 +209,7 @@ class SASRec(nn.Module):
         x, _ = self.embed(items)
         for block in self.blocks:
             x = block(x, mask)
-        return self.final_ln(x)
+        return self._output(x)
 
     def last_hidden(self, batch: SeqBatch) -> torch.Tensor:
         """User representation [B, D] for next-item scoring: the state at the most recent item.
@@ -189,13 +222,7 @@ class SASRec(nn.Module):
         lengths = lengths.clamp(min=1)
         for block in self.blocks[:-1]:
             x = block(x)
-        return self.final_ln(self.blocks[-1].forward_last(x, lengths))
-
-
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    emb = sum(p.numel() for n, p in model.named_parameters() if n.startswith("item_emb"))
-    total = sum(p.numel() for p in model.parameters())
-    return {"total": total, "embedding": emb, "non_embedding": total - emb}
+        return self._output(self.blocks[-1].forward_last(x, lengths))
 
 
 def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dict[str, float]:
@@ -206,7 +233,8 @@ def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dic
     """
     d = cfg.hidden
     inner = max(1, round(cfg.ffn_mult * d))
-    per_layer = 2 * 3 * d * d + 2 * 2 * d * inner + 2 * 2 * seq_len * d
+    proj = 4 if cfg.attn_out_proj else 3
+    per_layer = 2 * proj * d * d + 2 * 2 * d * inner + 2 * 2 * seq_len * d
     output = 2 * d * (n_items + 1)
     forward = cfg.layers * per_layer + output
     return {"forward": float(forward), "train": float(3 * forward)}

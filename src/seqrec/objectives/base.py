@@ -11,6 +11,8 @@ from seqrec.config import ObjectiveConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.objectives.bce import sampled_bce_loss
 from seqrec.objectives.ce import chunked_cross_entropy
+from seqrec.objectives.cloze import cloze_loss
+from seqrec.objectives.sampled_softmax import sample_negatives, sampled_softmax_loss
 
 Objective = Callable[[nn.Module, SeqBatch], torch.Tensor]
 
@@ -43,6 +45,30 @@ def _main_objective(cfg: ObjectiveConfig) -> Objective:
             )
 
         return ce
+
+    if cfg.name == "cloze":
+
+        def cloze(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+            return cloze_loss(model, batch, cfg.mask_prob, cfg.chunk_size)
+
+        return cloze
+
+    if cfg.name == "ssm":
+
+        def ssm(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+            # cosine scoring (cfg.normalize) is done by the model (model.l2_norm_output,
+            # enforced equal in RunConfig), so evaluation scores what the loss trained
+            hidden = model(batch)
+            valid = batch.targets != 0
+            weight, targets = model.item_weights, batch.targets[valid]
+            neg, lq_pos, lq_neg = sample_negatives(
+                targets, weight.shape[0] - 1, cfg.n_negatives, cfg.sampling, cfg.logq_correction
+            )
+            return sampled_softmax_loss(
+                hidden[valid], weight, targets, neg, cfg.temperature, lq_pos, lq_neg
+            )
+
+        return ssm
 
     def bce(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
         return sampled_bce_loss(model(batch), model.item_weights, batch.items, batch.targets)

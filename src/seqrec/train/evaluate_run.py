@@ -53,6 +53,7 @@ def evaluate_run(
         rec.device,
         popularity=np.bincount(store.items, minlength=store.n_items + 1),
         split_protocol={**sp.protocol, "evaluated": split},
+        timestamps=store.timestamps if getattr(rec.model, "needs_timestamps", False) else None,
     )
     if json_out is not None:
         atomic_write_json(json_out, res.to_json())

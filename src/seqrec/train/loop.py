@@ -30,7 +30,8 @@ from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
 from seqrec.eval.ranking import EvalResult, evaluate, ranking_protocol, result_from_ranks
 from seqrec.models import build_model
-from seqrec.models.sasrec import count_parameters, flops_per_interaction
+from seqrec.models.common import count_parameters
+from seqrec.models.registry import flops_per_interaction
 from seqrec.objectives import build_objective
 from seqrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from seqrec.train.distributed import DistContext, ObjectiveView, rank_seed
@@ -75,6 +76,16 @@ class _NoLog:
         pass
 
 
+def keep_fraction(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The first ``round(fraction * n)`` (at least 1) of a (seed)-derived permutation of
+    ``rows``, sorted: nested across fractions, so a smaller data budget is a subset of a larger."""
+    if fraction >= 1 or not len(rows):
+        return rows
+    n = max(1, round(fraction * len(rows)))
+    order = np.random.default_rng([seed, 0x5EED]).permutation(len(rows))
+    return rows[np.sort(order[:n])]
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -104,6 +115,15 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
         self.model = build_model(cfg.model, store.n_items, cfg.data.max_len).to(self.device)
+        # timestamps travel in batches only for a model that reads them (HSTU's time bias)
+        self.timestamps = None
+        if getattr(self.model, "needs_timestamps", False):
+            if store.timestamps is None:
+                raise SeqrecError(
+                    f"model.name={cfg.model.name} with model.time_bias=true needs timestamps, "
+                    f"but dataset '{store.name}' has none; set model.time_bias=false"
+                )
+            self.timestamps = store.timestamps
         self.ddp = None
         if self.dist.enabled:
             self.ddp = self.dist.wrap(self.model)
@@ -113,7 +133,9 @@ class Trainer:
         self.opt = build_optimizer(self.model, cfg.train)
         tr = split.train
         keep = (tr.ends - tr.starts) >= 2  # a training row needs one (input, next item) pair
-        self.train_rows = np.flatnonzero(keep)
+        self.train_rows = keep_fraction(
+            np.flatnonzero(keep), cfg.data.train_fraction, cfg.train.seed
+        )
         if not len(self.train_rows):
             how = split.protocol.get("split", "chosen")
             raise SeqrecError(
@@ -139,6 +161,10 @@ class Trainer:
             "best_epoch": -1,
             "bad_evals": 0,
             "train_seconds": 0.0,
+            "train_interactions": 0,  # targets trained on, all epochs (global under DDP)
+            "epoch_loss_sum": 0.0,  # target-weighted loss of the current epoch so far
+            "epoch_targets": 0,
+            "train_loss": None,  # mean loss of the last epoch
         }
 
     # ----------------------------------------------------------------- bookkeeping
@@ -227,6 +253,7 @@ class Trainer:
             self.device,
             popularity=self.popularity,
             split_protocol={**self.split.protocol, "evaluated": name},
+            timestamps=self.timestamps,
         )
 
     def _evaluate_sharded(self, name: str, view, sel: np.ndarray) -> EvalResult:
@@ -246,6 +273,7 @@ class Trainer:
                 self.device,
                 popularity=self.popularity,
                 seed=self.dist.rank,  # sampled metrics: one negative stream per rank
+                timestamps=self.timestamps,
             ).ranks
         ranks = self.dist.gather_shards(ranks, len(sel))
         protocol = ranking_protocol(
@@ -277,7 +305,7 @@ class Trainer:
         ends = self._window_ends(self.state["epoch"])
         return training_batch(
             self.store.items,
-            None,
+            self.timestamps,
             tr.users[rows],
             tr.starts[rows],
             ends[rows],
@@ -359,6 +387,7 @@ class Trainer:
         self.model.train()
         while st["step_in_epoch"] < self.steps_per_epoch:
             if cfg.max_steps is not None and st["global_step"] >= cfg.max_steps:
+                self._close_epoch_loss()
                 return False
             i = st["step_in_epoch"]
             loss, n_targets, n_local, dt = self._step(
@@ -370,6 +399,9 @@ class Trainer:
             for acc in (self._since_log, self._session):
                 acc[0] += n_local
                 acc[1] += dt
+            st["train_interactions"] += n_targets
+            st["epoch_loss_sum"] += loss * n_targets
+            st["epoch_targets"] += n_targets
             bar.step(loss, n_targets / max(dt, 1e-9))
             if st["global_step"] % 50 == 0:
                 record = {
@@ -386,7 +418,14 @@ class Trainer:
                 self.log.write(record)
             if st["global_step"] % cfg.checkpoint_every == 0:
                 self.checkpoint()
+        self._close_epoch_loss()
         return True
+
+    def _close_epoch_loss(self) -> None:
+        st = self.state
+        if st["epoch_targets"]:
+            st["train_loss"] = st["epoch_loss_sum"] / st["epoch_targets"]
+        st["epoch_loss_sum"], st["epoch_targets"] = 0.0, 0
 
     def fit(self) -> dict:
         cfg, st = self.cfg.train, self.state
@@ -400,6 +439,7 @@ class Trainer:
             }
         )
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
+        self._wall_mark = time.perf_counter()
         p, f = acct["params"], acct["flops_per_interaction"]
         procs = f", {self.dist.world_size} processes" if self.dist.enabled else ""
         if self.dist.is_main:
@@ -473,7 +513,20 @@ class Trainer:
         )
         if self.dist.is_main:
             bar.report(st["epoch"], ndcg, res.metrics["HR@10"], st["best"], improved)
-        return st["bad_evals"] >= self.cfg.train.patience
+        return st["bad_evals"] >= self.cfg.train.patience or self._out_of_time()
+
+    def _out_of_time(self) -> bool:
+        """``train.time_budget_s``: stop like early stopping (test on the best weights) once
+        training plus validation wall time, summed over resumed sessions, reaches the budget."""
+        st, budget = self.state, self.cfg.train.time_budget_s
+        now = time.perf_counter()
+        st["wall_seconds"] = st.get("wall_seconds", 0.0) + now - self._wall_mark
+        self._wall_mark = now
+        if budget is None or st["wall_seconds"] < budget:
+            return False
+        st["stopped_by"] = "time_budget"
+        self.log.write({"event": "time_budget", "wall_seconds": st["wall_seconds"]})
+        return True
 
     def finish(self, acct: dict) -> dict:
         """Reload the best weights and evaluate the test split exactly once."""
@@ -493,6 +546,15 @@ class Trainer:
             "epochs_run": self.state["epoch"],
             "steps": self.state["global_step"],
             "train_seconds": self.state["train_seconds"],
+            "wall_seconds": self.state.get("wall_seconds"),
+            "stopped_by": self.state.get("stopped_by", "patience or epochs"),
+            "train_interactions": self.state["train_interactions"],
+            "train_loss": self.state["train_loss"],
+            "train_data": {
+                "users": len(self.train_rows),
+                "interactions": int(self.split.train.lengths()[self.train_rows].sum()),
+                "fraction": self.cfg.data.train_fraction,
+            },
             "valid": valid.to_json(),
             "test": test.to_json(),
             **acct,

@@ -1,0 +1,47 @@
+"""Turn a GPU session's archive (run_jobs.py) into benchmarks/results/<job>.json files.
+
+    python benchmarks/gpu/collect.py /path/to/runs.tar.gz [--jobs benchmarks/gpu/jobs.yaml]
+
+Each finished run goes through benchmarks/quality.py with the same overrides the GPU session
+used (so the recorded command reproduces the run), reading the run instead of training it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLED = {"sasrec_ml1m_bce": "uniform"}  # the SASRec paper's 100-negative protocol
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("archive", type=Path)
+    ap.add_argument("--jobs", type=Path, default=ROOT / "benchmarks/gpu/jobs.yaml")
+    ap.add_argument("--budget", type=float, default=435, help="time_budget_s the jobs ran with")
+    args = ap.parse_args()
+    with tarfile.open(args.archive) as tar:
+        tar.extractall(ROOT, filter="data")
+    runs = ROOT / "gpu-runs"
+    for job in yaml.safe_load(args.jobs.read_text()):
+        run = runs / job["name"]
+        if "preset" not in job or not (run / "results.json").is_file():
+            print(f"skip {job['name']}: no finished run", file=sys.stderr)
+            continue
+        sets = [*job.get("set", []), f"train.time_budget_s={job.get('budget_s', args.budget)}"]
+        cmd = [sys.executable, str(ROOT / "benchmarks/quality.py"), "--preset", job["preset"]]
+        cmd += ["--name", job["name"], "--run-dir", str(run.relative_to(ROOT))]
+        cmd += [a for s in sets for a in ("-o", s)]
+        if job["name"] in SAMPLED:
+            cmd += ["--sampled", SAMPLED[job["name"]]]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Sampled softmax: brute-force agreement, accidental hits, in-batch logQ, config coupling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seqrec.config import ModelConfig, build_config
+from seqrec.data.batches import SeqBatch
+from seqrec.errors import SeqrecError
+from seqrec.models.sasrec import SASRec
+from seqrec.objectives.sampled_softmax import (
+    reference_sampled_softmax,
+    sample_negatives,
+    sampled_softmax_loss,
+)
+
+
+def _inputs(n=7, d=5, v=12, r=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, d, generator=g, dtype=torch.float64)
+    weight = torch.randn(v + 1, d, generator=g, dtype=torch.float64)
+    targets = torch.randint(1, v + 1, (n,), generator=g)
+    negatives = torch.randint(1, v + 1, (n, r), generator=g)
+    negatives[0, :3] = targets[0]  # accidental hits must drop out
+    return hidden, weight, targets, negatives
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("temperature", [1.0, 0.05])
+def test_matches_brute_force(normalize, temperature):
+    h, w, t, neg = _inputs()
+    got = sampled_softmax_loss(h, w, t, neg, temperature, normalize=normalize)
+    want = reference_sampled_softmax(h, w, t, neg, temperature, normalize=normalize)
+    assert got.item() == pytest.approx(want, rel=1e-9)
+
+
+def test_in_batch_logq_matches_brute_force_and_frequency():
+    h, w, _, _ = _inputs(n=9)
+    t = torch.tensor([3, 3, 3, 5, 5, 7, 8, 8, 8])
+    torch.manual_seed(0)
+    neg, lq_pos, lq_neg = sample_negatives(t, 12, 20, "in_batch", logq=True)
+    assert set(neg.unique().tolist()) <= set(t.tolist())
+    freq = torch.bincount(t, minlength=13).double() / len(t)
+    torch.testing.assert_close(lq_pos, freq[t].log().float())
+    torch.testing.assert_close(lq_neg, freq[neg].log().float())
+    got = sampled_softmax_loss(h, w, t, neg, 0.5, lq_pos, lq_neg)
+    want = reference_sampled_softmax(h, w, t, neg, 0.5, log_q=freq.log())
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    # draws follow the batch frequency (3 and 8 three times as often as 7)
+    many, _, _ = sample_negatives(t, 12, 20000, "in_batch", logq=False)
+    share = torch.bincount(many.flatten(), minlength=13).double() / many.numel()
+    np.testing.assert_allclose(share[[3, 5, 7, 8]].numpy(), [3 / 9, 2 / 9, 1 / 9, 3 / 9], atol=0.01)
+
+
+def test_global_negatives_are_uniform_real_items():
+    torch.manual_seed(0)
+    neg, lq_pos, lq_neg = sample_negatives(torch.tensor([1, 2]), 10, 5000, "global")
+    assert lq_pos is None and lq_neg is None
+    assert neg.min() >= 1 and neg.max() <= 10
+    share = torch.bincount(neg.flatten(), minlength=11)[1:].double() / neg.numel()
+    np.testing.assert_allclose(share.numpy(), 0.1, atol=0.01)
+
+
+def test_all_negatives_colliding_gives_zero_loss_and_finite_gradients():
+    h, w, t, _ = _inputs()
+    h.requires_grad_(True)
+    neg = t[:, None].expand(-1, 4)
+    loss = sampled_softmax_loss(h, w, t, neg, 0.05)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(h.grad).all()
+
+
+def test_gradients_match_a_dense_masked_softmax():
+    h, w, t, neg = _inputs()
+    h1, w1 = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    sampled_softmax_loss(h1, w1, t, neg, 0.3, normalize=True).backward()
+    h2, w2 = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    hn = torch.nn.functional.normalize(h2, dim=-1, eps=1e-6)
+    cand = torch.cat([t[:, None], neg], 1)
+    e = torch.nn.functional.normalize(w2[cand], dim=-1, eps=1e-6)
+    logits = (e @ hn[:, :, None]).squeeze(-1) / 0.3
+    hit = torch.cat([torch.zeros_like(t[:, None], dtype=torch.bool), neg == t[:, None]], 1)
+    logits = logits.masked_fill(hit, float("-inf"))
+    torch.nn.functional.cross_entropy(logits, torch.zeros_like(t)).backward()
+    torch.testing.assert_close(h1.grad, h2.grad)
+    torch.testing.assert_close(w1.grad, w2.grad)
+
+
+def test_normalisation_must_agree_with_the_model(tmp_path):
+    raw = {"model": {"name": "sasrec"}, "objective": {"name": "ssm", "normalize": True}}
+    with pytest.raises(SeqrecError, match="l2_norm_output"):
+        build_config(raw)
+    raw["model"]["l2_norm_output"] = True
+    assert build_config(raw).objective.temperature == 1.0
+    with pytest.raises(SeqrecError, match="not implemented"):
+        build_config({"model": {"name": "gru4rec", "l2_norm_output": True}})
+
+
+def test_sasrec_l2_norm_output_scores_cosines():
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=16, layers=2, heads=2, dropout=0.0, l2_norm_output=True)
+    m = SASRec(cfg, 30, 8).eval()
+    items = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 9]])
+    b = SeqBatch(items, items, torch.tensor([3, 4]), torch.arange(2))
+    last = m.last_hidden(b)
+    torch.testing.assert_close(last.norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(m.item_weights[1:].norm(dim=-1), torch.ones(30))
+    assert m.item_weights[0].abs().sum() == 0  # PAD stays zero
+    torch.testing.assert_close(m(b)[torch.arange(2), torch.tensor([2, 3])], last)
+    torch.testing.assert_close(m(b, reference=True)[1], m(b)[1])
