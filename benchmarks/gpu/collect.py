@@ -24,7 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("archive", type=Path)
     ap.add_argument("--jobs", type=Path, default=ROOT / "benchmarks/gpu/jobs.yaml")
-    ap.add_argument("--budget", type=float, default=435, help="time_budget_s the jobs ran with")
+    ap.add_argument("--budget", type=float, default=425, help="time_budget_s the jobs ran with")
     args = ap.parse_args()
     with tarfile.open(args.archive) as tar:
         tar.extractall(ROOT, filter="data")

@@ -9,10 +9,12 @@ before the deadline; a run still alive at the hard deadline is sent SIGTERM (the
 checkpoints) and reported as unfinished. A job that dies early has its log tail printed at
 once, so a broken job costs seconds, not the session.
 
-The jobs file is a list of ``{name, preset, set: [overrides], budget_s?}`` or
-``{name, cmd: "shell command"}`` entries. Everything comes back as one archive,
-``runs.tar.gz`` (results, logs, configs, per-user test ranks, best weights), plus
-``summary.json``; `collect.py` turns the archive into benchmarks/results/*.json.
+The jobs file is a list of ``{name, preset, set: [overrides], budget_s?, nice?}`` or
+``{name, cmd: "shell command", nice?}`` entries (``nice`` lowers the CPU priority of background
+work such as sweeps, so the headline runs get the cores first). Everything comes back from the same call:
+``results.tar.gz`` (results, logs, configs, per-user test ranks, sweep tables) and
+``weights.tar.gz`` (best weights), split into parts under the device's 16 MB file limit, plus
+``summary.json``; `collect.py` turns the results into benchmarks/results/*.json.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def launch(job: dict, runs: Path, budget: float, env: dict) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "seqrec", "train", "-c", job["preset"]]
         cmd += [a for s in sets for a in ("-o", s)]
         cmd += ["--out", str(runs / job["name"]), "--no-progress"]
+    if job.get("nice"):  # lower CPU priority (inherited by a sweep's runs) for background work
+        cmd = ["nice", "-n", str(job["nice"]), *cmd]
     print(f"[{time.strftime('%H:%M:%S')}] start {job['name']}: {' '.join(cmd[2:])}", flush=True)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -52,13 +56,37 @@ def tail(path: Path, n: int = 15) -> str:
         return ""
 
 
+PART_BYTES = 15_000_000  # the device returns files of at most 16 MB, 8 files, 64 MB in all
+
+
 def pack(runs: Path, out: Path) -> None:
-    with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:
-        for p in sorted(runs.rglob("*")):
-            in_sweep = "sweeps" in p.relative_to(runs).parts
-            wanted = p.name in KEEP or p.suffix in (".log", ".parquet", ".png")
-            if p.is_file() and wanted and not (in_sweep and p.suffix == ".safetensors"):
+    """Results first (small, one archive), weights second, each split into <= 15 MB parts.
+
+    Everything must come back from the call that trained it: between calls the device keeps
+    only files matching .gitignore patterns (*.pt, *.safetensors), so a run folder's
+    results.json and logs are gone by the next call. Rejoin parts with `cat NAME.part* | tar xz`.
+    """
+    small, weights = [], []
+    for p in sorted(runs.rglob("*")):
+        if not p.is_file():
+            continue
+        in_sweep = "sweeps" in p.relative_to(runs).parts
+        if p.suffix == ".safetensors" and not in_sweep:
+            weights.append(p)
+        elif p.name in KEEP[:-1] or p.suffix in (".log", ".parquet", ".png"):
+            small.append(p)
+    for name, files in (("results", small), ("weights", weights)):
+        archive = out / f"{name}.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            for p in files:
                 tar.add(p, arcname=str(p.relative_to(runs.parent)))
+        data = archive.read_bytes()
+        if len(data) > PART_BYTES:
+            for i in range(0, len(data), PART_BYTES):
+                (out / f"{name}.tar.gz.part{i // PART_BYTES:02d}").write_bytes(
+                    data[i : i + PART_BYTES]
+                )
+            archive.unlink()
 
 
 def main() -> None:

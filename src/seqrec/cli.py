@@ -118,6 +118,13 @@ def train(
         str | None,
         typer.Option(help="Model family, short for -o model.name=NAME (`seqrec models`)."),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="retrieval | ranking: short for -o task.name=NAME (ranking also sets "
+            "data.split=temporal; metrics AUC, GAUC, log loss, calibration)."
+        ),
+    ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Run folder (default runs/<preset>).")
     ] = None,
@@ -133,7 +140,7 @@ def train(
     from seqrec.train.run import train_run
 
     if resume is not None:
-        if config or set_ or model or out_dir or overwrite:
+        if config or set_ or model or out_dir or overwrite or task:
             raise SeqrecError(
                 "--resume continues a run with the config saved in its folder; "
                 "drop -c/--set/--model/--out/--overwrite (or start a new run without --resume)"
@@ -141,11 +148,23 @@ def train(
         run_dir = resume
         cfg = None
     else:
-        cfg = load_config(config, [*(set_ or []), *([f"model.name={model}"] if model else [])])
+        by_task = [f"task.name={task}"] if task else []
+        if task == "ranking":
+            by_task.insert(0, "data.split=temporal")
+        cfg = load_config(
+            config, [*by_task, *(set_ or []), *([f"model.name={model}"] if model else [])]
+        )
         # --model names the run after the model it trains, not after the preset it borrows
         by_model = f"{cfg.model.name}-{Path(cfg.data.dataset).stem}"
+        if cfg.task.name == "ranking":
+            by_model = (
+                f"ranking-{cfg.task.baseline or cfg.model.name}-{Path(cfg.data.dataset).stem}"
+            )
         name = Path(config).stem if config and not model else by_model
         run_dir = out_dir or Path("runs") / name
+    if _is_ranking(cfg, resume):
+        _train_ranking(cfg, run_dir, resume is not None, overwrite, progress)
+        return
     from seqrec.train.distributed import is_main_process
 
     try:
@@ -172,6 +191,41 @@ def train(
     out.print(f"run saved in {run_dir}")
 
 
+def _is_ranking(cfg, resume: Path | None) -> bool:
+    if cfg is not None:
+        return cfg.task.name == "ranking"
+    if not (resume / "checkpoint.pt").is_file():
+        return False  # the retrieval path reports "nothing to resume" with the fix
+    from seqrec.train.run import load_run_config
+
+    return load_run_config(resume).task.name == "ranking"
+
+
+def _train_ranking(cfg, run_dir: Path, resume: bool, overwrite: bool, progress: bool) -> None:
+    """`seqrec train` for task.name=ranking (task/ranking.py): AUC, GAUC, log loss, ECE."""
+    from seqrec.task.ranking import train_ranking_run
+
+    res = train_ranking_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
+    _print_ctr_table(
+        f"ranking {res['ranker']} on {res['dataset']['name']} — temporal split, real "
+        f"events (best epoch {res['best_epoch']}, {res['params']['total']:,} parameters)",
+        {part: res[part]["metrics"] for part in ("valid", "test")},
+    )
+    out.print(f"run saved in {run_dir}")
+
+
+def _print_ctr_table(title: str, sections: dict[str, dict]) -> None:
+    table = Table(title=title)
+    names = ("AUC", "GAUC", "LogLoss", "ECE", "mean_pred", "pos_rate", "examples")
+    table.add_column("split")
+    for n in names:
+        table.add_column(n, justify="right")
+    for part, m in sections.items():
+        cells = [f"{m[n]:.4f}" if isinstance(m[n], float) else str(m[n]) for n in names]
+        table.add_row(part, *cells)
+    _print_table(table)
+
+
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `seqrec train`.")],
@@ -186,9 +240,16 @@ def evaluate(
     ] = None,
     overwrite: bool = False,
 ) -> None:
-    """Evaluate a trained run's best weights (full ranking unless --sampled)."""
+    """Evaluate a trained run's best weights (full ranking unless --sampled; a ranking-task
+    run reports AUC, GAUC, log loss and calibration)."""
     from seqrec.train.evaluate_run import evaluate_run
 
+    if _is_ranking(None, run):
+        from seqrec.task.ranking import evaluate_ranking_run
+
+        metrics = evaluate_ranking_run(run, split, json_out, overwrite)
+        _print_ctr_table(f"{run} — ranking task, real events", {split: metrics})
+        return
     res = evaluate_run(run, split, sampled, negatives, keep_seen, json_out, overwrite)
     label = res.protocol["ranking"] + (
         ", seen masked" if res.protocol["mask_seen"] else ", seen kept"

@@ -50,9 +50,23 @@ class DataConfig(_Strict):
     users are a subset of a larger one's). Validation and test users are unchanged, so data
     scaling sweeps compare models on the same evaluation."""
     cache_dir: str | None = None
+    behavior_col: str | None = None
+    """Read a behaviour per event into ``store.behaviors`` (int16, 0 = none): for csv/parquet
+    the column's name (e.g. ``rating``); for MovieLens ratings.dat / u.data any value turns
+    the rating field on. Integer values are kept (ratings 1-5); other values are coded 1..K in
+    sorted order (``store.meta["behavior_values"]``)."""
+    item_features: str | None = None
+    """Item side information (data/features.py): a metadata file (movies.dat, u.item,
+    movies.csv, *item2attributes.json, an .npz of text vectors; several comma-separated), or
+    ``auto`` = the dataset's own metadata file found next to its interactions."""
+    item_feature_fields: list[str] | None = None
+    """Which item fields to use (None = all the file provides); a missing one is an error."""
+    user_features: str | None = None
+    """User side information: users.dat, u.user, or ``auto``."""
+    user_feature_fields: list[str] | None = None
 
 
-MODEL_NAMES = ("sasrec", "bert4rec", "gru4rec", "hstu", "llama", "gpt", "cl4srec", "laclrec")
+MODEL_NAMES = ("sasrec", "bert4rec", "gru4rec", "hstu", "llama", "gpt", "cl4srec", "laclrec", "srt")
 
 
 class ModelConfig(_Strict):
@@ -84,6 +98,33 @@ class ModelConfig(_Strict):
     how many items precede it, the same at training and inference), or back from the most
     recent one (the official code's fixed left-padded window, where a training query's index
     also says how many window items follow it)."""
+    # --- SASRec+ switches (Scaling New Frontiers, METHODS.md 10.2; models/sasrec_plus.py)
+    rab: bool = False
+    """SASRec: add HSTU's learned relative position bias to the attention logits (one scalar per
+    causal offset i - j and layer, shared by the heads). Causal attention only."""
+    residual: Literal["standard", "hstu"] = "standard"
+    """SASRec block: ``standard`` attention + FFN sub-layers; ``hstu`` one gated sub-layer
+    x + W_o Dropout(SiLU(Norm(x) W_u) * Norm(Attn(Norm(x)))), no FFN (needs ``norm=pre``)."""
+    norm_type: Literal["layernorm", "rmsnorm"] = "layernorm"
+    """SASRec: the normalisation used wherever ``norm`` places one (eps ``ln_eps``)."""
+    # --- srt (METHODS.md 7): feature-based item encoder; data/item_tokens.py makes the tokens
+    srt_fields: dict[str, int] = Field(
+        default_factory=lambda: {"genres": 6, "title_tokens": 12, "year": 2}
+    )
+    """SRT: item feature fields (names from data/features.py) -> token slots per item. Each
+    field is pooled separately, then the fields are concatenated ([SRT]: title and brand).
+    Categorical = 1 token, multi-valued = up to ``slots`` values, numeric = the integer value
+    and its decade (year 1995 -> year=1995, year~1990)."""
+    srt_buckets: int = Field(16384, ge=2)
+    """SRT: rows of the shared hashed token table; tokens are hashed by name (field + value),
+    so the same genre, year or title word gets the same row in every dataset."""
+    srt_feature_dim: int | None = Field(None, ge=1)
+    """SRT: token embedding width before the adapter; None = model.hidden."""
+    srt_pooling: Literal["sum", "mean"] = "sum"
+    """SRT: pooling of a field's tokens ([SRT] ``pooling_mode`` default: sum)."""
+    srt_id_residual: bool = False
+    """SRT: add a learned per-item-id vector (zero-initialised) to the feature vector; it makes
+    the parameter count grow with the catalogue and does not transfer across datasets."""
     # --- bert4rec (METHODS.md 2)
     bert_head: Literal["official", "tied"] = "official"
     """BERT4Rec output head: ``official`` LN(GELU(h W + b)) E^T + per-item bias (the TF code);
@@ -174,6 +215,21 @@ class ModelConfig(_Strict):
     l2_norm_output: bool = False
     """L2-normalise user states and the item table, so scores are cosines; must match
     objective.normalize of the sampled softmax (training and evaluation then score alike)."""
+    # --- side information and behaviours (issue 7; sasrec, hstu; models/side_info.py)
+    side_fusion: Literal["none", "sum", "concat", "gated"] = "none"
+    """How item features (data.item_features) join the input item-id vector: sum, concat +
+    Linear back to hidden, or a learned per-dimension sigmoid gate."""
+    side_output: bool = False
+    """Fuse the output item table too (default: the id table only, so scoring stays one matmul
+    over a stored matrix)."""
+    behavior_tokens: Literal["none", "embedding", "interleave"] = "none"
+    """Behaviours (data.behavior_col) in the input: a behaviour embedding added to each item,
+    or item and action tokens interleaved (sasrec only; the sequence doubles in length)."""
+    behavior_vocab: int = Field(6, ge=2)
+    """Behaviour codes 0..behavior_vocab-1 (0 = PAD; MovieLens ratings 1-5: 6)."""
+    target_behavior: int | None = None
+    """Condition next-item prediction on the target's behaviour: training uses each target's
+    true behaviour, evaluation and serving this value (e.g. 5); None = unconditioned."""
 
     @model_validator(mode="after")
     def _augmentations_fit(self) -> ModelConfig:
@@ -214,9 +270,25 @@ class ModelConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _sasrec_plus_fits(self) -> ModelConfig:
+        if self.residual == "hstu" and self.norm != "pre":
+            raise ValueError(
+                f"model.residual=hstu is a pre-norm layout (the branch reads Norm(x)); "
+                f"model.norm={self.norm} does not fit it, set model.norm=pre"
+            )
+        if self.rab and self.name == "laclrec":
+            raise ValueError(
+                "model.rab is not available for laclrec: its augmenter attends both ways and "
+                "its generator blocks have no position table to size the bias; set model.rab=false"
+            )
+        return self
+
 
 L2_NORM_MODELS = ("sasrec", "cl4srec", "hstu")
 """Models whose outputs and item table honour ``model.l2_norm_output``."""
+RANKING_ENCODERS = ("sasrec", "hstu")
+"""Encoders the ranking head (models/ranker.py) is built on."""
 
 
 class ObjectiveConfig(_Strict):
@@ -269,6 +341,11 @@ class TrainConfig(_Strict):
     threads: int | None = None
     checkpoint_every: int = Field(500, ge=1)
     """Write a resumable checkpoint every this many steps (and at every epoch end)."""
+    init_from: str | None = None
+    """Start from the weights of another run (its folder's best.safetensors, or a .safetensors
+    file) instead of a fresh init: pre-train -> fine-tune. Shapes must match exactly (same
+    architecture); catalogue-bound state (SRT's item tokens) stays this run's. Applied before
+    the first step only, so a resumed run continues from its own checkpoint."""
 
 
 class EvalConfig(_Strict):
@@ -282,12 +359,46 @@ class EvalConfig(_Strict):
     """Validate early stopping on at most this many random users (None = all)."""
 
 
+class TaskConfig(_Strict):
+    """What is learned: next-item retrieval (default) or ranking (CTR: history + candidate ->
+    probability of a positive action; ``seqrec.task.ranking``)."""
+
+    name: Literal["retrieval", "ranking"] = "retrieval"
+    positive_threshold: float = 4.0
+    """ranking: label = 1 when the event's behaviour value (data.behavior_col, e.g. the rating)
+    is >= this (MovieLens convention: rating >= 4 is a positive)."""
+    sampled_negatives: int = Field(1, ge=0)
+    """ranking: random items the user never interacted with, added per training positive with
+    label 0 (redrawn every epoch from (seed, epoch)); evaluation uses real events only."""
+    baseline: Literal["popularity", "logistic"] | None = None
+    """ranking: train a baseline instead of the model.name encoder + ranking head: smoothed item
+    positive rate (popularity) or logistic regression on one-hot user/item ids + features."""
+    attention: Literal["din", "dot"] = "din"
+    """ranking head's target attention over the history states: DIN's MLP on
+    [h, e, h*e, h-e] (Zhou et al. 2018) or a scaled dot product with the candidate as query."""
+    attention_hidden: int = Field(64, ge=1)
+    """ranking: width of the DIN attention MLP (DIN uses 80-40; one layer here)."""
+    head_hidden: list[int] = Field(default_factory=lambda: [128, 64])
+    """ranking: hidden widths of the final MLP (ReLU, dropout = model.dropout)."""
+    history_behaviors: bool = True
+    """ranking: add a learned embedding of each history event's behaviour value (its rating)
+    to the history states the target attention reads; the candidate's own value is never in
+    its history (histories end strictly before the candidate's timestamp)."""
+    features: bool = False
+    """ranking: feed the item/user features of data/features.py (genres, year; gender, age,
+    occupation) to the ranking head and the logistic baseline."""
+    popularity_prior: float = Field(20.0, ge=0)
+    """ranking popularity baseline: the item's positive rate is shrunk toward the global rate
+    with this many pseudo-events: (pos + prior * rate) / (n + prior)."""
+
+
 class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
 
     @model_validator(mode="after")
     def _cloze_needs_bidirectional(self) -> RunConfig:
@@ -314,6 +425,34 @@ class RunConfig(_Strict):
                 f"objective.normalize={self.objective.normalize} but model.l2_norm_output="
                 f"{self.model.l2_norm_output}; set both to the same value so evaluation scores "
                 "with the normalisation the loss trained"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _srt_has_features(self) -> RunConfig:
+        """SRT's items are their features: without a metadata file there is nothing to encode."""
+        if self.model.name == "srt" and not self.data.item_features:
+            raise ValueError(
+                "model.name=srt encodes items from their features; set data.item_features=auto "
+                "(the dataset's metadata file) or a metadata file path"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ranking_fits(self) -> RunConfig:
+        """The ranking task has its own temporal example split and wraps a SASRec/HSTU encoder."""
+        if self.task.name != "ranking":
+            if self.task.baseline is not None:
+                raise ValueError("task.baseline needs task.name=ranking")
+            return self
+        if self.data.split != "temporal":
+            raise ValueError(
+                "task.name=ranking splits events by a global time cut; set data.split=temporal"
+            )
+        if self.task.baseline is None and self.model.name not in RANKING_ENCODERS:
+            raise ValueError(
+                f"task.name=ranking has a ranking head for model.name in "
+                f"{', '.join(RANKING_ENCODERS)}, not {self.model.name}; or set task.baseline"
             )
         return self
 

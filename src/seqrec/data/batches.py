@@ -25,6 +25,12 @@ class SeqBatch:
     lengths: torch.Tensor  # [B] int64 true (un-padded, window-clipped) lengths
     users: torch.Tensor  # [B] int64 store rows
     timestamps: torch.Tensor | None = None  # [B, L] int64
+    behaviors: torch.Tensor | None = None
+    """[B, L] int64 behaviour code of each input item (0 at PAD), aligned with ``items``;
+    only when the store has behaviours and the caller asks for them."""
+    target_behaviors: torch.Tensor | None = None
+    """[B, L] behaviour of each position's target (training batches with behaviours only);
+    read only by target-behaviour conditioning (``model.target_behavior``), never an input."""
 
     def to(self, device: torch.device | str) -> SeqBatch:
         moved = {
@@ -61,6 +67,16 @@ def gather_window(
     return out, valid
 
 
+def _aligned(
+    flat: np.ndarray | None, idx: np.ndarray, valid: np.ndarray, keep: np.ndarray | None = None
+) -> torch.Tensor | None:
+    """``flat`` (timestamps, behaviours) gathered at the items' window ``idx``, 0 where invalid."""
+    if flat is None:
+        return None
+    out = np.where(valid, flat[idx], 0).astype(np.int64, copy=False)
+    return torch.from_numpy(np.ascontiguousarray(out if keep is None else out[:, keep]))
+
+
 def training_batch(
     items: np.ndarray,
     timestamps: np.ndarray | None,
@@ -68,27 +84,34 @@ def training_batch(
     starts: np.ndarray,
     ends: np.ndarray,
     max_len: int,
+    behaviors: np.ndarray | None = None,
 ) -> SeqBatch:
     """Next-item training rows: input = last ``max_len`` items before the end, targets shifted by one.
 
     Only the most recent ``max_len + 1`` items of each training slice are used (as in SASRec), so
-    memory is users x max_len, never interactions x max_len.
+    memory is users x max_len, never interactions x max_len. ``behaviors`` (aligned with
+    ``items``) gives ``SeqBatch.behaviors`` for the inputs and ``target_behaviors`` for the
+    targets (kept apart, so no model input ever holds a target's behaviour).
     """
     n = ends - starts
     width = int(min(max_len, max(int(n.max()) - 1, 1)))
-    seq, _ = gather_window(items, starts, ends, width + 1)
+    idx, valid = window_index(starts, ends, width + 1)
+    seq = np.where(valid, items[idx], 0)
     inp, tgt = seq[:, :-1], seq[:, 1:]
     inp = np.where(tgt != 0, inp, 0)  # a short row's last item has no next item: not an input
-    ts = None
-    if timestamps is not None:
-        t, _ = gather_window(timestamps, starts, ends, width + 1)
-        ts = torch.from_numpy(np.ascontiguousarray(t[:, :-1]))
+    ts = _aligned(timestamps, idx, valid, slice(None, -1))
+    beh = tbeh = None
+    if behaviors is not None:
+        beh = _aligned(behaviors, idx, valid, slice(None, -1)) * torch.from_numpy(inp != 0)
+        tbeh = _aligned(behaviors, idx, valid, slice(1, None))
     return SeqBatch(
         items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
         targets=torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.int64)),
         lengths=torch.from_numpy(np.minimum(n - 1, width).astype(np.int64)),
         users=torch.from_numpy(users.astype(np.int64)),
         timestamps=ts,
+        behaviors=beh,
+        target_behaviors=tbeh,
     )
 
 
@@ -100,21 +123,22 @@ def history_batch(
     ends: np.ndarray,
     targets: np.ndarray,
     max_len: int,
+    behaviors: np.ndarray | None = None,
 ) -> SeqBatch:
     """Evaluation / inference rows: the last ``max_len`` history items and one target each."""
     n = ends - starts
     width = int(min(max_len, max(int(n.max()), 1)))
-    inp, _ = gather_window(items, starts, ends, width)
-    ts = None
-    if timestamps is not None:
-        t, _ = gather_window(timestamps, starts, ends, width)
-        ts = torch.from_numpy(np.ascontiguousarray(t))
+    idx, valid = window_index(starts, ends, width)
+    inp = np.where(valid, items[idx], 0)
+    ts = _aligned(timestamps, idx, valid)
+    beh = _aligned(behaviors, idx, valid)
     return SeqBatch(
         items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
         targets=torch.from_numpy(targets.astype(np.int64)),
         lengths=torch.from_numpy(np.minimum(n, width).astype(np.int64)),
         users=torch.from_numpy(users.astype(np.int64)),
         timestamps=ts,
+        behaviors=beh,
     )
 
 

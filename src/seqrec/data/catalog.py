@@ -53,6 +53,9 @@ class DatasetSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     expected_interactions: int | None = None
     note: str = ""
+    item_metadata: tuple[str, ...] = ()
+    """Item metadata files (relative to a data dir) for ``data.item_features=auto``."""
+    user_metadata: tuple[str, ...] = ()
 
     @property
     def download_path(self) -> str:
@@ -77,6 +80,8 @@ CATALOG: dict[str, DatasetSpec] = {
             {"min_user_count": 5, "min_item_count": 5, "kcore": "once"},
             1_000_209,
             "MovieLens 1M; SASRec/BERT4Rec filtering -> 6,040 users, 3,416 items",
+            ("movielens/ml-1m/movies.dat", "ml-1m/movies.dat"),
+            ("movielens/ml-1m/users.dat", "ml-1m/users.dat"),
         ),
         DatasetSpec(
             "ml-20m",
@@ -92,6 +97,7 @@ CATALOG: dict[str, DatasetSpec] = {
             {"min_user_count": 5, "kcore": "once"},
             20_000_263,
             "MovieLens 20M; BERT4Rec filtering (users >= 5)",
+            ("movielens/ml-20m/movies.csv", "movielens/ml-20m/movies.csv.gz"),
         ),
         DatasetSpec(
             "ml-100k",
@@ -107,6 +113,8 @@ CATALOG: dict[str, DatasetSpec] = {
             {},
             100_000,
             "MovieLens 100K raw ratings (tab separated)",
+            ("movielens/ml-100k/u.item", "ml-100k/u.item"),
+            ("movielens/ml-100k/u.user", "ml-100k/u.user"),
         ),
         DatasetSpec(
             "amazon-beauty",
@@ -118,6 +126,10 @@ CATALOG: dict[str, DatasetSpec] = {
             {},
             198_502,
             "Amazon Beauty, S3-Rec 5-core sequences (already filtered)",
+            (
+                "amazon/s3rec/Beauty_item2attributes.json.gz",
+                "amazon/s3rec/Beauty_item2attributes.json",
+            ),
         ),
         DatasetSpec(
             "amazon-video",

@@ -33,6 +33,8 @@ class Interactions(NamedTuple):
     frame: pl.DataFrame
     has_timestamps: bool
     format: str
+    behavior_values: list[str] | None = None
+    """Original behaviour values of codes 1..K when they were recoded (else None)."""
 
 
 def read_bytes(path: Path) -> bytes:
@@ -170,8 +172,31 @@ def normalise_ts(col: pl.Series) -> pl.Series:
     )
 
 
+def normalise_behavior(col: pl.Series) -> tuple[pl.Series, list[str] | None]:
+    """Behaviour codes as Int16, 0 reserved for "none" (PAD). Integers in 1..32767 are kept
+    (MovieLens ratings 1-5); anything else (4.5-star ratings, "click"/"buy") is coded 1..K in
+    sorted order and the values are returned so the codes can be read back."""
+    if col.null_count():
+        raise SeqrecError(f"{col.null_count()} rows have no behaviour value; fill them")
+    text = col.cast(pl.Utf8).str.strip_chars()
+    as_int = text.cast(pl.Int64, strict=False)
+    if not as_int.null_count() and as_int.min() >= 1 and as_int.max() <= 32767:
+        return as_int.cast(pl.Int16), None
+    as_num = text.cast(pl.Float64, strict=False)
+    values = (as_num if not as_num.null_count() else text).unique().sort()
+    if len(values) > 32767:
+        raise SeqrecError(f"behaviour column has {len(values)} distinct values; at most 32767")
+    codes = (as_num if not as_num.null_count() else text).rank("dense").cast(pl.Int16)
+    return codes, [str(v) for v in values.to_list()]
+
+
 def _finish(
-    users: pl.Series, items: pl.Series, ts: pl.Series | None, fmt: str, require_int: bool = False
+    users: pl.Series,
+    items: pl.Series,
+    ts: pl.Series | None,
+    fmt: str,
+    require_int: bool = False,
+    behavior: pl.Series | None = None,
 ) -> Interactions:
     frame = pl.DataFrame(
         {
@@ -179,6 +204,10 @@ def _finish(
             "item": normalise_ids(items, "item", require_int),
         }
     ).with_row_index("order")
+    values = None
+    if behavior is not None:
+        codes, values = normalise_behavior(behavior)
+        frame = frame.with_columns(behavior=codes)
     frame = frame.with_columns(pl.col("order").cast(pl.Int64))
     if ts is not None and ts.null_count() == len(ts):
         ts = None
@@ -193,7 +222,8 @@ def _finish(
         frame = frame.with_columns(ts=normalise_ts(ts).alias("ts"))
     if frame.is_empty():
         raise SeqrecError("the data file holds no interactions; check data.dataset and data.format")
-    return Interactions(frame.select("user", "item", "ts", "order"), ts is not None, fmt)
+    cols = ["user", "item", "ts", "order"] + (["behavior"] if behavior is not None else [])
+    return Interactions(frame.select(cols), ts is not None, fmt, values)
 
 
 def read_seq(raw: bytes) -> Interactions:
@@ -208,7 +238,7 @@ def read_seq(raw: bytes) -> Interactions:
     return _finish(frame["user"], frame["item"], None, "seq")
 
 
-def read_pairs(raw: bytes, use_time: bool = True) -> Interactions:
+def read_pairs(raw: bytes, use_time: bool = True, behavior: bool = False) -> Interactions:
     """``user item``, ``user item ts`` or MovieLens ``user item rating ts`` (u.data) per line."""
     tokens = _lines(raw).str.split(" ")
     width = tokens.list.len()
@@ -220,10 +250,18 @@ def read_pairs(raw: bytes, use_time: bool = True) -> Interactions:
             f"{int(width[line - 1])} fields; use data.format=seq for one user per line"
         )
     ts = tokens.list.get(first - 1) if first > 2 and use_time else None
-    return _finish(tokens.list.get(0), tokens.list.get(1), ts, "pairs")
+    rating = None
+    if behavior:
+        if first != 4:
+            raise SeqrecError(
+                "data.behavior_col with the pairs format needs 'user item rating ts' lines "
+                f"(u.data), but lines have {first} fields; set data.behavior_col=null"
+            )
+        rating = tokens.list.get(2)
+    return _finish(tokens.list.get(0), tokens.list.get(1), ts, "pairs", behavior=rating)
 
 
-def read_ml_dat(raw: bytes, use_time: bool = True) -> Interactions:
+def read_ml_dat(raw: bytes, use_time: bool = True, behavior: bool = False) -> Interactions:
     """MovieLens ``user::item::rating::ts``; read with ':' so fields 0, 2, 4, 6 hold the values."""
     first = raw[:4096].lstrip().split(b"\n", 1)[0].strip()
     if first.count(b"::") != 3 or first.count(b":") != 6:
@@ -237,11 +275,12 @@ def read_ml_dat(raw: bytes, use_time: bool = True) -> Interactions:
         separator=":",
         quote_char=None,
         infer_schema=False,
-        columns=[0, 2, 6],
+        columns=[0, 2, 4, 6],
         truncate_ragged_lines=True,
     )
-    ts = frame[:, 2] if use_time else None
-    return _finish(frame[:, 0], frame[:, 1], ts, "ml-dat", require_int=True)
+    ts = frame[:, 3] if use_time else None
+    rating = frame[:, 2] if behavior else None
+    return _finish(frame[:, 0], frame[:, 1], ts, "ml-dat", require_int=True, behavior=rating)
 
 
 def _pick_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str, str, str | None]:
@@ -265,6 +304,16 @@ def _pick_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str, s
     return user, item, time
 
 
+def _behavior_column(found: list[str], cfg: DataConfig, path: Path) -> str | None:
+    beh = cfg.behavior_col
+    if beh is not None and beh not in found:
+        raise SeqrecError(
+            f"{path.name}: behaviour column '{beh}' (data.behavior_col) not found; columns "
+            f"found: {found}. Set data.behavior_col to one of them or to null"
+        )
+    return beh
+
+
 def _sniff_sep(raw: bytes) -> str:
     header = raw.split(b"\n", 1)[0].decode("latin-1")
     counts = {s: header.count(s) for s in (",", "\t", ";", "|")}
@@ -280,10 +329,17 @@ def read_csv(raw: bytes, cfg: DataConfig, path: Path) -> Interactions:
     src = io.BytesIO(_as_utf8(raw))
     found = pl.read_csv(src, separator=sep, n_rows=0).columns
     user, item, time = _pick_columns(found, cfg, path)
-    cols = [user, item] + ([time] if time else [])
+    beh = _behavior_column(found, cfg, path)
+    cols = [user, item] + ([time] if time else []) + ([beh] if beh else [])
     src.seek(0)
     frame = pl.read_csv(src, separator=sep, columns=cols, infer_schema=False)
-    return _finish(frame[user], frame[item], frame[time] if time else None, "csv")
+    return _finish(
+        frame[user],
+        frame[item],
+        frame[time] if time else None,
+        "csv",
+        behavior=frame[beh] if beh else None,
+    )
 
 
 def read_parquet(raw: bytes, cfg: DataConfig, path: Path) -> Interactions:
@@ -294,8 +350,16 @@ def read_parquet(raw: bytes, cfg: DataConfig, path: Path) -> Interactions:
             f"{path.name} is not a readable parquet file ({err}); fix data.format"
         ) from None
     user, item, time = _pick_columns(list(schema), cfg, path)
-    frame = pl.read_parquet(io.BytesIO(raw), columns=[user, item] + ([time] if time else []))
-    return _finish(frame[user], frame[item], frame[time] if time else None, "parquet")
+    beh = _behavior_column(list(schema), cfg, path)
+    cols = [user, item] + ([time] if time else []) + ([beh] if beh else [])
+    frame = pl.read_parquet(io.BytesIO(raw), columns=cols)
+    return _finish(
+        frame[user],
+        frame[item],
+        frame[time] if time else None,
+        "parquet",
+        behavior=frame[beh] if beh else None,
+    )
 
 
 def read_interactions(
@@ -310,12 +374,17 @@ def read_interactions(
     if fmt not in FORMATS:
         raise SeqrecError(f"unknown data format '{fmt}'; use one of {', '.join(FORMATS)}")
     if fmt == "seq":
+        if cfg.behavior_col is not None:
+            raise SeqrecError(
+                "data.behavior_col is set but the seq format (one user per line) has no "
+                "behaviour field; use a ratings file or set data.behavior_col=null"
+            )
         return read_seq(raw)
     # time_col=None means "order by file position" for the headerless formats too.
     if fmt == "pairs":
-        return read_pairs(raw, cfg.time_col is not None)
+        return read_pairs(raw, cfg.time_col is not None, cfg.behavior_col is not None)
     if fmt == "ml-dat":
-        return read_ml_dat(raw, cfg.time_col is not None)
+        return read_ml_dat(raw, cfg.time_col is not None, cfg.behavior_col is not None)
     if fmt == "csv":
         return read_csv(raw, cfg, path)
     return read_parquet(raw, cfg, path)

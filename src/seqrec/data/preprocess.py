@@ -30,6 +30,7 @@ class Prepared(NamedTuple):
     timestamps: np.ndarray
     user_ids: np.ndarray
     item_ids: np.ndarray
+    behaviors: np.ndarray | None = None  # int16 aligned with items, when the frame has them
 
 
 def dedupe(frame: pl.DataFrame, policy: str) -> pl.DataFrame:
@@ -86,8 +87,11 @@ def remap(frame: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     return frame, user_ids, item_ids
 
 
-def to_csr(frame: pl.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows sorted by (user, ts, order): the stable tie-break keeps source order among equal ts."""
+def to_csr(
+    frame: pl.DataFrame, n_users: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Rows sorted by (user, ts, order): the stable tie-break keeps source order among equal ts.
+    The behaviour column, when present, is sorted with its events."""
     frame = frame.sort(["uid", *_CHRONO])
     uid = frame["uid"].to_numpy()
     counts = np.bincount(uid, minlength=n_users)
@@ -95,7 +99,10 @@ def to_csr(frame: pl.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray, n
     np.cumsum(counts, out=offsets[1:])
     items = frame["iid"].to_numpy().astype(np.int32, copy=False)
     timestamps = frame["ts"].to_numpy().astype(np.int64, copy=False)
-    return offsets, items, timestamps
+    behaviors = None
+    if "behavior" in frame.columns:
+        behaviors = frame["behavior"].to_numpy().astype(np.int16, copy=False)
+    return offsets, items, timestamps, behaviors
 
 
 def preprocess(
@@ -109,8 +116,8 @@ def preprocess(
     frame = dedupe(frame, dedupe_policy)
     frame = kcore(frame, min_user_count, min_item_count, kcore_mode)
     frame, user_ids, item_ids = remap(frame)
-    offsets, items, timestamps = to_csr(frame, len(user_ids))
+    offsets, items, timestamps, behaviors = to_csr(frame, len(user_ids))
     log.info(
         "prepared %d users, %d items, %d interactions", len(user_ids), len(item_ids) - 1, len(items)
     )
-    return Prepared(offsets, items, timestamps, user_ids, item_ids)
+    return Prepared(offsets, items, timestamps, user_ids, item_ids, behaviors)

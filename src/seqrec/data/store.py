@@ -28,8 +28,10 @@ from seqrec.fsutil import swap_dir
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1
-_ARRAYS = ("offsets", "items", "timestamps", "user_ids", "item_ids")
+STORE_VERSION = 2
+"""2: optional ``behaviors.npy`` (data.behavior_col) and its flag in meta.json."""
+_ARRAYS = ("offsets", "items", "timestamps", "user_ids", "item_ids", "behaviors")
+_OPTIONAL = {"timestamps": "has_timestamps", "behaviors": "has_behaviors"}
 _KEY_FIELDS = (
     "format",
     "user_col",
@@ -40,12 +42,17 @@ _KEY_FIELDS = (
     "min_user_count",
     "min_item_count",
     "kcore",
+    "behavior_col",
 )
 
 
 @dataclass(frozen=True, eq=False)
 class SequenceStore:
-    """Row ``u`` holds user ``u``'s items (1..n_items, 0 is PAD) in chronological order."""
+    """Row ``u`` holds user ``u``'s items (1..n_items, 0 is PAD) in chronological order.
+
+    ``behaviors`` (optional, int16, aligned with ``items``) is each event's behaviour code, e.g.
+    the MovieLens rating 1-5 (``data.behavior_col``); 0 never occurs in it (0 = PAD in batches).
+    """
 
     offsets: np.ndarray
     items: np.ndarray
@@ -55,6 +62,18 @@ class SequenceStore:
     item_ids: np.ndarray
     name: str
     meta: dict[str, Any] = field(default_factory=dict)
+    behaviors: np.ndarray | None = None
+
+    @property
+    def has_behaviors(self) -> bool:
+        return self.behaviors is not None
+
+    @property
+    def n_behaviors(self) -> int:
+        """Largest behaviour code (codes are 1..n_behaviors); 0 without behaviours."""
+        if self.behaviors is None or not len(self.behaviors):
+            return 0
+        return int(self.meta.get("n_behaviors") or self.behaviors.max())
 
     @property
     def n_users(self) -> int:
@@ -116,6 +135,7 @@ class SequenceStore:
             "length_mean": float(lengths.mean()) if len(lengths) else 0.0,
             "length_max": int(lengths.max()) if len(lengths) else 0,
             "has_timestamps": self.has_timestamps,
+            "has_behaviors": self.has_behaviors,
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -135,6 +155,7 @@ class SequenceStore:
                 "name": self.name,
                 "n_items": int(self.n_items),
                 "has_timestamps": self.has_timestamps,
+                "has_behaviors": self.has_behaviors,
                 "meta": self.meta,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -162,7 +183,7 @@ class SequenceStore:
             arrays = {
                 n: np.load(path / f"{n}.npy", mmap_mode=mode, allow_pickle=False)
                 for n in _ARRAYS
-                if n != "timestamps" or meta["has_timestamps"]
+                if n not in _OPTIONAL or meta.get(_OPTIONAL[n])
             }
         except (OSError, ValueError) as err:
             raise SeqrecError(
@@ -177,6 +198,7 @@ class SequenceStore:
             arrays["item_ids"],
             meta["name"],
             meta.get("meta", {}),
+            arrays.get("behaviors"),
         )
 
 
@@ -230,6 +252,9 @@ def build_store(cfg: DataConfig) -> SequenceStore:
         "preprocessing": {k: getattr(cfg, k) for k in _KEY_FIELDS},
         "cache_key": key,
     }
+    if prep.behaviors is not None:
+        meta["n_behaviors"] = int(prep.behaviors.max()) if len(prep.behaviors) else 0
+        meta["behavior_values"] = inter.behavior_values
     store = SequenceStore(
         prep.offsets,
         prep.items,
@@ -239,6 +264,7 @@ def build_store(cfg: DataConfig) -> SequenceStore:
         prep.item_ids,
         name,
         meta,
+        prep.behaviors,
     )
     try:
         store.save(cached)

@@ -57,6 +57,7 @@ def score_chunks(
     device: torch.device,
     mask_seen: bool = True,
     timestamps: np.ndarray | None = None,
+    behaviors: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     """Yield (row positions, raw scores [b, V+1], candidate mask [b, V+1]) in length order.
 
@@ -68,7 +69,9 @@ def score_chunks(
     for s in range(0, len(order), chunk):
         pos = order[s : s + chunk]
         st, en = starts[pos], ends[pos]
-        batch = history_batch(items, timestamps, pos, st, en, np.zeros(len(pos)), max_len)
+        batch = history_batch(
+            items, timestamps, pos, st, en, np.zeros(len(pos)), max_len, behaviors
+        )
         hidden = model.last_hidden(batch.to(device))
         scores = (hidden @ weight.T).float()
         allowed = torch.ones_like(scores, dtype=torch.bool)
@@ -106,9 +109,10 @@ def evaluate(
     split_protocol: dict | None = None,
     seed: int = 0,
     timestamps: np.ndarray | None = None,
+    behaviors: np.ndarray | None = None,
 ) -> EvalResult:
     """Rank each row's ``targets`` item given the history items[start:end] (and, for a model
-    that reads them, the history's ``timestamps``, aligned with ``items``)."""
+    that reads them, the history's ``timestamps`` / ``behaviors``, aligned with ``items``)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -121,7 +125,16 @@ def evaluate(
             raise ValueError("popularity-sampled metrics need item popularity counts")
         probs = torch.as_tensor(popularity, dtype=torch.float32, device=device)
     for pos, scores, allowed in score_chunks(
-        model, items, starts, ends, max_len, cfg.batch_users, device, cfg.mask_seen, timestamps
+        model,
+        items,
+        starts,
+        ends,
+        max_len,
+        cfg.batch_users,
+        device,
+        cfg.mask_seen,
+        timestamps,
+        behaviors,
     ):
         tgt = torch.as_tensor(targets[pos], dtype=torch.int64, device=device)
         rows = torch.arange(len(pos), device=device)

@@ -45,15 +45,17 @@ def embed_sequence(
     positions: str,
     scale: float,
     dropout: nn.Module,
+    vectors: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Item (x ``scale``) [+ learned position] embeddings with dropout, zero at PAD slots.
 
     Returns (x [B, L, D], lengths [B]). Zeroing PAD slots keeps their (never scored) states
-    free of position vectors; real slots are unaffected.
+    free of position vectors; real slots are unaffected. ``vectors`` [B, L, D] replaces
+    ``item_emb(items)`` (side information / behaviour tokens, models/side_info.py).
     """
     valid = items != 0
     lengths = valid.sum(1)
-    x = item_emb(items) * scale
+    x = (item_emb(items) if vectors is None else vectors) * scale
     if pos_emb is not None:
         x = x + pos_emb(position_ids(items, lengths, positions))
     x = dropout(x)

@@ -49,6 +49,7 @@ from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models.common import check_width, embed_sequence
+from seqrec.models.side_info import SideInputs
 
 TIME_BUCKETS = 128
 """Time-gap buckets 0..128 (129 learned scalars per layer), as in the research code."""
@@ -221,7 +222,17 @@ class HSTU(nn.Module):
         self.emb_dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(HSTULayer(cfg, max_len) for _ in range(cfg.layers))
         self.emb_scale = math.sqrt(cfg.hidden) if cfg.scale_embeddings else 1.0
+        if cfg.behavior_tokens == "interleave":
+            raise SeqrecError(
+                "model.behavior_tokens=interleave is implemented for sasrec only; use "
+                "model.behavior_tokens=embedding with hstu"
+            )
+        self.side = SideInputs(cfg, n_items)  # features / behaviours (models/side_info.py)
         self.reset_parameters()
+
+    def attach_features(self, features) -> None:
+        """Item side information (`data.features.Features`); see models/side_info.py."""
+        self.side.attach_features(features)
 
     def reset_parameters(self) -> None:
         """Research-code init: items N(0, 0.02) and positions N(0, 1/d), both truncated at 2
@@ -238,10 +249,13 @@ class HSTU(nn.Module):
     @property
     def item_weights(self) -> torch.Tensor:
         """Output item table [n_items + 1, D] (the input table, tied); row 0 is PAD (zero)."""
-        w = self.item_emb.weight
+        w = self.side.output_table(self.item_emb.weight)
         return F.normalize(w, dim=-1, eps=LN_EPS) if self.cfg.l2_norm_output else w
 
-    def _output(self, h: torch.Tensor) -> torch.Tensor:
+    def _output(
+        self, h: torch.Tensor, target_behaviors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h = self.side.condition(h, target_behaviors)
         return F.normalize(h, dim=-1, eps=LN_EPS) if self.cfg.l2_norm_output else h
 
     def _inputs(self, batch: SeqBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -254,8 +268,17 @@ class HSTU(nn.Module):
                 "use data with a timestamp column or set model.time_bias=false"
             )
         cfg = self.cfg
+        vectors = None
+        if self.side.active:
+            vectors = self.side.items_in(self.item_emb, items, batch.behaviors)
         x, lengths = embed_sequence(
-            items, self.item_emb, self.pos_emb, cfg.positions, self.emb_scale, self.emb_dropout
+            items,
+            self.item_emb,
+            self.pos_emb,
+            cfg.positions,
+            self.emb_scale,
+            self.emb_dropout,
+            vectors,
         )
         return items, x, lengths
 
@@ -285,12 +308,12 @@ class HSTU(nn.Module):
             n = self._norm(lengths, x.dtype).view(-1)
             for layer in self.layers:
                 x = layer.forward_reference(x, items, batch.timestamps, n)
-            return self._output(x)
+            return self._output(x, batch.target_behaviors)
         _, rel, causal = self._slots(items.shape[1], items.device, x.dtype)
         buckets, norm = self._buckets(batch), self._norm(lengths, x.dtype)
         for layer in self.layers:
             x = layer(x, rel, buckets, causal, norm)
-        return self._output(x)
+        return self._output(x, batch.target_behaviors)
 
     def last_hidden(self, batch: SeqBatch) -> torch.Tensor:
         """User representation [B, D]: the state at each row's most recent item; the last

@@ -8,7 +8,7 @@ from torch import nn
 
 from seqrec.config import ModelConfig
 from seqrec.errors import SeqrecError
-from seqrec.models import bert4rec, gpt, gru4rec, hstu, llama, sasrec
+from seqrec.models import bert4rec, gpt, gru4rec, hstu, llama, sasrec, srt
 from seqrec.models.bert4rec import BERT4Rec
 from seqrec.models.cl4srec import CL4SRec
 from seqrec.models.gpt import GPT
@@ -17,6 +17,7 @@ from seqrec.models.hstu import HSTU
 from seqrec.models.laclrec import LACLRec
 from seqrec.models.llama import Llama
 from seqrec.models.sasrec import SASRec
+from seqrec.models.srt import SRT
 
 _MODELS: dict[str, type[nn.Module]] = {
     "sasrec": SASRec,
@@ -27,6 +28,7 @@ _MODELS: dict[str, type[nn.Module]] = {
     "llama": Llama,
     "gpt": GPT,
     "laclrec": LACLRec,
+    "srt": SRT,
 }
 
 FlopsCount = Callable[[ModelConfig, int, float], dict[str, float]]
@@ -37,6 +39,7 @@ _FLOPS: dict[str, FlopsCount] = {
     "hstu": hstu.flops_per_interaction,
     "llama": llama.flops_per_interaction,
     "gpt": gpt.flops_per_interaction,
+    "srt": srt.flops_per_interaction,
 }
 
 

@@ -21,6 +21,10 @@ the output layer. Choices the paper leaves open are explicit options and recorde
 * ``l2_norm_output`` L2-normalises the returned states and ``item_weights`` (cosine scores), as
   generative-recommenders' "SASRec, sampled softmax" row does; training and evaluation both
   read these, so they score alike.
+* ``rab``, ``residual="hstu"`` and ``norm_type="rmsnorm"`` are the SASRec+ switches of
+  *Scaling New Frontiers* (HSTU's relative attention bias, its gated residual, RMSNorm); they
+  live in sasrec_plus.py, which documents what is taken from HSTU and what is guessed. All
+  off, the model is the plain SASRec above, weight for weight.
 
 Attention goes through ``scaled_dot_product_attention``; `reference_forward` in the tests checks
 it against an explicit softmax(QK^T) implementation.
@@ -29,6 +33,7 @@ it against an explicit softmax(QK^T) implementation.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +41,10 @@ from torch import nn
 
 from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
-from seqrec.models.common import check_width, embed_sequence
+from seqrec.models.common import check_width, embed_sequence, gather_last, position_ids
 from seqrec.models.common import count_parameters as count_parameters  # re-export
+from seqrec.models.sasrec_plus import GatedBlock, RelativePositionBias, make_norm
+from seqrec.models.side_info import SideInputs
 
 
 def attention_mask(items: torch.Tensor) -> torch.Tensor:
@@ -53,14 +60,23 @@ def attention_mask(items: torch.Tensor) -> torch.Tensor:
 
 
 class CausalSelfAttention(nn.Module):
+    """Softmax attention, causal unless the caller's boolean ``mask`` says otherwise; with
+    ``rab`` (a `RelativePositionBias`) the bias and the mask go to SDPA as one float mask."""
+
     def __init__(
-        self, hidden: int, heads: int, attn_dropout: float, out_proj: bool = False
+        self,
+        hidden: int,
+        heads: int,
+        attn_dropout: float,
+        out_proj: bool = False,
+        rab: RelativePositionBias | None = None,
     ) -> None:
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden) if out_proj else nn.Identity()
         self.attn_dropout = attn_dropout
+        self.rab = rab
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         b, length, d = t.shape
@@ -88,6 +104,8 @@ class CausalSelfAttention(nn.Module):
         b, length, d = x.shape
         q, k, v = self._project(x, x_kv)
         p = self.attn_dropout if self.training else 0.0
+        if self.rab is not None:
+            mask = self.rab.mask(length, mask, q.dtype)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None
         )
@@ -99,8 +117,12 @@ class CausalSelfAttention(nn.Module):
         """Attention output for one query per row (its most recent item) over that row's keys."""
         d = x.shape[-1]
         q, k, v = self._project(x_last[:, None], x)
-        keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        if self.rab is not None:
+            mask = self.rab.last_mask(lengths, x.shape[1], q.dtype)
+        else:
+            keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+            mask = keep[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(out.transpose(1, 2).reshape(-1, d))
 
 
@@ -115,14 +137,31 @@ class FeedForward(nn.Module):
         return self.fc2(self.dropout(F.relu(self.fc1(x))))
 
 
+def make_attention(cfg: ModelConfig, max_len: int | None, out_proj: bool) -> CausalSelfAttention:
+    """SASRec's attention for one layer, with its own relative bias when ``model.rab``."""
+    if cfg.rab and max_len is None:
+        raise ValueError("model.rab needs the block's max_len to size its offset table")
+    attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
+    rab = RelativePositionBias(max_len) if cfg.rab else None
+    return CausalSelfAttention(cfg.hidden, cfg.heads, attn_p, out_proj, rab)
+
+
+def make_block(cfg: ModelConfig, max_len: int) -> nn.Module:
+    """One layer of ``model.residual``'s kind: attention + FFN `Block`, or HSTU's `GatedBlock`."""
+    if cfg.residual == "hstu":
+        return GatedBlock(cfg, make_attention(cfg, max_len, out_proj=False))
+    return Block(cfg, max_len)
+
+
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    """Attention + FFN sub-layers in the ``model.norm`` layout (``max_len`` only for rab)."""
+
+    def __init__(self, cfg: ModelConfig, max_len: int | None = None) -> None:
         super().__init__()
-        attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
         self.layout = cfg.norm
-        self.ln1 = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
-        self.ln2 = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
-        self.attn = CausalSelfAttention(cfg.hidden, cfg.heads, attn_p, cfg.attn_out_proj)
+        self.ln1 = make_norm(cfg)
+        self.ln2 = make_norm(cfg)
+        self.attn = make_attention(cfg, max_len, cfg.attn_out_proj)
         self.ffn = FeedForward(cfg.hidden, max(1, round(cfg.ffn_mult * cfg.hidden)), cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -164,11 +203,19 @@ class SASRec(nn.Module):
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, cfg.hidden)
         self.emb_dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        # interleaved item/action tokens double the attended length (models/side_info.py)
+        self.interleaved = cfg.behavior_tokens == "interleave"
+        width = 2 * max_len if self.interleaved else max_len
+        self.blocks = nn.ModuleList(make_block(cfg, width) for _ in range(cfg.layers))
         final = cfg.norm in ("pre", "official")
-        self.final_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps) if final else nn.Identity()
+        self.final_ln = make_norm(cfg) if final else nn.Identity()
         self.emb_scale = math.sqrt(cfg.hidden) if cfg.scale_embeddings else 1.0
+        self.side = SideInputs(cfg, n_items)
         self.reset_parameters()
+
+    def attach_features(self, features) -> None:
+        """Item side information (`data.features.Features`); see models/side_info.py."""
+        self.side.attach_features(features)
 
     def reset_parameters(self) -> None:
         for name, p in self.named_parameters():
@@ -178,26 +225,53 @@ class SASRec(nn.Module):
                 nn.init.xavier_normal_(p)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+        for module in self.modules():
+            if isinstance(module, RelativePositionBias):
+                module.reset_parameters()
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
     @property
     def item_weights(self) -> torch.Tensor:
         """Output item table [n_items + 1, D]; row 0 (PAD) is never a valid prediction."""
-        w = self.item_emb.weight
+        w = self.side.output_table(self.item_emb.weight)
         return F.normalize(w, dim=-1, eps=1e-6) if self.cfg.l2_norm_output else w
 
-    def _output(self, h: torch.Tensor) -> torch.Tensor:
-        """Final LN, then the optional L2 normalisation of ``model.l2_norm_output``."""
-        h = self.final_ln(h)
+    def _output(
+        self, h: torch.Tensor, target_behaviors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Target-behaviour conditioning (if on), final LN, then the optional L2 normalisation
+        of ``model.l2_norm_output``."""
+        h = self.final_ln(self.side.condition(h, target_behaviors))
         return F.normalize(h, dim=-1, eps=1e-6) if self.cfg.l2_norm_output else h
 
-    def embed(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item + position embeddings of right-padded rows, and each row's true length."""
+    def embed(
+        self, items: torch.Tensor, behaviors: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item (fused with side information / behaviours when on) + position embeddings of
+        right-padded rows, and each row's true length."""
         cfg = self.cfg
+        vectors = None
+        if self.side.active and not self.interleaved:
+            vectors = self.side.items_in(self.item_emb, items, behaviors)
+        elif self.side.fields is not None:  # interleave: features still fuse into item tokens
+            vectors = self.side.items_in(self.item_emb, items, None)
         return embed_sequence(
-            items, self.item_emb, self.pos_emb, cfg.positions, self.emb_scale, self.emb_dropout
+            items,
+            self.item_emb,
+            self.pos_emb,
+            cfg.positions,
+            self.emb_scale,
+            self.emb_dropout,
+            vectors,
         )
+
+    def _interleave(self, items: torch.Tensor, behaviors: torch.Tensor | None) -> torch.Tensor:
+        """[B, 2L, D] (item_1, action_1, ...): action tokens carry their item's position."""
+        x, lengths = self.embed(items)
+        pos = self.pos_emb(position_ids(items, lengths, self.cfg.positions))
+        valid = (items != 0).unsqueeze(-1).to(x.dtype)
+        return self.side.interleave(x, items, behaviors, pos, self.emb_dropout, valid)
 
     def _check(self, items: torch.Tensor) -> torch.Tensor:
         return check_width(items, self.max_len)
@@ -205,11 +279,17 @@ class SASRec(nn.Module):
     def forward(self, batch: SeqBatch, reference: bool = False) -> torch.Tensor:
         """Hidden states [B, L, D]; ``reference`` uses an explicit mask instead of the causal kernel."""
         items = self._check(batch.items)
+        if self.interleaved:
+            x = self._interleave(items, batch.behaviors)
+            mask = attention_mask(items.repeat_interleave(2, dim=1)) if reference else None
+            for block in self.blocks:
+                x = block(x, mask)
+            return self._output(x[:, 1::2], batch.target_behaviors)  # states at action tokens
         mask = attention_mask(items) if reference else None
-        x, _ = self.embed(items)
+        x, _ = self.embed(items, batch.behaviors)
         for block in self.blocks:
             x = block(x, mask)
-        return self._output(x)
+        return self._output(x, batch.target_behaviors)
 
     def last_hidden(self, batch: SeqBatch) -> torch.Tensor:
         """User representation [B, D] for next-item scoring: the state at the most recent item.
@@ -218,7 +298,10 @@ class SASRec(nn.Module):
         the whole row), which cuts inference cost; the tests check it against ``forward``.
         """
         items = self._check(batch.items)
-        x, lengths = self.embed(items)
+        if self.interleaved:  # every slot is computed; the user state is the last action token
+            eval_batch = replace(batch, target_behaviors=None)
+            return gather_last(self.forward(eval_batch), (items != 0).sum(1))
+        x, lengths = self.embed(items, batch.behaviors)
         lengths = lengths.clamp(min=1)
         for block in self.blocks[:-1]:
             x = block(x)
@@ -232,9 +315,12 @@ def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dic
     The output layer term is the full-catalogue softmax, which dominates for small models.
     """
     d = cfg.hidden
-    inner = max(1, round(cfg.ffn_mult * d))
-    proj = 4 if cfg.attn_out_proj else 3
-    per_layer = 2 * proj * d * d + 2 * 2 * d * inner + 2 * 2 * seq_len * d
+    if cfg.residual == "hstu":  # Q, K, V, gate U and W_o; no FFN
+        per_layer = 2 * 5 * d * d + 2 * 2 * seq_len * d
+    else:
+        inner = max(1, round(cfg.ffn_mult * d))
+        proj = 4 if cfg.attn_out_proj else 3
+        per_layer = 2 * proj * d * d + 2 * 2 * d * inner + 2 * 2 * seq_len * d
     output = 2 * d * (n_items + 1)
     forward = cfg.layers * per_layer + output
     return {"forward": float(forward), "train": float(3 * forward)}

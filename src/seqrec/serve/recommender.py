@@ -23,6 +23,7 @@ from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
 from seqrec.eval.ranking import score_chunks
 from seqrec.models import build_model
+from seqrec.models.side_info import attach_run_features
 from seqrec.train.checkpoint import load_weights
 
 
@@ -67,6 +68,7 @@ class Recommender:
             raise SeqrecError(f"{run_dir} has no item_ids.npy; it is not a finished seqrec run")
         item_ids = np.load(ids_path, allow_pickle=False)
         model = build_model(cfg.model, len(item_ids) - 1, cfg.data.max_len)
+        attach_run_features(model, cfg, item_ids)
         load_weights(run_dir / "best.safetensors", model)
         return cls(model.to(device).eval(), item_ids, cfg.data.max_len, torch.device(device))
 

@@ -9,6 +9,7 @@ import numpy as np
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
 from seqrec.eval.ranking import EvalResult, evaluate
+from seqrec.models.side_info import wants_behaviors
 from seqrec.serve.recommender import Recommender
 from seqrec.train.checkpoint import atomic_write_json
 from seqrec.train.run import load_run_config
@@ -54,6 +55,7 @@ def evaluate_run(
         popularity=np.bincount(store.items, minlength=store.n_items + 1),
         split_protocol={**sp.protocol, "evaluated": split},
         timestamps=store.timestamps if getattr(rec.model, "needs_timestamps", False) else None,
+        behaviors=store.behaviors if wants_behaviors(cfg.model) else None,
     )
     if json_out is not None:
         atomic_write_json(json_out, res.to_json())

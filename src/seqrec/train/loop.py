@@ -32,9 +32,11 @@ from seqrec.eval.ranking import EvalResult, evaluate, ranking_protocol, result_f
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
 from seqrec.models.registry import flops_per_interaction
+from seqrec.models.side_info import setup_side
 from seqrec.objectives import build_objective
 from seqrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from seqrec.train.distributed import DistContext, ObjectiveView, rank_seed
+from seqrec.train.init_from import load_initial_weights
 from seqrec.train.log import RunLog, TrainProgress
 from seqrec.train.optim import build_optimizer, build_scheduler
 
@@ -114,7 +116,10 @@ class Trainer:
         self.device = pick_device(cfg.train.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
-        self.model = build_model(cfg.model, store.n_items, cfg.data.max_len).to(self.device)
+        self.model = build_model(cfg.model, store.n_items, cfg.data.max_len)
+        # item features (attached before .to and the optimiser) and behaviours, when configured
+        _, self.behaviors = setup_side(self.model, cfg, store)
+        self.model = self.model.to(self.device)
         # timestamps travel in batches only for a model that reads them (HSTU's time bias)
         self.timestamps = None
         if getattr(self.model, "needs_timestamps", False):
@@ -124,6 +129,13 @@ class Trainer:
                     f"but dataset '{store.name}' has none; set model.time_bias=false"
                 )
             self.timestamps = store.timestamps
+        # an SRT model's items are their features: the catalogue's tokens go in before training
+        self.item_features = None
+        if getattr(self.model, "needs_item_features", False):
+            from seqrec.data.item_tokens import catalogue_tokens
+
+            tokens, self.item_features = catalogue_tokens(cfg.data, cfg.model, store)
+            self.model.set_item_tokens(torch.from_numpy(tokens))
         self.ddp = None
         if self.dist.enabled:
             self.ddp = self.dist.wrap(self.model)
@@ -254,6 +266,7 @@ class Trainer:
             popularity=self.popularity,
             split_protocol={**self.split.protocol, "evaluated": name},
             timestamps=self.timestamps,
+            behaviors=self.behaviors,
         )
 
     def _evaluate_sharded(self, name: str, view, sel: np.ndarray) -> EvalResult:
@@ -274,6 +287,7 @@ class Trainer:
                 popularity=self.popularity,
                 seed=self.dist.rank,  # sampled metrics: one negative stream per rank
                 timestamps=self.timestamps,
+                behaviors=self.behaviors,
             ).ranks
         ranks = self.dist.gather_shards(ranks, len(sel))
         protocol = ranking_protocol(
@@ -310,6 +324,7 @@ class Trainer:
             tr.starts[rows],
             ends[rows],
             self.cfg.data.max_len,
+            self.behaviors,
         ).to(self.device)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -430,10 +445,14 @@ class Trainer:
     def fit(self) -> dict:
         cfg, st = self.cfg.train, self.state
         acct = self.accounting()
+        extra = {"item_features": self.item_features} if self.item_features else {}
+        if cfg.init_from and st["global_step"] == 0:  # a fresh run, not a resumed one
+            extra["init"] = load_initial_weights(self.model, cfg.init_from, self.cfg.model.name)
         self.log.write(
             {
                 "event": "start",
                 **acct,
+                **extra,
                 "train_users": len(self.train_rows),
                 "steps_per_epoch": self.steps_per_epoch,
             }

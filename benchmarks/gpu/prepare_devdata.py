@@ -1,0 +1,67 @@
+"""Stage what the lent-GPU session needs and cannot build there: data files and parsed stores.
+
+    python benchmarks/gpu/prepare_devdata.py            # fills .devdata/ (git-ignored)
+
+The device image has no polars, so every store the jobs (and sweep specs) use is parsed here
+into .devdata/cache; a cached store opens with numpy alone. Data files are copied from
+../shared/data (never committed: .devdata/ is in .git/info/exclude).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = ROOT / ".devdata"
+FILES = [
+    "movielens/ml-1m/ml-1m.seq.txt.gz",
+    "movielens/ml-1m/movies.dat",
+    "movielens/ml-1m/users.dat",
+    "movielens/ml-1m/ratings.PARTIAL_first487650lines.dat.gz",
+    "amazon/s3rec/Beauty.txt.gz",
+    "amazon/s3rec/Beauty_item2attributes.json.gz",
+]
+
+
+def main() -> None:
+    src = Path(os.environ.get("SEQREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    for rel in FILES:
+        (DEV / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, DEV / "data" / rel)
+    os.environ["SEQREC_DATA_DIR"] = str(DEV / "data")
+    os.environ["SEQREC_CACHE_DIR"] = str(DEV / "cache")
+    os.chdir(ROOT)  # relative dataset paths in the jobs are relative to the repo root
+    from seqrec.config import load_config
+    from seqrec.data import build_store
+    from seqrec.data.features import load_item_features
+    from seqrec.scaling.sweep import expand, load_spec
+
+    configs = []
+    for job in yaml.safe_load((ROOT / "benchmarks/gpu/jobs.yaml").read_text()):
+        if "preset" in job:
+            configs.append(load_config(job["preset"], job.get("set", [])))
+        elif " sweep " in job["cmd"]:
+            spec = next(w for w in job["cmd"].split() if w.endswith(".yaml"))
+            configs += [r.cfg for r in expand(load_spec(ROOT / spec))]
+    seen = set()
+    for cfg in configs:
+        key = cfg.data.model_dump_json(exclude={"max_len", "train_fraction"})
+        if key in seen:
+            continue
+        seen.add(key)
+        store = build_store(cfg.data)
+        if cfg.data.item_features:
+            load_item_features(cfg.data, store)  # fails here, not on the GPU, if a file is missing
+        print(f"{cfg.data.dataset}: {store.n_users:,} users x {store.n_items:,} items", flush=True)
+    n = len(list((DEV / "cache" / "stores").iterdir()))
+    size = sum(p.stat().st_size for p in DEV.rglob("*") if p.is_file()) / 2**20
+    print(f"{n} stores cached; .devdata holds {size:.1f} MiB", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Ranking (CTR) on the ML-1M ratings subset: SASRec and HSTU rankers vs two baselines.
+
+    python benchmarks/ranking_ml1m.py                  # train what is missing, then record
+    python benchmarks/ranking_ml1m.py --device cuda    # same, training on a GPU
+    python benchmarks/ranking_ml1m.py -o train.epochs=2 --only ranking-sasrec-ml-1m
+
+Four presets on the same temporal split (configs/ranking-*-ml-1m.yaml: users 1-2999 of
+ML-1M, label = rating >= 4, last 10% of events by time = test): item popularity, logistic
+regression on user/item ids + features, SASRec + target attention, HSTU + target attention.
+A run folder under runs/<preset> that holds results.json is read, not retrained.
+
+Recorded per model: test AUC, GAUC, log loss, ECE, and for each ranker the AUC gain over the
+best baseline with a 95% interval from a paired bootstrap over test users (the predictions of
+every model are for the same test examples, in the same order: test_predictions.npz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, data_dir, write_result
+from seqrec.config import load_config
+from seqrec.eval.ctr import auc
+from seqrec.task.ranking import train_ranking_run
+
+PRESETS = {
+    "popularity": "ranking-popularity-ml-1m",
+    "logistic": "ranking-logistic-ml-1m",
+    "sasrec": "ranking-sasrec-ml-1m",
+    "hstu": "ranking-hstu-ml-1m",
+}
+BASELINES = ("popularity", "logistic")
+KEYS = ("AUC", "GAUC", "LogLoss", "ECE")
+
+
+def paired_bootstrap(
+    users: np.ndarray, labels: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of AUC(a) - AUC(b) when test users are resampled with replacement."""
+    uniq, inv = np.unique(users, return_inverse=True)
+    rows = np.argsort(inv, kind="stable")
+    counts = np.bincount(inv)
+    first = np.cumsum(counts) - counts
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n)
+    for r in range(n):  # one vectorised AUC pair per resample
+        pick = rng.integers(0, len(uniq), len(uniq))
+        lens = counts[pick]
+        idx = np.repeat(first[pick] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+        sel = rows[idx]
+        diffs[r] = auc(a[sel], labels[sel]) - auc(b[sel], labels[sel])
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--device", default="auto", help="train.device for runs trained here")
+    ap.add_argument("--set", "-o", action="append", default=[], help="override for every run")
+    ap.add_argument("--only", action="append", help="train only these presets (others are read)")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs", help="folder of the run folders")
+    ap.add_argument("--boot", type=int, default=500, help="bootstrap resamples")
+    ap.add_argument("--name", default="ranking_ml1m", help="benchmarks/results/NAME.json")
+    args = ap.parse_args()
+    data_dir()
+    metrics, runs, preds, commands = {}, {}, {}, []
+    for key, preset in PRESETS.items():
+        run = args.runs / preset
+        overrides = [*args.set, f"train.device={args.device}"]
+        cmd = f"seqrec train -c {preset} " + " ".join(f"-o {o}" for o in overrides)
+        commands.append(f"{cmd} --out {run}")
+        if not (run / "results.json").is_file():
+            if args.only and preset not in args.only:
+                print(f"skipping {preset}: no finished run in {run}")
+                continue
+            cfg = load_config(preset, overrides)
+            train_ranking_run(cfg, run, overwrite=True)
+        res = json.loads((run / "results.json").read_text())
+        runs[key] = {
+            "run": str(run),
+            "best_epoch": res.get("best_epoch"),
+            "train_seconds": res.get("train_seconds"),
+            "params": res["params"]["total"],
+            "valid": {k: res["valid"]["metrics"][k] for k in KEYS},
+        }
+        for k in KEYS:
+            metrics[f"{key}/{k}"] = res["test"]["metrics"][k]
+        preds[key] = np.load(run / "test_predictions.npz")
+        protocol = res["test"]["protocol"]
+    have = [b for b in BASELINES if b in preds]
+    if have:
+        best = max(have, key=lambda b: metrics[f"{b}/AUC"])
+        for key in ("sasrec", "hstu"):
+            if key not in preds:
+                continue
+            p, q = preds[key], preds[best]
+            if not np.array_equal(p["items"], q["items"]):
+                raise SystemExit(f"{key} and {best} were not scored on the same test examples")
+            diff = metrics[f"{key}/AUC"] - metrics[f"{best}/AUC"]
+            lo, hi = paired_bootstrap(p["users"], p["labels"], p["probs"], q["probs"], args.boot)
+            metrics[f"{key}/AUC_gain_vs_{best}"] = diff
+            metrics[f"{key}/AUC_gain_ci95"] = [lo, hi]
+    write_result(
+        args.name,
+        metrics,
+        dataset="ML-1M ratings, users 1-2999 (ratings.PARTIAL_first487650lines.dat.gz)",
+        protocol=protocol,
+        command="; ".join(commands) + f"; python benchmarks/ranking_ml1m.py --boot {args.boot}",
+        notes="test split = last 10% of events by time, real events only; label rating >= 4",
+        extra={"runs": runs},
+    )
+
+
+if __name__ == "__main__":
+    main()

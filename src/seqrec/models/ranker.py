@@ -1,0 +1,192 @@
+"""Ranking (CTR) models: a sequence encoder with a target-aware head, and a logistic baseline.
+
+``Ranker`` wraps a SASRec or HSTU encoder (any registered model with ``forward`` -> [B, L, D]
+and ``item_weights``). The head reads, for candidate c with embedding e (a row of the
+encoder's item table, so retrieval and ranking share item vectors):
+
+* history keys k_j = encoder state h_j (+ an embedding of event j's behaviour value, e.g. its
+  rating, with ``task.history_behaviors``: how the user rated the past is the strongest
+  signal of how they will rate the next item, and the encoder itself reads item ids only);
+* target attention (DIN, Zhou et al. 2018): weights from an MLP on [k_j, e, k_j*e, k_j-e], or
+  a scaled dot product with W_q e as the query; normalised by a softmax over real slots;
+  pooled p = sum_j a_j k_j;
+* the encoder's last state s (the retrieval user vector);
+* MLP([p, s, e, p*e, s*e] (+ mean behaviour embedding of the history, + user features))
+  + a per-item bias -> logit.
+
+``LogisticRanker`` is the baseline: logit = b + w_user + w_item (+ sum of feature weights),
+i.e. logistic regression on one-hot user and item ids, read through the same interface so the
+same trainer, early stopping and evaluation serve both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from seqrec.config import ModelConfig, TaskConfig
+from seqrec.data.batches import SeqBatch
+from seqrec.models.common import gather_last
+
+
+def mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+    """Linear layers of the given widths, ReLU + dropout between them, none after the last."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+def masked_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Softmax over the real slots of each row (every row has at least one)."""
+    return torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+
+
+class TargetAttention(nn.Module):
+    """Pool history keys [B, L, D] with weights that depend on the candidate e [B, D]."""
+
+    def __init__(self, hidden: int, kind: str, width: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "din":
+            self.score = mlp([4 * hidden, width, 1], 0.0)
+        else:
+            self.query = nn.Linear(hidden, hidden, bias=False)
+
+    def weights(self, keys: torch.Tensor, e: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if self.kind == "din":
+            ee = e[:, None, :].expand_as(keys)
+            scores = self.score(torch.cat([keys, ee, keys * ee, keys - ee], -1)).squeeze(-1)
+        else:
+            q = self.query(e)
+            scores = (keys @ q[:, :, None]).squeeze(-1) / math.sqrt(keys.shape[-1])
+        return masked_softmax(scores, valid)
+
+    def forward(self, keys: torch.Tensor, e: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return (self.weights(keys, e, valid)[:, :, None] * keys).sum(1)
+
+
+class FeatureEncoder(nn.Module):
+    """Side features of one entity -> [B, D]: mean of the embeddings of its categorical ids
+    (0 = none, ignored) + a linear map of its dense values (standardised year, text vectors)."""
+
+    def __init__(self, n_ids: int, n_dense: int, hidden: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(n_ids, hidden, padding_idx=0) if n_ids > 1 else None
+        self.dense = nn.Linear(n_dense, hidden) if n_dense else None
+        if self.emb is not None:
+            nn.init.normal_(self.emb.weight, std=0.02)
+            with torch.no_grad():
+                self.emb.weight[0].zero_()
+
+    def forward(self, ids: torch.Tensor | None, dense: torch.Tensor | None) -> torch.Tensor:
+        out = 0.0
+        if self.emb is not None and ids is not None:
+            count = (ids != 0).sum(1, keepdim=True).clamp(min=1)
+            out = out + self.emb(ids).sum(1) / count
+        if self.dense is not None and dense is not None:
+            out = out + self.dense(dense)
+        return out
+
+
+class Ranker(nn.Module):
+    """Encoder + target-aware ranking head; ``forward`` returns logits [B]."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        model_cfg: ModelConfig,
+        task: TaskConfig,
+        n_items: int,
+        n_behaviors: int = 0,
+        item_features: tuple[int, int] | None = None,
+        user_features: tuple[int, int] | None = None,
+    ) -> None:
+        """``n_behaviors``: behaviour codes 1..n (0 = none) or 0 for no behaviour input;
+        ``item_features`` / ``user_features``: (number of categorical ids, dense width)."""
+        super().__init__()
+        d = model_cfg.hidden
+        self.encoder = encoder
+        self.n_items = n_items
+        self.needs_timestamps = getattr(encoder, "needs_timestamps", False)
+        self.behavior_emb = nn.Embedding(n_behaviors + 1, d) if n_behaviors else None
+        self.item_feat = FeatureEncoder(*item_features, d) if item_features else None
+        self.user_feat = FeatureEncoder(*user_features, d) if user_features else None
+        self.attention = TargetAttention(d, task.attention, task.attention_hidden)
+        parts = 5 + (self.behavior_emb is not None) + (self.user_feat is not None)
+        width = parts * d
+        self.head = mlp([width, *task.head_hidden, 1], model_cfg.dropout)
+        self.item_bias = nn.Embedding(n_items + 1, 1)
+        nn.init.zeros_(self.item_bias.weight)
+        if self.behavior_emb is not None:
+            nn.init.normal_(self.behavior_emb.weight, std=0.02)
+
+    def forward(
+        self, batch: SeqBatch, candidates: torch.Tensor, feats: dict | None = None
+    ) -> torch.Tensor:
+        """``batch``: right-padded histories (>= 1 item each; ``batch.behaviors`` the history
+        events' behaviour codes, read when the ranker has a behaviour table); ``candidates``
+        [B] item ids; ``feats``: optional user_ids / user_dense / item_ids / item_dense rows."""
+        feats = feats or {}
+        states = self.encoder(batch)  # [B, L, D]
+        valid = batch.items != 0
+        keys, beh_mean = states, None
+        if self.behavior_emb is not None:
+            if batch.behaviors is None:
+                raise ValueError("this ranker reads history behaviours; the batch has none")
+            level = batch.behaviors.clamp(0, self.behavior_emb.num_embeddings - 1)
+            beh = self.behavior_emb(level) * valid[..., None].to(keys.dtype)
+            keys = keys + beh
+            # the plain mean too: the user's overall rating level, whatever the candidate
+            beh_mean = beh.sum(1) / valid.sum(1, keepdim=True).clamp(min=1).to(keys.dtype)
+        e = self.encoder.item_weights[candidates]
+        if self.item_feat is not None:
+            e = e + self.item_feat(feats.get("item_ids"), feats.get("item_dense"))
+        pooled = self.attention(keys, e, valid)
+        last = gather_last(states, valid.sum(1))
+        parts = [pooled, last, e, pooled * e, last * e]
+        if beh_mean is not None:
+            parts.append(beh_mean)
+        if self.user_feat is not None:
+            parts.append(self.user_feat(feats.get("user_ids"), feats.get("user_dense")))
+        x = torch.cat(parts, -1)
+        return self.head(x).squeeze(-1) + self.item_bias(candidates).squeeze(-1)
+
+
+class LogisticRanker(nn.Module):
+    """Logistic regression on one-hot user id, item id and categorical feature ids (one weight
+    each) plus a linear term on dense features: the baseline of the ranking task."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        item_features: tuple[int, int] | None = None,
+        user_features: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()))
+        self.user_w = nn.Embedding(n_users, 1)
+        self.item_w = nn.Embedding(n_items + 1, 1)
+        self.item_feat = FeatureEncoder(*item_features, 1) if item_features else None
+        self.user_feat = FeatureEncoder(*user_features, 1) if user_features else None
+        for emb in (self.user_w, self.item_w):
+            nn.init.zeros_(emb.weight)
+
+    def forward(
+        self, batch: SeqBatch, candidates: torch.Tensor, feats: dict | None = None
+    ) -> torch.Tensor:
+        """Reads only the user (``batch.users``), the candidate and their features."""
+        feats = feats or {}
+        logit = self.bias + self.user_w(batch.users).squeeze(-1)
+        logit = logit + self.item_w(candidates).squeeze(-1)
+        if self.item_feat is not None:
+            logit = logit + self.item_feat(feats.get("item_ids"), feats.get("item_dense"))[:, 0]
+        if self.user_feat is not None:
+            logit = logit + self.user_feat(feats.get("user_ids"), feats.get("user_dense"))[:, 0]
+        return logit

@@ -1,0 +1,1 @@
+"""Tasks other than next-item retrieval: ``ranking`` (CTR: history + candidate -> P(positive))."""

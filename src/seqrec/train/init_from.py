@@ -1,0 +1,82 @@
+"""``train.init_from``: start a run from another run's weights (pre-train -> fine-tune).
+
+The source is a run folder (its ``best.safetensors``, the weights `seqrec train` tested) or a
+``.safetensors`` file. Loading is strict: every tensor of the model must be in the file with
+the same shape and the file may hold nothing else, so a different architecture (width, depth,
+max_len, heads' layout, fields) fails with the first differing tensor named instead of a
+silently partial init. State a model declares as catalogue-bound (``model.catalogue_keys``,
+e.g. SRT's item tokens) is the target data's and is neither read nor required; an id-based item
+table (SASRec's ``item_emb``) is not declared so, hence transfer between catalogues of
+different sizes fails there, as it should: ids do not mean the same items in another dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from seqrec.errors import SeqrecError
+
+
+def weights_path(source: str | Path) -> Path:
+    """The weights file behind ``train.init_from``: a run folder's best.safetensors or a file."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "best.safetensors"
+        if not path.is_file():
+            raise SeqrecError(
+                f"train.init_from={source}: the folder has no best.safetensors; point it at a "
+                "run that validated at least once (a finished `seqrec train` run)"
+            )
+        return path
+    if not path.is_file():
+        raise SeqrecError(
+            f"train.init_from={source} does not exist; give a run folder or a .safetensors file"
+        )
+    return path
+
+
+def load_initial_weights(model: torch.nn.Module, source: str | Path, model_name: str) -> dict:
+    """Copy the source weights into ``model`` in place; returns what was loaded (for the log).
+
+    Refuses a source made by another model family, missing or extra tensors, and any shape
+    difference, naming the tensor.
+    """
+    path = weights_path(source)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            names = list(fh.keys())  # safe_open handles are not iterable
+            tensors = {k: fh.get_tensor(k) for k in names}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SeqrecError(
+            f"train.init_from: {path} is not a readable safetensors file ({err})"
+        ) from None
+    if meta.get("model") not in (None, model_name):
+        raise SeqrecError(
+            f"train.init_from: {path} holds {meta['model']} weights; this run is "
+            f"model.name={model_name}: the architectures differ"
+        )
+    skip = set(getattr(model, "catalogue_keys", ()))
+    own = {k: v for k, v in model.state_dict().items() if k not in skip}
+    theirs = {k: v for k, v in tensors.items() if k not in skip}
+    missing, extra = sorted(set(own) - set(theirs)), sorted(set(theirs) - set(own))
+    if missing or extra:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise SeqrecError(
+            f"train.init_from: {path} does not fit this model ({what}); the architecture differs "
+            "(layers, layout or options): use the source run's model settings"
+        )
+    for key, mine in own.items():
+        if tuple(theirs[key].shape) != tuple(mine.shape):
+            raise SeqrecError(
+                f"train.init_from: tensor {key} is {list(theirs[key].shape)} in {path} but "
+                f"{list(mine.shape)} in this model; the architecture differs (width, max_len, "
+                "srt_fields / srt_buckets, or an id-based item table over another catalogue)"
+            )
+    with torch.no_grad():
+        for key, mine in own.items():
+            mine.copy_(theirs[key].to(mine.dtype))
+    return {"init_from": str(path), "tensors": len(own), "kept_from_target": sorted(skip)}

@@ -1,0 +1,243 @@
+"""Ranking (CTR) task: leak-free temporal examples, sampled negatives, rankers and the CLI.
+
+The generated log has a signal only a history-aware ranker can use: every item belongs to one
+of two groups and every user rates one group 5 and the other 2, so the label depends on the
+(user, item) pair; item popularity carries none of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from seqrec.cli import app
+from seqrec.config import build_config
+from seqrec.errors import SeqrecError
+from seqrec.task.examples import (
+    epoch_examples,
+    history_ends,
+    history_ends_reference,
+    sample_negatives,
+)
+from seqrec.task.ranking import RankingTrainer, load_ranking_data, train_ranking_run
+from seqrec.train.checkpoint import load_weights
+from seqrec.train.run import load_run_config
+
+N_USERS, N_ITEMS, PER_USER = 120, 40, 24
+
+
+def write_rating_log(path: Path, seed: int = 0) -> Path:
+    """`user_id,item_id,timestamp,rating`; users interleaved in time, some ties in time."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(N_USERS):
+        likes = u % 2
+        items = rng.choice(N_ITEMS, PER_USER, replace=False)
+        for t, i in enumerate(items):
+            ts = 1_000_000 + 1_000 * t + (u // 3)  # users u, u+1, u+2 share timestamps
+            ts -= 1_000 * (t % 5 == 1)  # the 2nd item of each 5 shares the previous item's time
+            rating = 5 if i % 2 == likes else 2
+            rows.append(f"{u + 1},{i + 1},{ts},{rating}")
+    rows = [rows[j] for j in rng.permutation(len(rows))]
+    path.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def ranking_raw(dataset: Path, **sections) -> dict:
+    raw = {
+        "data": {"dataset": str(dataset), "behavior_col": "rating", "split": "temporal",
+                 "max_len": 16, "temporal_valid_frac": 0.15, "temporal_test_frac": 0.15},
+        "model": {"hidden": 16, "layers": 1, "heads": 1, "dropout": 0.0},
+        "task": {"name": "ranking", "head_hidden": [16], "attention_hidden": 16,
+                 "sampled_negatives": 0},
+        "train": {"epochs": 10, "batch_size": 64, "lr": 0.01, "warmup_steps": 0, "patience": 50,
+                  "device": "cpu", "threads": 1, "checkpoint_every": 1000},
+    }  # fmt: skip
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@pytest.fixture
+def rating_log(tmp_path) -> Path:
+    return write_rating_log(tmp_path / "ratings.csv")
+
+
+@pytest.fixture(scope="module")
+def ranking_run(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("ranking")
+    data = write_rating_log(root / "ratings.csv")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
+        res = train_ranking_run(build_config(ranking_raw(data)), root / "run", progress=False)
+    return root / "run", res
+
+
+def test_history_ends_match_reference_with_time_ties():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 9, 30)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ts = np.concatenate([np.sort(rng.integers(0, 6, n)) for n in lengths])
+    np.testing.assert_array_equal(history_ends(offsets, ts), history_ends_reference(offsets, ts))
+
+
+def test_split_has_no_leakage(rating_log):
+    cfg = build_config(ranking_raw(rating_log))
+    store, data = load_ranking_data(cfg)
+    ts = np.asarray(store.timestamps)
+    t_valid, t_test = data.protocol["t_valid"], data.protocol["t_test"]
+    assert (data.train.times < t_valid).all()
+    assert ((data.valid.times >= t_valid) & (data.valid.times < t_test)).all()
+    assert (data.test.times >= t_test).all()
+    for ex in (data.train, data.valid, data.test):
+        assert len(ex) and (ex.ends > ex.starts).all()
+        # the last history event is strictly older; the next one is at/after the candidate
+        assert (ts[ex.ends - 1] < ex.times).all()
+        assert (ts[ex.ends] >= ex.times).all()
+        assert (ex.ends <= store.offsets[ex.users + 1]).all()
+    # the candidate's own event (and its rating) is never inside its history: find each test
+    # event's flat index (items do not repeat within a user here) and compare with the end
+    offsets = np.asarray(store.offsets)
+    key = data.test.users * (store.n_items + 1) + data.test.items
+    users = np.repeat(np.arange(store.n_users), np.diff(offsets))
+    flat_key = users * (store.n_items + 1) + np.asarray(store.items)
+    order = np.argsort(flat_key)
+    event = order[np.searchsorted(flat_key[order], key)]
+    assert (event >= data.test.ends).all()
+    beh = np.asarray(store.behaviors)
+    np.testing.assert_array_equal(data.test.labels, (beh[event] >= 4).astype(np.float32))
+    # ties in time exist and the first timestamp of every user has no history
+    assert data.protocol["dropped_without_history"] >= store.n_users
+
+
+def test_sampled_negatives_are_unseen_and_epoch_deterministic(rating_log):
+    _, data = load_ranking_data(build_config(ranking_raw(rating_log)))
+    neg = sample_negatives(data, 3, np.random.default_rng(0))
+    assert len(neg) == 3 * int(data.train.labels.sum())
+    assert (neg.labels == 0).all() and neg.sampled.all()
+    keys = neg.users * (data.n_items + 1) + neg.items
+    assert not np.isin(keys, data.seen_keys).any()
+    a, b = epoch_examples(data, 1, 7, 2), epoch_examples(data, 1, 7, 2)
+    np.testing.assert_array_equal(a.items, b.items)
+    c = epoch_examples(data, 1, 7, 3)
+    assert not np.array_equal(a.items, c.items)
+
+
+def test_ranker_learns_signal_and_beats_popularity(ranking_run, tmp_path):
+    run, res = ranking_run
+    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    aucs = [r["valid/AUC"] for r in log if r.get("event") == "valid"]
+    assert aucs[-1] > aucs[0] + 0.1 or max(aucs) > 0.85
+    assert res["test"]["metrics"]["AUC"] > 0.8
+    cfg = build_config(ranking_raw(Path(res["config"]["data"]["dataset"])))
+    pop = train_ranking_run(
+        cfg.model_copy(update={"task": cfg.task.model_copy(update={"baseline": "popularity"})}),
+        tmp_path / "pop",
+        progress=False,
+    )
+    assert pop["test"]["metrics"]["AUC"] < res["test"]["metrics"]["AUC"] - 0.2
+
+
+def test_saved_weights_reload_to_identical_predictions(ranking_run):
+    run, _ = ranking_run
+    cfg = load_run_config(run)
+    store, data = load_ranking_data(cfg)
+    trainer = RankingTrainer(cfg, store, data, run / "reload", progress=False)
+    load_weights(run / "best.safetensors", trainer.model)
+    saved = np.load(run / "test_predictions.npz")
+    np.testing.assert_allclose(trainer.predict(data.test), saved["probs"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(saved["labels"], data.test.labels)
+
+
+def test_interrupted_run_resumes_to_the_same_result(rating_log, tmp_path, monkeypatch):
+    raw = ranking_raw(rating_log, train={"epochs": 2}, task={"sampled_negatives": 1})
+    whole = train_ranking_run(build_config(raw), tmp_path / "whole", progress=False)
+    real_step = RankingTrainer._step
+    calls = {"n": 0}
+
+    def flaky(self, ex):
+        calls["n"] += 1
+        if calls["n"] == 30:  # mid-epoch
+            raise KeyboardInterrupt
+        return real_step(self, ex)
+
+    monkeypatch.setattr(RankingTrainer, "_step", flaky)
+    with pytest.raises(SeqrecError, match="interrupted"):
+        train_ranking_run(build_config(raw), tmp_path / "cut", progress=False)
+    monkeypatch.setattr(RankingTrainer, "_step", real_step)
+    resumed = train_ranking_run(None, tmp_path / "cut", resume=True, progress=False)
+    a = np.load(tmp_path / "whole" / "test_predictions.npz")["probs"]
+    b = np.load(tmp_path / "cut" / "test_predictions.npz")["probs"]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert resumed["steps"] == whole["steps"]
+
+
+def write_feature_files(folder: Path) -> tuple[Path, Path]:
+    """MovieLens-style movies.dat / users.dat for the generated ids (genre = the item's group)."""
+    movies = folder / "movies.dat"
+    movies.write_text(
+        "".join(f"{i}::Film {i} ({1990 + i % 7})::{'Comedy' if i % 2 else 'Drama|War'}\n"
+                for i in range(1, N_ITEMS + 1))
+    )  # fmt: skip
+    users = folder / "users.dat"
+    users.write_text(
+        "".join(f"{u}::{'MF'[u % 2]}::{18 + u % 3}::{u % 5}::0{u % 9}123\n"
+                for u in range(1, N_USERS + 1))
+    )  # fmt: skip
+    return movies, users
+
+
+@pytest.mark.parametrize("baseline", ["logistic", None])
+def test_rankers_with_features(rating_log, tmp_path, baseline):
+    movies, users = write_feature_files(tmp_path)
+    raw = ranking_raw(
+        rating_log,
+        data={"item_features": str(movies), "user_features": str(users)},
+        task={"baseline": baseline, "features": True},
+        train={"epochs": 2},
+    )
+    res = train_ranking_run(build_config(raw), tmp_path / "run", progress=False)
+    m = res["test"]["metrics"]
+    assert 0 <= m["AUC"] <= 1 and np.isfinite(m["LogLoss"]) and res["params"]["total"] > 0
+
+
+def test_features_requested_but_not_configured(rating_log, tmp_path):
+    raw = ranking_raw(rating_log, task={"baseline": "logistic", "features": True})
+    with pytest.raises(SeqrecError, match="no features are configured"):
+        train_ranking_run(build_config(raw), tmp_path / "run", progress=False)
+
+
+def test_cli_train_task_ranking_end_to_end(rating_log, in_tmp_dir):
+    runner = CliRunner()
+    args = ["train", "--task", "ranking", "--out", "r", "--no-progress", "--model", "hstu",
+            "-o", f"data.dataset={rating_log}", "-o", "data.behavior_col=rating",
+            "-o", "data.max_len=16", "-o", "model.hidden=16", "-o", "model.layers=1",
+            "-o", "train.epochs=1", "-o", "train.batch_size=128", "-o", "train.device=cpu",
+            "-o", "task.head_hidden=[8]", "-o", "task.attention=dot",
+            "-o", "model.time_bias=true"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "AUC" in res.output and "GAUC" in res.output
+    out = json.loads((in_tmp_dir / "r" / "results.json").read_text())
+    assert {"AUC", "GAUC", "LogLoss", "ECE"} <= set(out["test"]["metrics"])
+    assert out["test"]["protocol"]["task"] == "ranking"
+    again = runner.invoke(app, ["train", "--resume", "r"])
+    assert again.exit_code != 0
+    ev = runner.invoke(app, ["evaluate", "r", "--json", "ev.json"])
+    assert ev.exit_code == 0, ev.output
+    redone = json.loads((in_tmp_dir / "ev.json").read_text())["metrics"]
+    assert redone["AUC"] == pytest.approx(out["test"]["metrics"]["AUC"], abs=1e-9)
+
+
+def test_ranking_config_errors(rating_log):
+    with pytest.raises(SeqrecError, match=r"data\.split=temporal"):
+        build_config(ranking_raw(rating_log, data={"split": "loo"}))
+    with pytest.raises(SeqrecError, match="ranking head"):
+        build_config(ranking_raw(rating_log, model={"name": "gru4rec"}))
+    raw = ranking_raw(rating_log, data={"behavior_col": None})
+    with pytest.raises(SeqrecError, match="behavior_col"):
+        load_ranking_data(build_config(raw))
