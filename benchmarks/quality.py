@@ -55,7 +55,8 @@ def main() -> None:
         + f" --out {run_dir}"
     )
     notes = ""
-    if args.unfinished_ok and not (run_dir / "results.json").is_file():
+    unfinished = args.unfinished_ok and not (run_dir / "results.json").is_file()
+    if unfinished:
         res, ranks = unfinished_results(run_dir)
         notes = (
             f"training was stopped (Ctrl-C, session time budget) after epoch "
@@ -68,6 +69,16 @@ def main() -> None:
             train_run(cfg, run_dir, overwrite=args.retrain)
         res = json.loads((run_dir / "results.json").read_text())
         ranks = np.load(run_dir / "test_ranks.npy")
+        if res.get("recovered"):
+            notes = (
+                "trained on the lent H100 next to the other GPU jobs "
+                "(benchmarks/gpu/run_jobs.py); the run folder was rebuilt from the returned "
+                "best weights by benchmarks/gpu/recover.py and every metric re-evaluated on "
+                "CPU (test NDCG@10 equal to the GPU's within 1e-3). Training stopped by "
+                f"{res.get('stopped_by')} after {res.get('epochs_run')} epochs, best epoch "
+                f"{res.get('best_epoch')}; train_seconds is the process's wall time on the "
+                "shared GPU"
+            )
     per_user = per_user_metrics(ranks, [5, 10, 20])
     metrics = {f"test/{k}": res["test"]["metrics"][k] for k in KEYS}
     metrics.update(
@@ -96,8 +107,9 @@ def main() -> None:
         f"{res['dataset']['interactions']:,} interactions)",
         protocol=protocol,
         command=f"{train_cmd}  &&  python benchmarks/quality.py --preset {args.preset} --name {args.name}"
+        + (f" --run-dir {args.run_dir}" if args.run_dir else "")
         + (f" --sampled {args.sampled}" if args.sampled else "")
-        + (" --unfinished-ok" if notes else ""),
+        + (" --unfinished-ok" if unfinished else ""),
         extra={"config": res["config"], "train_machine": res.get("machine")},
     )
 

@@ -35,7 +35,15 @@ from seqrec.eval.metrics import confidence_interval, per_user_metrics
 
 KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 # data fields that change neither the users nor their held-out items
-_DATA_FREE = {"max_len", "cache_dir"}
+# settings that leave the users, items and held-out targets unchanged (features are extra inputs)
+_DATA_FREE = {
+    "max_len",
+    "cache_dir",
+    "item_features",
+    "item_feature_fields",
+    "user_features",
+    "user_feature_fields",
+}
 
 
 class Run:

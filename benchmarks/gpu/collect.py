@@ -1,6 +1,7 @@
 """Turn a GPU session's archive (run_jobs.py) into benchmarks/results/<job>.json files.
 
-    python benchmarks/gpu/collect.py /path/to/runs.tar.gz [--jobs benchmarks/gpu/jobs.yaml]
+    python benchmarks/gpu/collect.py /path/to/results.tar.gz [--jobs benchmarks/gpu/jobs.yaml]
+    python benchmarks/gpu/collect.py gpu-runs        # run folders already in place
 
 Each finished run goes through benchmarks/quality.py with the same overrides the GPU session
 used (so the recorded command reproduces the run), reading the run instead of training it.
@@ -26,8 +27,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=Path, default=ROOT / "benchmarks/gpu/jobs.yaml")
     ap.add_argument("--budget", type=float, default=425, help="time_budget_s the jobs ran with")
     args = ap.parse_args()
-    with tarfile.open(args.archive) as tar:
-        tar.extractall(ROOT, filter="data")
+    if args.archive.is_file():  # else: gpu-runs/ is already in place (e.g. from recover.py)
+        with tarfile.open(args.archive) as tar:
+            tar.extractall(ROOT, filter="data")
     runs = ROOT / "gpu-runs"
     for job in yaml.safe_load(args.jobs.read_text()):
         run = runs / job["name"]

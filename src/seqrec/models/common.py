@@ -212,3 +212,15 @@ def attention_layer_flops(hidden: int, inner_matmuls: float, seq_len: float) -> 
     QK^T and AV over ``seq_len`` attended keys (2 * seq_len * d), and the FFN's matmuls
     (``inner_matmuls`` = sum of their in x out sizes); multiply-add = 2 FLOPs."""
     return 2.0 * (4 * hidden * hidden + 2 * seq_len * hidden + inner_matmuls)
+
+
+def init_matrices(module: nn.Module, scheme: str) -> None:
+    """SASRec-family init: every matrix xavier-normal (the SASRec code) or N(0, 0.02)
+    (``scheme="normal"``, BERT/GPT-style), every bias zero; norms keep their defaults."""
+    for name, p in module.named_parameters():
+        if p.dim() > 1 and scheme == "normal":
+            nn.init.normal_(p, std=0.02)
+        elif p.dim() > 1:
+            nn.init.xavier_normal_(p)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)

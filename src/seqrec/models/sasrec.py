@@ -41,7 +41,13 @@ from torch import nn
 
 from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
-from seqrec.models.common import check_width, embed_sequence, gather_last, position_ids
+from seqrec.models.common import (
+    check_width,
+    embed_sequence,
+    gather_last,
+    init_matrices,
+    position_ids,
+)
 from seqrec.models.common import count_parameters as count_parameters  # re-export
 from seqrec.models.sasrec_plus import GatedBlock, RelativePositionBias, make_norm
 from seqrec.models.side_info import SideInputs
@@ -218,13 +224,7 @@ class SASRec(nn.Module):
         self.side.attach_features(features)
 
     def reset_parameters(self) -> None:
-        for name, p in self.named_parameters():
-            if p.dim() > 1 and self.cfg.init == "normal":
-                nn.init.normal_(p, std=0.02)
-            elif p.dim() > 1:
-                nn.init.xavier_normal_(p)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
+        init_matrices(self, self.cfg.init)
         for module in self.modules():
             if isinstance(module, RelativePositionBias):
                 module.reset_parameters()

@@ -35,7 +35,7 @@ from torch import nn
 
 from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
-from seqrec.models.common import check_width, embed_sequence
+from seqrec.models.common import check_width, embed_sequence, init_matrices
 from seqrec.models.sasrec import Block
 from seqrec.models.sasrec import flops_per_interaction as sasrec_flops
 
@@ -80,13 +80,7 @@ class SRT(nn.Module):
         return ("item_tokens",) + (("item_emb.weight",) if self.item_emb is not None else ())
 
     def reset_parameters(self) -> None:
-        for name, p in self.named_parameters():
-            if p.dim() > 1 and self.cfg.init == "normal":
-                nn.init.normal_(p, std=0.02)
-            elif p.dim() > 1:
-                nn.init.xavier_normal_(p)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
+        init_matrices(self, self.cfg.init)
         with torch.no_grad():
             self.token_emb.weight[0].zero_()
             if self.item_emb is not None:  # a residual that starts at 0: features first

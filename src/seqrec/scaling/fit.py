@@ -323,14 +323,12 @@ def _perf_law(
 
 
 def load_rows(path: Path, model: str | None = None) -> list[dict]:
-    import polars as pl
+    from seqrec.scaling.sweep import read_table
 
     if not Path(path).is_file():
         raise SeqrecError(f"{path} does not exist; pass the results.parquet a sweep wrote")
-    frame = pl.read_parquet(path).filter(pl.col("status") == "ok")
-    if model:
-        frame = frame.filter(pl.col("model") == model)
-    return frame.to_dicts()
+    rows = [r for r in read_table(path) if r["status"] == "ok"]
+    return [r for r in rows if r["model"] == model] if model else rows
 
 
 def fit_table(
