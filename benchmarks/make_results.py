@@ -50,9 +50,30 @@ def section(rec: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(records: list[dict]) -> str:
+    """One line per quality result (the sections below hold the CIs, commands and notes)."""
+    lines = [
+        "## Quality at a glance",
+        "",
+        "| result | dataset | test NDCG@10 | test HR@10 | trained on |",
+        "|---|---|---|---|---|",
+    ]
+    for rec in records:
+        m = rec["metrics"]
+        if "test/NDCG@10" not in m:
+            continue
+        gpu = (rec.get("train_machine") or {}).get("cuda")
+        where = f"GPU ({gpu})" if gpu else "CPU"
+        lines.append(
+            f"| {rec['name']} | {rec['dataset'].split(' (')[0]} | {fmt(m['test/NDCG@10'])} "
+            f"| {fmt(m['test/HR@10'])} | {where} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    text = HEADER + "\n" + "\n".join(section(r) for r in records)
+    text = HEADER + "\n" + summary(records) + "\n" + "\n".join(section(r) for r in records)
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(text)
     print(f"wrote {out} ({len(records)} results)")

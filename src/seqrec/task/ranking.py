@@ -46,7 +46,7 @@ from seqrec.train.checkpoint import (
     save_weights,
 )
 from seqrec.train.log import RunLog, TrainProgress
-from seqrec.train.loop import TrainingInterrupted, pick_device, sigterm_as_interrupt
+from seqrec.train.loop import pick_device, run_epochs
 from seqrec.train.optim import build_optimizer, build_scheduler
 from seqrec.train.run import load_run_config, machine_info, prepare_run_dir
 
@@ -375,7 +375,7 @@ class RankingTrainer:
         return {"model": self._expect()["model"], "n_items": str(self.store.n_items)}
 
     def fit(self) -> dict:
-        cfg, st = self.cfg.train, self.state
+        st = self.state
         params = count_parameters(self.model)
         self.log.write({"event": "start", "params": params, "steps_per_epoch": self.steps_per_epoch,
                         "protocol": self.data.protocol})  # fmt: skip
@@ -387,26 +387,7 @@ class RankingTrainer:
             f"per positive), {self.steps_per_epoch} steps/epoch",
             highlight=False,
         )
-        try:
-            with bar, sigterm_as_interrupt():
-                while st["epoch"] < cfg.epochs:
-                    bar.new_epoch(st["epoch"], st["step_in_epoch"])
-                    t0 = time.perf_counter()
-                    finished = self._train_epoch(bar)
-                    due = (st["epoch"] + 1) % cfg.eval_every == 0
-                    if (due or not finished) and self._validate(time.perf_counter() - t0, bar):
-                        break
-                    if not finished:
-                        break
-                    st["epoch"] += 1
-                    st["step_in_epoch"] = 0
-                    self.checkpoint()
-        except KeyboardInterrupt:
-            self.checkpoint()
-            raise TrainingInterrupted(
-                f"interrupted at step {st['global_step']}; checkpoint saved in {self.run_dir}, "
-                f"continue with: seqrec train --resume {self.run_dir}"
-            ) from None
+        run_epochs(self, bar, handle_sigterm=True, on_interrupt=self.checkpoint)
         self.checkpoint()
         best = self.run_dir / "best.safetensors"
         if not best.is_file():  # no validation happened (max_steps before the first)

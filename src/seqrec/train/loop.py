@@ -17,7 +17,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,38 @@ def keep_fraction(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     n = max(1, round(fraction * len(rows)))
     order = np.random.default_rng([seed, 0x5EED]).permutation(len(rows))
     return rows[np.sort(order[:n])]
+
+
+def run_epochs(trainer, bar, handle_sigterm: bool, on_interrupt: Callable[[], None]) -> None:
+    """The epoch loop every trainer shares: train, validate when due (or when stopped inside
+    an epoch), stop on patience / time budget / max_steps, checkpoint at each epoch end.
+
+    ``trainer`` has ``cfg.train``, ``state``, ``run_dir``, ``_train_epoch(bar) -> finished``,
+    ``_validate(seconds, bar) -> stop`` and ``checkpoint()``. Ctrl-C (and SIGTERM when
+    ``handle_sigterm``) calls ``on_interrupt`` (save what is needed to resume), then raises
+    `TrainingInterrupted` with the resume command.
+    """
+    cfg, st = trainer.cfg.train, trainer.state
+    try:
+        with bar, sigterm_as_interrupt(enabled=handle_sigterm):
+            while st["epoch"] < cfg.epochs:
+                bar.new_epoch(st["epoch"], st["step_in_epoch"])
+                t_epoch = time.perf_counter()
+                finished = trainer._train_epoch(bar)
+                due = (st["epoch"] + 1) % cfg.eval_every == 0
+                if (due or not finished) and trainer._validate(time.perf_counter() - t_epoch, bar):
+                    break
+                if not finished:
+                    break
+                st["epoch"] += 1
+                st["step_in_epoch"] = 0
+                trainer.checkpoint()
+    except KeyboardInterrupt:
+        on_interrupt()
+        raise TrainingInterrupted(
+            f"interrupted at step {st['global_step']}; checkpoint saved in {trainer.run_dir}, "
+            f"continue with: seqrec train --resume {trainer.run_dir}"
+        ) from None
 
 
 def pick_device(name: str) -> torch.device:
@@ -469,26 +501,12 @@ class Trainer:
                 f"{self.steps_per_epoch} steps/epoch{procs}",
                 highlight=False,
             )
-        try:
-            with bar, sigterm_as_interrupt(enabled=not self.dist.enabled):
-                while st["epoch"] < cfg.epochs:
-                    bar.new_epoch(st["epoch"], st["step_in_epoch"])
-                    t_epoch = time.perf_counter()
-                    finished = self._train_epoch(bar)
-                    due = (st["epoch"] + 1) % cfg.eval_every == 0
-                    if (due or not finished) and self._validate(time.perf_counter() - t_epoch, bar):
-                        break
-                    if not finished:
-                        break
-                    st["epoch"] += 1
-                    st["step_in_epoch"] = 0
-                    self.checkpoint()
-        except KeyboardInterrupt:
-            self.checkpoint(collective=not self.dist.enabled)
-            raise TrainingInterrupted(
-                f"interrupted at step {st['global_step']}; checkpoint saved in {self.run_dir}, "
-                f"continue with: seqrec train --resume {self.run_dir}"
-            ) from None
+        run_epochs(
+            self,
+            bar,
+            handle_sigterm=not self.dist.enabled,
+            on_interrupt=lambda: self.checkpoint(collective=not self.dist.enabled),
+        )
         self.checkpoint()
         throughput = {"processes": self.dist.world_size, **self._throughput(self._session)}
         if self.dist.enabled and self.dist.is_main:
