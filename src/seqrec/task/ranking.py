@@ -46,7 +46,7 @@ from seqrec.train.checkpoint import (
     save_weights,
 )
 from seqrec.train.log import RunLog, TrainProgress
-from seqrec.train.loop import pick_device, run_epochs
+from seqrec.train.loop import close_epoch_loss, pick_device, run_epochs
 from seqrec.train.optim import build_optimizer, build_scheduler
 from seqrec.train.run import load_run_config, machine_info, prepare_run_dir
 
@@ -332,10 +332,7 @@ class RankingTrainer:
         return True
 
     def _close_epoch(self) -> None:
-        st = self.state
-        if st["epoch_examples"]:
-            st["train_loss"] = st["epoch_loss_sum"] / st["epoch_examples"]
-        st["epoch_loss_sum"], st["epoch_examples"] = 0.0, 0
+        close_epoch_loss(self.state, "epoch_examples")
 
     def _validate(self, epoch_seconds: float, bar: TrainProgress) -> bool:
         """Valid AUC; keep the best weights; True when patience ran out."""
@@ -357,19 +354,7 @@ class RankingTrainer:
             f"{st['best']:.4f}{' *' if improved else ''}  ({epoch_seconds:.0f}s train)",
             highlight=False,
         )
-        return st["bad_evals"] >= self.cfg.train.patience or self._out_of_time()
-
-    def _out_of_time(self) -> bool:
-        """``train.time_budget_s``: stop like early stopping once training + validation wall
-        time, summed over resumed sessions, reaches the budget (as the retrieval trainer)."""
-        st, budget = self.state, self.cfg.train.time_budget_s
-        now = time.perf_counter()
-        st["wall_seconds"] = st.get("wall_seconds", 0.0) + now - self._wall_mark
-        self._wall_mark = now
-        if budget is None or st["wall_seconds"] < budget:
-            return False
-        st["stopped_by"] = "time_budget"
-        return True
+        return st["bad_evals"] >= self.cfg.train.patience
 
     def _meta(self) -> dict[str, str]:
         return {"model": self._expect()["model"], "n_items": str(self.store.n_items)}
@@ -380,7 +365,6 @@ class RankingTrainer:
         self.log.write({"event": "start", "params": params, "steps_per_epoch": self.steps_per_epoch,
                         "protocol": self.data.protocol})  # fmt: skip
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
-        self._wall_mark = time.perf_counter()
         bar.console.print(
             f"ranking {self._expect()['model']}: {params['total']:,} parameters, "
             f"{len(self.data.train):,} training events (+{self.cfg.task.sampled_negatives} sampled negatives "

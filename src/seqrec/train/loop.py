@@ -88,16 +88,38 @@ def keep_fraction(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return rows[np.sort(order[:n])]
 
 
+def close_epoch_loss(state: dict, count_key: str) -> None:
+    """Epoch end: the count-weighted mean loss becomes ``train_loss``; the sums restart."""
+    if state[count_key]:
+        state["train_loss"] = state["epoch_loss_sum"] / state[count_key]
+    state["epoch_loss_sum"], state[count_key] = 0.0, 0
+
+
 def run_epochs(trainer, bar, handle_sigterm: bool, on_interrupt: Callable[[], None]) -> None:
     """The epoch loop every trainer shares: train, validate when due (or when stopped inside
     an epoch), stop on patience / time budget / max_steps, checkpoint at each epoch end.
 
-    ``trainer`` has ``cfg.train``, ``state``, ``run_dir``, ``_train_epoch(bar) -> finished``,
-    ``_validate(seconds, bar) -> stop`` and ``checkpoint()``. Ctrl-C (and SIGTERM when
+    ``trainer`` has ``cfg.train``, ``state``, ``run_dir``, ``log``, ``_train_epoch(bar) ->
+    finished``, ``_validate(seconds, bar) -> patience ran out`` and ``checkpoint()``. Ctrl-C (and SIGTERM when
     ``handle_sigterm``) calls ``on_interrupt`` (save what is needed to resume), then raises
     `TrainingInterrupted` with the resume command.
     """
     cfg, st = trainer.cfg.train, trainer.state
+    wall_mark = time.perf_counter()
+
+    def out_of_time() -> bool:
+        """``train.time_budget_s``: stop like early stopping (test on the best weights) once
+        training plus validation wall time, summed over resumed sessions, reaches the budget."""
+        nonlocal wall_mark
+        now = time.perf_counter()
+        st["wall_seconds"] = st.get("wall_seconds", 0.0) + now - wall_mark
+        wall_mark = now
+        if cfg.time_budget_s is None or st["wall_seconds"] < cfg.time_budget_s:
+            return False
+        st["stopped_by"] = "time_budget"
+        trainer.log.write({"event": "time_budget", "wall_seconds": st["wall_seconds"]})
+        return True
+
     try:
         with bar, sigterm_as_interrupt(enabled=handle_sigterm):
             while st["epoch"] < cfg.epochs:
@@ -105,7 +127,9 @@ def run_epochs(trainer, bar, handle_sigterm: bool, on_interrupt: Callable[[], No
                 t_epoch = time.perf_counter()
                 finished = trainer._train_epoch(bar)
                 due = (st["epoch"] + 1) % cfg.eval_every == 0
-                if (due or not finished) and trainer._validate(time.perf_counter() - t_epoch, bar):
+                if (due or not finished) and (
+                    trainer._validate(time.perf_counter() - t_epoch, bar) or out_of_time()
+                ):
                     break
                 if not finished:
                     break
@@ -469,10 +493,7 @@ class Trainer:
         return True
 
     def _close_epoch_loss(self) -> None:
-        st = self.state
-        if st["epoch_targets"]:
-            st["train_loss"] = st["epoch_loss_sum"] / st["epoch_targets"]
-        st["epoch_loss_sum"], st["epoch_targets"] = 0.0, 0
+        close_epoch_loss(self.state, "epoch_targets")
 
     def fit(self) -> dict:
         cfg, st = self.cfg.train, self.state
@@ -490,7 +511,6 @@ class Trainer:
             }
         )
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
-        self._wall_mark = time.perf_counter()
         p, f = acct["params"], acct["flops_per_interaction"]
         procs = f", {self.dist.world_size} processes" if self.dist.enabled else ""
         if self.dist.is_main:
@@ -550,20 +570,7 @@ class Trainer:
         )
         if self.dist.is_main:
             bar.report(st["epoch"], ndcg, res.metrics["HR@10"], st["best"], improved)
-        return st["bad_evals"] >= self.cfg.train.patience or self._out_of_time()
-
-    def _out_of_time(self) -> bool:
-        """``train.time_budget_s``: stop like early stopping (test on the best weights) once
-        training plus validation wall time, summed over resumed sessions, reaches the budget."""
-        st, budget = self.state, self.cfg.train.time_budget_s
-        now = time.perf_counter()
-        st["wall_seconds"] = st.get("wall_seconds", 0.0) + now - self._wall_mark
-        self._wall_mark = now
-        if budget is None or st["wall_seconds"] < budget:
-            return False
-        st["stopped_by"] = "time_budget"
-        self.log.write({"event": "time_budget", "wall_seconds": st["wall_seconds"]})
-        return True
+        return st["bad_evals"] >= self.cfg.train.patience
 
     def finish(self, acct: dict) -> dict:
         """Reload the best weights and evaluate the test split exactly once."""
