@@ -205,6 +205,22 @@ def test_schedule_switches_after_pretraining_and_the_step_is_saved():
     assert int(m.lacl_step) == 3
 
 
+def test_cosine_similarity_ignores_the_scale_of_the_states(monkeypatch):
+    """With lacl_similarity=cos both terms see unit vectors: scaling every state by 10 leaves
+    the loss unchanged, while the dot version changes."""
+    seqs = cycle_rows(6, 8, seed=10)
+    z = torch.randn(18, 16, generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for sim in ("cos", "dot"):
+        m = _model(lacl_similarity=sim, lacl_augmenter_pretrain_steps=0)
+        for scale in (1.0, 10.0):
+            monkeypatch.setattr(m, "represent", lambda v, s=scale: z * s)
+            torch.manual_seed(1)
+            losses[sim, scale] = m.contrastive_loss(seqs).item()
+    assert losses["cos", 1.0] == pytest.approx(losses["cos", 10.0], rel=1e-5)
+    assert losses["dot", 1.0] != pytest.approx(losses["dot", 10.0], rel=1e-2)
+
+
 def test_frozen_augmenter_gets_no_gradient_after_pretraining():
     m = _model(lacl_augmenter_pretrain_steps=0, lacl_augmenter_joint=False).train()
     m.auxiliary_loss(_batch(cycle_rows(6, 8, seed=9))).backward()

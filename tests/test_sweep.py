@@ -12,7 +12,14 @@ import yaml
 from conftest import tiny_config
 from seqrec.config import build_config
 from seqrec.errors import SeqrecError
-from seqrec.scaling.sweep import COLUMNS, config_hash, expand, load_spec, run_sweep
+from seqrec.scaling.sweep import (
+    COLUMNS,
+    config_hash,
+    expand,
+    load_spec,
+    order_runs,
+    run_sweep,
+)
 from seqrec.train import loop
 from seqrec.train.loop import keep_fraction
 
@@ -55,6 +62,21 @@ def test_grid_and_list_expand_to_the_cartesian_product(tmp_path, cycle_log):
     assert mixed[2].cfg.model.dropout == 0.0 and mixed[2].point["base"] == "other.yaml"
     assert runs[-1].point == {"model.dropout": 0.3, "data.train_fraction": 0.5,
                               "model.layers": 3, "model.hidden": 16}  # fmt: skip
+
+
+def test_largest_first_orders_by_cost_and_bad_orders_are_refused(tmp_path, cycle_log):
+    spec = write_spec(tmp_path, cycle_log, order="largest_first",
+                      grid={"model.layers": [1, 3], "model.hidden": [8, 32],
+                            "data_fraction": [0.5, 1.0]})  # fmt: skip
+    runs = expand(load_spec(spec))
+    ordered = order_runs(runs, "largest_first")
+    key = [(r.cfg.model.layers, r.cfg.model.hidden, r.cfg.data.train_fraction) for r in ordered]
+    assert key[0] == (3, 32, 1.0) and key[-1] == (1, 8, 0.5)
+    assert sorted(key) == sorted((r.cfg.model.layers, r.cfg.model.hidden,
+                                  r.cfg.data.train_fraction) for r in runs)  # fmt: skip
+    assert order_runs(runs, "spec") == runs
+    with pytest.raises(SeqrecError, match="order must be one of"):
+        order_runs(runs, "random")
 
 
 def test_hash_ignores_device_and_threads(cycle_log):

@@ -2,7 +2,8 @@
 # What the lent-GPU session runs (see run_jobs.py). The device image has torch but not pydantic
 # (nor a recent typer): their wheels travel in .whl/, and the prepared dataset caches in
 # .devdata/ (opening a cached store needs no polars). SKIP_WHEELS=1 skips the install (local
-# dry runs). Extra arguments go to run_jobs.py (e.g. --budget 470).
+# dry runs); JOBS picks the jobs file (default jobs.yaml, round 1). Extra arguments go to
+# run_jobs.py (e.g. --budget 470).
 set -u
 if [ -z "${SKIP_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -27,7 +28,10 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
 fi
 python3 -c "import torch, pydantic, typer, seqrec; print('torch', torch.__version__, torch.cuda.is_available(), 'pydantic', pydantic.VERSION, 'typer', typer.__version__)" || exit 1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 20 >"$OUT/gpu_util.csv" 2>&1 &
-python3 benchmarks/gpu/run_jobs.py benchmarks/gpu/jobs.yaml --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
-# HSTU attention vs SDPA on the GPU (seconds); its result file travels back in $OUT
-(cd benchmarks && timeout 60 python3 hstu_attention_speed.py --device cuda) \
-  && cp benchmarks/results/hstu_attention_speed_cuda.json "$OUT/"
+python3 benchmarks/gpu/run_jobs.py "${JOBS:-benchmarks/gpu/jobs.yaml}" --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
+# HSTU attention vs SDPA on the GPU (seconds; measured in round 1, SKIP_ATTN_SPEED=1 skips it);
+# its result file travels back in $OUT
+if [ -z "${SKIP_ATTN_SPEED:-}" ]; then
+  (cd benchmarks && timeout 60 python3 hstu_attention_speed.py --device cuda) \
+    && cp benchmarks/results/hstu_attention_speed_cuda.json "$OUT/"
+fi

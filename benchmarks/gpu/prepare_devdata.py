@@ -1,6 +1,8 @@
 """Stage what the lent-GPU session needs and cannot build there: data files and parsed stores.
 
-    python benchmarks/gpu/prepare_devdata.py            # fills .devdata/ (git-ignored)
+    python benchmarks/gpu/prepare_devdata.py [JOBS.yaml ...]   # fills .devdata/ (git-ignored)
+
+Without arguments it prepares for every jobs*.yaml in benchmarks/gpu/.
 
 The device image has no polars, so every store the jobs (and sweep specs) use is parsed here
 into .devdata/cache; a cached store opens with numpy alone. Data files are copied from
@@ -40,9 +42,12 @@ def main() -> None:
     from seqrec.data import build_store
     from seqrec.data.features import load_item_features
     from seqrec.scaling.sweep import expand, load_spec
+    from seqrec.task.ranking import load_ranking_data
 
+    files = [Path(a) for a in sys.argv[1:]] or sorted((ROOT / "benchmarks/gpu").glob("jobs*.yaml"))
+    jobs = [job for f in files for job in yaml.safe_load(f.read_text())]
     configs = []
-    for job in yaml.safe_load((ROOT / "benchmarks/gpu/jobs.yaml").read_text()):
+    for job in jobs:
         if "preset" in job:
             configs.append(load_config(job["preset"], job.get("set", [])))
         elif " sweep " in job["cmd"]:
@@ -54,7 +59,10 @@ def main() -> None:
         if key in seen:
             continue
         seen.add(key)
-        store = build_store(cfg.data)
+        if cfg.task.name == "ranking":  # its presets name data relative to SEQREC_DATA_DIR
+            store, _ = load_ranking_data(cfg)
+        else:
+            store = build_store(cfg.data)
         if cfg.data.item_features:
             load_item_features(cfg.data, store)  # fails here, not on the GPU, if a file is missing
         print(f"{cfg.data.dataset}: {store.n_users:,} users x {store.n_items:,} items", flush=True)

@@ -73,7 +73,7 @@ def pack(runs: Path, out: Path) -> None:
         in_sweep = "sweeps" in p.relative_to(runs).parts
         if p.suffix == ".safetensors" and not in_sweep:
             weights.append(p)
-        elif p.name in KEEP[:-1] or p.suffix in (".log", ".parquet", ".png"):
+        elif p.name in KEEP[:-1] or p.suffix in (".log", ".parquet", ".png", ".npz", ".npy"):
             small.append(p)
     for name, files in (("results", small), ("weights", weights)):
         archive = out / f"{name}.tar.gz"

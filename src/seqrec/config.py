@@ -168,6 +168,9 @@ class ModelConfig(_Strict):
     """α: weight of the coarse-grained NT-Xent between the learned and the random view ([TCLA])."""
     lacl_temperature: float = Field(1.0, gt=0)
     """τ of that NT-Xent, dot similarity ([TCLA] uses DuoRec's: τ = 1)."""
+    lacl_similarity: Literal["dot", "cos"] = "dot"
+    """Similarity in both LACLRec terms: dot ([TCLA]) or cosine (each view's state L2-normalised
+    first, so the contrastive gradient cannot grow the states the recommender scores with)."""
     lacl_triplet_weight: float = Field(0.256, ge=0)
     """Weight of the batch-mean triplet loss: [TCLA]'s β = 0.001 on a batch *sum* at batch 256."""
     lacl_triplet_margin: float = 0.0

@@ -116,6 +116,8 @@ class LACLRec(nn.Module):
         width = max(seqs.shape[1], learned.shape[1], rand.shape[1])
         stacked = torch.cat([F.pad(v, (0, width - v.shape[1])) for v in (seqs, learned, rand)])
         z = self.represent(stacked)
+        if cfg.lacl_similarity == "cos":
+            z = F.normalize(z, dim=-1)
         h, h_pos, h_neg = z[:n], z[n : 2 * n], z[2 * n :]
         loss = cfg.lacl_triplet_weight * triplet_loss(h, h_pos, h_neg, cfg.lacl_triplet_margin)
         if cfg.lacl_cl_weight:

@@ -12,6 +12,7 @@ A spec names a base preset, fixed overrides, and the points to run::
       - {model.dropout: 0.1}      # an entry's own `base` replaces the spec's (a family's preset)
       - {base: hstu-ml-1m, model.heads: 2}
     apen: true                    # record the dataset's ApEn (Performance Law data term)
+    order: largest_first          # or `spec` (default): the order runs are started in
 
 Keys are any dotted config key (``seqrec`` config names) plus ``data_fraction``, an alias of
 ``data.train_fraction`` (the kept fraction of training users; valid/test are unchanged).
@@ -49,7 +50,8 @@ import yaml
 from seqrec.config import RunConfig, apply_overrides, build_config, load_config
 from seqrec.errors import SeqrecError
 
-SPEC_KEYS = ("base", "overrides", "grid", "runs", "apen", "description")
+SPEC_KEYS = ("base", "overrides", "grid", "runs", "apen", "description", "order")
+ORDERS = ("spec", "largest_first")
 ALIASES = {"data_fraction": "data.train_fraction"}
 # options that change where or how fast a run trains, not what it learns: not in the hash
 _UNHASHED = {"train": ("device", "threads", "checkpoint_every"), "eval": ("batch_users",)}
@@ -213,6 +215,27 @@ def expand(spec: dict[str, Any], device: str | None = None) -> list[SweepRun]:
             h = config_hash(cfg)
             out.setdefault(h, SweepRun(h, cfg, point))
     return list(out.values())
+
+
+def run_cost(run: SweepRun, n_items: int = 5000) -> float:
+    """Rough training cost of a run: FLOPs per interaction x kept data x epochs (the catalogue
+    size is a stand-in; only the ordering of runs on the same data matters)."""
+    from seqrec.models.registry import flops_per_interaction
+
+    cfg = run.cfg
+    flops = flops_per_interaction(cfg.model, n_items, cfg.data.max_len)["train"]
+    return flops * (cfg.data.train_fraction or 1.0) * cfg.train.epochs
+
+
+def order_runs(runs: list[SweepRun], order: str) -> list[SweepRun]:
+    """``spec``: as written; ``largest_first``: most expensive first (longest-processing-time
+    scheduling: with several jobs the sweep ends sooner, and a deadline that cuts it short
+    loses the cheap runs rather than the large ones a scaling fit needs most)."""
+    if order not in ORDERS:
+        raise SeqrecError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == "spec":
+        return list(runs)
+    return sorted(runs, key=run_cost, reverse=True)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -491,6 +514,7 @@ def run_sweep(
             summary.failed.append((run.config_hash, data_error))
         else:
             todo.append(run)
+    todo = order_runs(todo, spec.get("order", "spec"))
     order = {r.config_hash: i for i, r in enumerate(runs)}
 
     def flush() -> None:
