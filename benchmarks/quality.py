@@ -39,6 +39,13 @@ def main() -> None:
         "--sampled", choices=["uniform", "popularity"], help="also record sampled metrics"
     )
     ap.add_argument(
+        "--sampled-draws",
+        type=int,
+        default=1,
+        help="also evaluate the sampled metrics with this many negative draws (seeds 0..N-1) "
+        "and record their mean, SD and range; the headline sampled value stays draw 0",
+    )
+    ap.add_argument(
         "--retrain", action="store_true", help="train again even if the run is finished"
     )
     ap.add_argument(
@@ -98,6 +105,16 @@ def main() -> None:
         s = evaluate_run(run_dir, "test", sampled=args.sampled, negatives=100)
         metrics.update({f"sampled-test/{k}": s.metrics[k] for k in ("HR@10", "NDCG@10")})
         protocol = {"full": protocol, "sampled": s.protocol}
+        if args.sampled_draws > 1:
+            draws = [s] + [
+                evaluate_run(run_dir, "test", sampled=args.sampled, negatives=100, seed=i)
+                for i in range(1, args.sampled_draws)
+            ]
+            for k in ("HR@10", "NDCG@10"):
+                v = np.array([d.metrics[k] for d in draws])
+                metrics[f"sampled-test/{k} over {len(v)} draws (mean, SD, min, max)"] = [
+                    float(v.mean()), float(v.std(ddof=1)), float(v.min()), float(v.max())
+                ]
     write_result(
         args.name,
         metrics,
@@ -109,6 +126,7 @@ def main() -> None:
         command=f"{train_cmd}  &&  python benchmarks/quality.py --preset {args.preset} --name {args.name}"
         + (f" --run-dir {args.run_dir}" if args.run_dir else "")
         + (f" --sampled {args.sampled}" if args.sampled else "")
+        + (f" --sampled-draws {args.sampled_draws}" if args.sampled_draws > 1 else "")
         + (" --unfinished-ok" if unfinished else ""),
         extra={"config": res["config"], "train_machine": res.get("machine")},
     )

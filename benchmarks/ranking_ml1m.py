@@ -9,9 +9,11 @@ ML-1M, label = rating >= 4, last 10% of events by time = test): item popularity,
 regression on user/item ids + features, SASRec + target attention, HSTU + target attention.
 A run folder under runs/<preset> that holds results.json is read, not retrained.
 
-Recorded per model: test AUC, GAUC, log loss, ECE, and for each ranker the AUC gain over the
-best baseline with a 95% interval from a paired bootstrap over test users (the predictions of
-every model are for the same test examples, in the same order: test_predictions.npz).
+Recorded per model: test AUC, GAUC, log loss, ECE, and for each ranker the AUC and GAUC gains
+over the best baseline on that metric, each with a 95% interval from a paired bootstrap over
+test users (the predictions of every model are for the same test examples, in the same order:
+test_predictions.npz). ``--extra KEY=RUN_DIR`` adds more finished ranker runs (e.g. trained on a
+GPU, or with other overrides) under their own key.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from common import ROOT, data_dir, write_result
 from seqrec.config import load_config
-from seqrec.eval.ctr import auc
+from seqrec.eval.ctr import auc, per_group_auc
 from seqrec.task.ranking import train_ranking_run
 
 PRESETS = {
@@ -57,6 +59,23 @@ def paired_bootstrap(
     return float(lo), float(hi)
 
 
+def gauc_bootstrap(
+    users: np.ndarray, labels: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of GAUC(a) - GAUC(b) when test users are resampled with replacement (users
+    with one class only carry no GAUC weight, as in the metric)."""
+    ua, pa, wa, _ = per_group_auc(a, labels, users)
+    ub, pb, _, _ = per_group_auc(b, labels, users)
+    if not np.array_equal(ua, ub):
+        raise SystemExit("the two models' GAUC users differ; were they scored on the same data?")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(ua), (n, len(ua)))
+    w = wa[pick]
+    diffs = (w * (pa - pb)[pick]).sum(1) / w.sum(1)
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,15 +86,24 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs", help="folder of the run folders")
     ap.add_argument("--boot", type=int, default=500, help="bootstrap resamples")
     ap.add_argument("--name", default="ranking_ml1m", help="benchmarks/results/NAME.json")
+    ap.add_argument("--extra", action="append", default=[], metavar="KEY=RUN_DIR",
+                    help="another finished ranker run, recorded under KEY")  # fmt: skip
     args = ap.parse_args()
     data_dir()
     metrics, runs, preds, commands = {}, {}, {}, []
-    for key, preset in PRESETS.items():
-        run = args.runs / preset
+    extra = dict(e.split("=", 1) for e in args.extra)
+    todo = [(key, preset, args.runs / preset) for key, preset in PRESETS.items()]
+    todo += [(key, None, Path(path)) for key, path in extra.items()]
+    for key, preset, run in todo:
         overrides = [*args.set, f"train.device={args.device}"]
-        cmd = f"seqrec train -c {preset} " + " ".join(f"-o {o}" for o in overrides)
+        if preset is None:  # an extra run: its own config says how it was trained
+            cmd = f"(run folder {run}: see its config.yaml)"
+        else:
+            cmd = f"seqrec train -c {preset} " + " ".join(f"-o {o}" for o in overrides)
         commands.append(f"{cmd} --out {run}")
         if not (run / "results.json").is_file():
+            if preset is None:
+                raise SystemExit(f"--extra {key}: {run} holds no finished run (results.json)")
             if args.only and preset not in args.only:
                 print(f"skipping {preset}: no finished run in {run}")
                 continue
@@ -94,24 +122,27 @@ def main() -> None:
         preds[key] = np.load(run / "test_predictions.npz")
         protocol = res["test"]["protocol"]
     have = [b for b in BASELINES if b in preds]
-    if have:
-        best = max(have, key=lambda b: metrics[f"{b}/AUC"])
-        for key in ("sasrec", "hstu"):
-            if key not in preds:
-                continue
+    rankers = [k for k in preds if k not in BASELINES]
+    for metric, boot in (("AUC", paired_bootstrap), ("GAUC", gauc_bootstrap)):
+        if not have:
+            break
+        best = max(have, key=lambda b: metrics[f"{b}/{metric}"])
+        for key in rankers:
             p, q = preds[key], preds[best]
             if not np.array_equal(p["items"], q["items"]):
                 raise SystemExit(f"{key} and {best} were not scored on the same test examples")
-            diff = metrics[f"{key}/AUC"] - metrics[f"{best}/AUC"]
-            lo, hi = paired_bootstrap(p["users"], p["labels"], p["probs"], q["probs"], args.boot)
-            metrics[f"{key}/AUC_gain_vs_{best}"] = diff
-            metrics[f"{key}/AUC_gain_ci95"] = [lo, hi]
+            diff = metrics[f"{key}/{metric}"] - metrics[f"{best}/{metric}"]
+            lo, hi = boot(p["users"], p["labels"], p["probs"], q["probs"], args.boot)
+            metrics[f"{key}/{metric}_gain_vs_{best}"] = diff
+            metrics[f"{key}/{metric}_gain_ci95"] = [lo, hi]
     write_result(
         args.name,
         metrics,
         dataset="ML-1M ratings, users 1-2999 (ratings.PARTIAL_first487650lines.dat.gz)",
         protocol=protocol,
-        command="; ".join(commands) + f"; python benchmarks/ranking_ml1m.py --boot {args.boot}",
+        command="; ".join(commands)
+        + f"; python benchmarks/ranking_ml1m.py --boot {args.boot}"
+        + "".join(f" --extra {e}" for e in args.extra),
         notes="test split = last 10% of events by time, real events only; label rating >= 4",
         extra={"runs": runs},
     )

@@ -241,3 +241,30 @@ def test_ranking_config_errors(rating_log):
     raw = ranking_raw(rating_log, data={"behavior_col": None})
     with pytest.raises(SeqrecError, match="behavior_col"):
         load_ranking_data(build_config(raw))
+
+
+def test_item_prior_offsets_by_the_popularity_logit_and_reloads(rating_log, tmp_path, monkeypatch):
+    """task.item_prior: the fixed per-item offset is logit(popularity baseline rate); it is
+    saved with the weights, so a reloaded model predicts the same."""
+    import torch
+
+    from seqrec.task.ranking import popularity_scores
+
+    monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
+    raw = ranking_raw(rating_log, train={"epochs": 1}, task={"item_prior": True})
+    cfg = build_config(raw)
+    store, data = load_ranking_data(cfg)
+    trainer = RankingTrainer(cfg, store, data, tmp_path / "t", progress=False)
+    rate = popularity_scores(data, cfg.task.popularity_prior).clip(1e-4, 1 - 1e-4)
+    np.testing.assert_allclose(trainer.model.prior_logit.numpy(), np.log(rate / (1 - rate)),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    res = train_ranking_run(cfg, tmp_path / "run", progress=False)
+    again = RankingTrainer(cfg, store, data, tmp_path / "reload", progress=False)
+    again.model.prior_logit.zero_()
+    load_weights(tmp_path / "run" / "best.safetensors", again.model)
+    assert torch.count_nonzero(again.model.prior_logit) > 0
+    saved = np.load(tmp_path / "run" / "test_predictions.npz")
+    np.testing.assert_allclose(again.predict(data.test), saved["probs"], rtol=0, atol=1e-6)
+    assert np.isfinite(res["test"]["metrics"]["LogLoss"])
+    with pytest.raises(SeqrecError, match="item_prior"):
+        build_config(ranking_raw(rating_log, task={"item_prior": True, "baseline": "logistic"}))

@@ -18,7 +18,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLED = {"sasrec_ml1m_bce": "uniform"}  # the SASRec paper's 100-negative protocol
+SAMPLED = {  # the SASRec paper's 100-negative protocol
+    "sasrec_ml1m_bce": "uniform",
+    "sasrec_ml1m_bce_long": "uniform",
+}
 
 
 def main() -> None:
@@ -26,13 +29,20 @@ def main() -> None:
     ap.add_argument("archive", type=Path)
     ap.add_argument("--jobs", type=Path, default=ROOT / "benchmarks/gpu/jobs.yaml")
     ap.add_argument("--budget", type=float, default=425, help="time_budget_s the jobs ran with")
+    ap.add_argument("--only", nargs="*", help="collect only these job names")
     args = ap.parse_args()
     if args.archive.is_file():  # else: gpu-runs/ is already in place (e.g. from recover.py)
         with tarfile.open(args.archive) as tar:
             tar.extractall(ROOT, filter="data")
     runs = ROOT / "gpu-runs"
     for job in yaml.safe_load(args.jobs.read_text()):
+        if args.only and job["name"] not in args.only:
+            continue
         run = runs / job["name"]
+        if job.get("preset", "").startswith("ranking-"):
+            print(f"skip {job['name']}: ranking runs go through benchmarks/ranking_ml1m.py",
+                  file=sys.stderr)  # fmt: skip
+            continue
         if "preset" not in job or not (run / "results.json").is_file():
             print(f"skip {job['name']}: no finished run", file=sys.stderr)
             continue
@@ -41,7 +51,7 @@ def main() -> None:
         cmd += ["--name", job["name"], "--run-dir", str(run.relative_to(ROOT))]
         cmd += [a for s in sets for a in ("-o", s)]
         if job["name"] in SAMPLED:
-            cmd += ["--sampled", SAMPLED[job["name"]]]
+            cmd += ["--sampled", SAMPLED[job["name"]], "--sampled-draws", "5"]
         subprocess.run(cmd, check=True, cwd=ROOT)
 
 

@@ -393,6 +393,20 @@ class TaskConfig(_Strict):
     popularity_prior: float = Field(20.0, ge=0)
     """ranking popularity baseline: the item's positive rate is shrunk toward the global rate
     with this many pseudo-events: (pos + prior * rate) / (n + prior)."""
+    item_prior: bool = False
+    """ranking (Ranker only): add the logit of the popularity baseline's smoothed positive rate
+    of the candidate as a fixed offset, so the network learns the user's deviation from the
+    item's general appeal instead of re-learning that appeal from scratch (residual learning
+    on the baseline; the offset table is a buffer saved with the weights)."""
+
+    @model_validator(mode="after")
+    def _prior_needs_ranker(self) -> TaskConfig:
+        if self.item_prior and self.baseline is not None:
+            raise ValueError(
+                f"task.item_prior adds an offset to the Ranker's logits; the {self.baseline} "
+                "baseline has none (drop task.item_prior or task.baseline)"
+            )
+        return self
 
 
 class RunConfig(_Strict):

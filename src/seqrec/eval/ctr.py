@@ -51,8 +51,12 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def group_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[float, int, int]:
-    """(GAUC, users counted, users skipped for having one class only).
+def per_group_auc(
+    scores: np.ndarray, labels: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(group ids, their AUCs, their impression counts, groups skipped) for every group that
+    holds both classes; GAUC is the impression-weighted mean, and a paired bootstrap over users
+    resamples these rows.
 
     One lexicographic sort by (group, score) gives every group's mid-ranks at once: a
     group's within-group rank is the global mid-rank minus the group's first position.
@@ -61,12 +65,12 @@ def group_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tup
     y = np.asarray(labels).astype(bool)
     g = np.asarray(groups)
     if len(s) == 0:
-        return float("nan"), 0, 0
-    _, gid = np.unique(g, return_inverse=True)
+        return g[:0], np.zeros(0), np.zeros(0), 0
+    uniq, gid = np.unique(g, return_inverse=True)
     order = np.lexsort((s, gid))
     gs, ss, ys = gid[order], s[order], y[order]
     ranks = _midranks_sorted([gs, ss])
-    n_groups = int(gid.max()) + 1
+    n_groups = len(uniq)
     size = np.bincount(gs, minlength=n_groups)
     start = np.cumsum(size) - size
     local = ranks - start[gs]  # 1-based rank inside the group, ties averaged
@@ -74,11 +78,16 @@ def group_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tup
     n_neg = size - n_pos
     rank_sum = np.bincount(gs, weights=np.where(ys, local, 0.0), minlength=n_groups)
     ok = (n_pos > 0) & (n_neg > 0)
-    if not ok.any():
-        return float("nan"), 0, int(n_groups)
     per = (rank_sum[ok] - n_pos[ok] * (n_pos[ok] + 1) / 2.0) / (n_pos[ok] * n_neg[ok])
-    weights = size[ok].astype(np.float64)
-    return float((per * weights).sum() / weights.sum()), int(ok.sum()), int((~ok).sum())
+    return uniq[ok], per, size[ok].astype(np.float64), int((~ok).sum())
+
+
+def group_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[float, int, int]:
+    """(GAUC, users counted, users skipped for having one class only)."""
+    _, per, weights, skipped = per_group_auc(scores, labels, groups)
+    if len(per) == 0:
+        return float("nan"), 0, skipped
+    return float((per * weights).sum() / weights.sum()), len(per), skipped
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:

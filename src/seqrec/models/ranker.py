@@ -12,7 +12,8 @@ encoder's item table, so retrieval and ranking share item vectors):
   pooled p = sum_j a_j k_j;
 * the encoder's last state s (the retrieval user vector);
 * MLP([p, s, e, p*e, s*e] (+ mean behaviour embedding of the history, + user features))
-  + a per-item bias -> logit.
+  + a per-item bias (+ with ``task.item_prior``, the fixed logit of the popularity baseline's
+  rate for the candidate) -> logit.
 
 ``LogisticRanker`` is the baseline: logit = b + w_user + w_item (+ sum of feature weights),
 i.e. logistic regression on one-hot user and item ids, read through the same interface so the
@@ -123,6 +124,8 @@ class Ranker(nn.Module):
         self.head = mlp([width, *task.head_hidden, 1], model_cfg.dropout)
         self.item_bias = nn.Embedding(n_items + 1, 1)
         nn.init.zeros_(self.item_bias.weight)
+        # task.item_prior: logit of the popularity baseline per item, set by the trainer
+        self.register_buffer("prior_logit", torch.zeros(n_items + 1) if task.item_prior else None)
         if self.behavior_emb is not None:
             nn.init.normal_(self.behavior_emb.weight, std=0.02)
 
@@ -155,7 +158,8 @@ class Ranker(nn.Module):
         if self.user_feat is not None:
             parts.append(self.user_feat(feats.get("user_ids"), feats.get("user_dense")))
         x = torch.cat(parts, -1)
-        return self.head(x).squeeze(-1) + self.item_bias(candidates).squeeze(-1)
+        logit = self.head(x).squeeze(-1) + self.item_bias(candidates).squeeze(-1)
+        return logit if self.prior_logit is None else logit + self.prior_logit[candidates]
 
 
 class LogisticRanker(nn.Module):

@@ -204,6 +204,9 @@ class RankingTrainer:
         self.device = pick_device(cfg.train.device)
         self.inputs = RankingInputs(cfg, store)
         self.model = build_ranker(cfg, store, self.inputs).to(self.device)
+        if getattr(self.model, "prior_logit", None) is not None:
+            rate = popularity_scores(data, cfg.task.popularity_prior).clip(1e-4, 1 - 1e-4)
+            self.model.prior_logit.copy_(torch.logit(torch.from_numpy(rate)).float())
         if getattr(self.model, "needs_timestamps", False):
             if store.timestamps is None:
                 raise SeqrecError("model.time_bias=true needs timestamps; the data has none")

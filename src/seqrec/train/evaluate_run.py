@@ -23,7 +23,10 @@ def evaluate_run(
     keep_seen: bool = False,
     json_out: Path | None = None,
     overwrite: bool = False,
+    seed: int = 0,
 ) -> EvalResult:
+    """Evaluate a finished run's best weights on one split; ``seed`` draws the sampled
+    negatives (sampled metrics only), so several draws show the protocol's own noise."""
     if split not in {"valid", "test"}:
         raise SeqrecError(f"--split must be 'valid' or 'test', not '{split}'")
     if sampled not in {None, "uniform", "popularity"}:
@@ -56,6 +59,7 @@ def evaluate_run(
         split_protocol={**sp.protocol, "evaluated": split},
         timestamps=store.timestamps if getattr(rec.model, "needs_timestamps", False) else None,
         behaviors=store.behaviors if wants_behaviors(cfg.model) else None,
+        seed=seed,
     )
     if json_out is not None:
         atomic_write_json(json_out, res.to_json())
