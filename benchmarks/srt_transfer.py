@@ -15,7 +15,11 @@ script can also only report on runs trained elsewhere. Reported, on the ML-100K 
   t-test and Wilcoxon p-values, Holm-adjusted over the table;
 * parameter counts of the same SRT config for the ML-1M and ML-100K catalogues (equal: no
   per-id table) next to SASRec's at the same width (its item table grows with the catalogue);
-* the wall time of each ML-100K run.
+* the wall time of each ML-100K run;
+* with ``--seeds N``: fine-tune and scratch again with ``train.seed`` 1..N-1 (folders
+  ``<run>-seed<s>``), each seed's fine-tune − scratch difference, and the paired test over
+  users of the seed-averaged per-user metrics (training noise averaged out; the seed-0 test
+  above stays as it was).
 
 The result goes to benchmarks/results/srt_transfer.json through common.write_result.
 """
@@ -96,6 +100,28 @@ def parameter_counts() -> dict:
     return out
 
 
+def seed_report(args, local: list[str], ks: list[int]) -> dict:
+    """Fine-tune and scratch at train.seed 0..N-1 (seed 0 = the main runs): the difference per
+    seed, and the paired test over users of the seed-averaged per-user metrics."""
+    arms = {"finetune": (FINETUNE, args.finetune), "scratch": (SCRATCH, args.scratch)}
+    per_user: dict[str, list[dict]] = {a: [] for a in arms}
+    for seed in range(args.seeds):
+        for arm, (preset, base) in arms.items():
+            run = base if seed == 0 else base.with_name(f"{base.name}-seed{seed}")
+            extra = [f"train.seed={seed}"] if seed else []
+            if arm == "finetune":
+                extra.append(f"train.init_from={args.pretrain.resolve()}")
+            ensure_run(preset, run, [*local, *extra])
+            per_user[arm].append(per_user_metrics(np.load(run / "test_ranks.npy"), ks))
+    out: dict = {"seeds": args.seeds, "per_seed": {}, "averaged": {}}
+    for k in KEYS:
+        ft = [m[k] for m in per_user["finetune"]]
+        sc = [m[k] for m in per_user["scratch"]]
+        out["per_seed"][k] = [float(a.mean() - b.mean()) for a, b in zip(ft, sc, strict=True)]
+        out["averaged"][k] = paired_test(np.mean(sc, axis=0), np.mean(ft, axis=0))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +132,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads of the ML-100K runs")
     ap.add_argument("--device", default="cpu", help="device of the ML-100K runs")
     ap.add_argument("--name", default="srt_transfer")
+    ap.add_argument("--seeds", type=int, default=1, help="train.seed values 0..N-1 per arm")
     args = ap.parse_args()
     data_dir()
     if not finished(args.pretrain):
@@ -136,6 +163,9 @@ def main() -> None:
     adjusted = holm([report["pairs"][p][k]["p_ttest"] for p, k in flat])
     for (p, k), adj in zip(flat, adjusted, strict=True):
         report["pairs"][p][k]["p_ttest_holm"] = adj
+    if args.seeds > 1:
+        seeded = seed_report(args, local, ks)
+        report["seeds"] = seeded
     params = parameter_counts()
     pre = json.loads((args.pretrain / "results.json").read_text())
     metrics = {
@@ -145,6 +175,14 @@ def main() -> None:
         for k in ("NDCG@10", "HR@10"):
             metrics[f"{pair}/{k}/diff"] = tests[k]["diff"]
             metrics[f"{pair}/{k}/p_ttest_holm"] = tests[k]["p_ttest_holm"]
+    if args.seeds > 1:
+        tag = f"finetune - scratch (per-user mean of {args.seeds} seeds)"
+        for k in ("NDCG@10", "HR@10"):
+            metrics[f"{tag}/{k}/diff"] = report["seeds"]["averaged"][k]["diff"]
+            avg = report["seeds"]["averaged"][k]
+            metrics[f"{tag}/{k}/ci95"] = [avg["diff_ci_low"], avg["diff_ci_high"]]
+            metrics[f"{tag}/{k}/p_ttest"] = report["seeds"]["averaged"][k]["p_ttest"]
+            metrics[f"finetune - scratch per seed/{k}/diff"] = report["seeds"]["per_seed"][k]
     metrics["pretrain_ml1m/test/NDCG@10"] = pre["test"]["metrics"]["NDCG@10"]
     for ds, counts in params.items():
         metrics[f"params/srt/{ds}"] = counts["srt"]["total"]

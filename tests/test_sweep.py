@@ -14,6 +14,7 @@ from seqrec.config import build_config
 from seqrec.errors import SeqrecError
 from seqrec.scaling.sweep import (
     COLUMNS,
+    adopt_run_folders,
     config_hash,
     expand,
     load_spec,
@@ -77,6 +78,27 @@ def test_largest_first_orders_by_cost_and_bad_orders_are_refused(tmp_path, cycle
     assert order_runs(runs, "spec") == runs
     with pytest.raises(SeqrecError, match="order must be one of"):
         order_runs(runs, "random")
+
+
+def test_hash_covers_only_non_defaults_and_old_folders_are_adopted(tmp_path, cycle_log):
+    """A run folder named by an older hash (when the hash covered other fields) is renamed to
+    today's hash of its own config.yaml, so the sweep skips it instead of training it again."""
+    spec = write_spec(tmp_path, cycle_log, grid={"model.layers": [1, 2]})
+    runs = expand(load_spec(spec))
+    raw = runs[0].cfg.model_dump(mode="json")
+    raw["task"]["item_prior"] = False  # a default spelled out: same run, same hash
+    assert config_hash(build_config(raw)) == runs[0].config_hash
+    old = tmp_path / "sweep" / "runs" / "0123456789ab"
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text(yaml.safe_dump(raw))
+    unfinished = tmp_path / "sweep" / "runs" / "ba9876543210"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text(yaml.safe_dump(runs[1].cfg.model_dump(mode="json")))
+    assert adopt_run_folders(tmp_path / "sweep", runs) == 0  # not finished: left alone
+    (old / "results.json").write_text("{}")
+    assert adopt_run_folders(tmp_path / "sweep", runs) == 1
+    assert (tmp_path / "sweep" / "runs" / runs[0].config_hash / "config.yaml").is_file()
+    assert not old.exists() and unfinished.exists()
 
 
 def test_hash_ignores_device_and_threads(cycle_log):

@@ -111,12 +111,9 @@ def iso_flop(curves: list[Curve], budgets) -> list[dict]:
 
 
 def budgets_between(curves: list[Curve], count: int = 4) -> np.ndarray:
-    """``count`` log-spaced budgets from the largest first-validation cost (so every run has a
-    point at every budget) to the smallest total cost of a run (so no budget is beyond every
-    run's reach); falls back to the overall range when those cross."""
-    lo = max(float(c.flops[0]) for c in curves)
-    hi = min(float(c.flops[-1]) for c in curves)
-    if not hi > lo:
-        lo = min(float(c.flops[0]) for c in curves)
-        hi = max(float(c.flops[-1]) for c in curves)
-    return np.geomspace(lo, hi, count)
+    """``count`` log-spaced budgets from the median first-validation cost (about half the runs
+    have a point at the lowest budget) to half the largest total cost (the biggest run is
+    still training at the highest one), so the slices cover small and large models alike."""
+    lo = float(np.median([c.flops[0] for c in curves]))
+    hi = max(float(c.flops[-1]) for c in curves) / 2
+    return np.geomspace(lo, max(hi, lo), count)

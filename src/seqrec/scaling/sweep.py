@@ -119,13 +119,41 @@ class SweepSummary:
 
 def config_hash(cfg: RunConfig) -> str:
     """12 hex digits of sha256 over every option that can change a run's results (device,
-    threads and checkpoint frequency excluded, so a sweep moved to a GPU finds its runs)."""
-    dump = cfg.model_dump(mode="json")
+    threads and checkpoint frequency excluded, so a sweep moved to a GPU finds its runs).
+
+    Only values that differ from the defaults are hashed (as in ``RunConfig.fingerprint``): a
+    later seqrec that adds an option, with a default that keeps the old behaviour, leaves every
+    hash unchanged, so finished sweeps stay finished."""
+    dump = cfg.model_dump(mode="json", exclude_defaults=True)
     for section, keys in _UNHASHED.items():
         for key in keys:
-            dump[section].pop(key, None)
+            dump.get(section, {}).pop(key, None)
+    dump = {k: v for k, v in dump.items() if v != {}}
     blob = json.dumps(dump, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def adopt_run_folders(root: Path, runs: list[SweepRun]) -> int:
+    """Rename finished run folders whose name is not today's hash of their own config.yaml
+    (runs trained when the hash covered other fields) to that hash, when the spec plans it.
+
+    Returns how many were renamed. A folder that is not finished, whose config no longer
+    validates, or that the spec does not plan is left alone."""
+    planned = {r.config_hash for r in runs}
+    renamed = 0
+    for cfg_path in sorted((Path(root) / "runs").glob("*/config.yaml")):
+        run_dir = cfg_path.parent
+        if run_dir.name in planned or not (run_dir / "results.json").is_file():
+            continue
+        try:
+            now = config_hash(build_config(yaml.safe_load(cfg_path.read_text())))
+        except (SeqrecError, yaml.YAMLError):
+            continue
+        target = run_dir.parent / now
+        if now in planned and not target.exists():
+            run_dir.rename(target)
+            renamed += 1
+    return renamed
 
 
 def load_spec(path: Path) -> dict[str, Any]:
@@ -501,6 +529,7 @@ def run_sweep(
     rows: dict[str, dict] = {
         r["config_hash"]: r for r in read_table(table) if r["config_hash"] not in mine
     }
+    adopt_run_folders(root, runs)
     data = _prepare_data(runs, bool(spec.get("apen", True)))
     summary = SweepSummary(planned=len(runs), table=table)
     todo = []
