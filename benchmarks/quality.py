@@ -113,7 +113,10 @@ def main() -> None:
             for k in ("HR@10", "NDCG@10"):
                 v = np.array([d.metrics[k] for d in draws])
                 metrics[f"sampled-test/{k} over {len(v)} draws (mean, SD, min, max)"] = [
-                    float(v.mean()), float(v.std(ddof=1)), float(v.min()), float(v.max())
+                    float(v.mean()),
+                    float(v.std(ddof=1)),
+                    float(v.min()),
+                    float(v.max()),
                 ]
     write_result(
         args.name,

@@ -86,8 +86,7 @@ def _runs_on_disk(spec_runs, folder: Path) -> list[SweepRun]:
     return [
         r
         for r in spec_runs
-        if (folder / "runs" / r.config_hash / "results.json").is_file()
-        and r.config_hash not in cut
+        if (folder / "runs" / r.config_hash / "results.json").is_file() and r.config_hash not in cut
     ]
 
 
