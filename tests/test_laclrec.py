@@ -221,6 +221,18 @@ def test_cosine_similarity_ignores_the_scale_of_the_states(monkeypatch):
     assert losses["dot", 1.0] != pytest.approx(losses["dot", 10.0], rel=1e-2)
 
 
+def test_random_view_ablation_skips_the_augmenter():
+    """lacl_view=random: contrastive terms from the first step, two random views, and the
+    augmenter (no restore task) gets no gradient."""
+    m = _model(lacl_view="random", lacl_augmenter_pretrain_steps=100).train()
+    assert not m.pretraining
+    loss = m.auxiliary_loss(_batch(cycle_rows(6, 8, seed=11)))
+    loss.backward()
+    assert loss.item() > 0
+    assert all(p.grad is None for p in m.augmenter.parameters())
+    assert m.encoder.blocks[0].attn.qkv.weight.grad is not None
+
+
 def test_frozen_augmenter_gets_no_gradient_after_pretraining():
     m = _model(lacl_augmenter_pretrain_steps=0, lacl_augmenter_joint=False).train()
     m.auxiliary_loss(_batch(cycle_rows(6, 8, seed=9))).backward()

@@ -6,7 +6,9 @@ Without arguments it prepares for every jobs*.yaml in benchmarks/gpu/.
 
 The device image has no polars, so every store the jobs (and sweep specs) use is parsed here
 into .devdata/cache; a cached store opens with numpy alone. Data files are copied from
-../shared/data (never committed: .devdata/ is in .git/info/exclude).
+../shared/data (never committed: .devdata/ is in .git/info/exclude). For every sweep job, the
+finished runs of its --out folder are staged (without weights) in .devdata/sweeps/NAME, so a
+sweep resumed on the device trains only what is missing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ FILES = [
 ]
 
 
+SWEEP_KEEP = ("results.json", "config.yaml", "test_ranks.npy", "metrics.jsonl")
+
+
+def stage_finished_runs(src: Path, dst: Path) -> None:
+    """Slim copies (no weights) of a sweep's finished runs, so the device's `seqrec sweep`
+    skips them: a jobs entry copies .devdata/sweeps/NAME into its --out folder first."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    done = [r for r in sorted((src / "runs").glob("*")) if (r / "results.json").is_file()]
+    for run in done:
+        (dst / "runs" / run.name).mkdir(parents=True)
+        for name in SWEEP_KEEP:
+            if (run / name).is_file():
+                shutil.copy2(run / name, dst / "runs" / run.name / name)
+    print(f"{src}: {len(done)} finished runs staged in {dst}", flush=True)
+
+
 def main() -> None:
     src = Path(os.environ.get("SEQREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
     for rel in FILES:
@@ -46,13 +65,15 @@ def main() -> None:
 
     files = [Path(a) for a in sys.argv[1:]] or sorted((ROOT / "benchmarks/gpu").glob("jobs*.yaml"))
     jobs = [job for f in files for job in yaml.safe_load(f.read_text())]
-    configs = []
+    configs, sweep_outs = [], []
     for job in jobs:
         if "preset" in job:
             configs.append(load_config(job["preset"], job.get("set", [])))
         elif " sweep " in job["cmd"]:
             spec = next(w for w in job["cmd"].split() if w.endswith(".yaml"))
             configs += [r.cfg for r in expand(load_spec(ROOT / spec))]
+            words = job["cmd"].split()
+            sweep_outs.append(words[words.index("--out") + 1])
     seen = set()
     for cfg in configs:
         key = cfg.data.model_dump_json(exclude={"max_len", "train_fraction"})
@@ -66,6 +87,8 @@ def main() -> None:
         if cfg.data.item_features:
             load_item_features(cfg.data, store)  # fails here, not on the GPU, if a file is missing
         print(f"{cfg.data.dataset}: {store.n_users:,} users x {store.n_items:,} items", flush=True)
+    for out in sweep_outs:
+        stage_finished_runs(ROOT / out, DEV / "sweeps" / Path(out).name)
     n = len(list((DEV / "cache" / "stores").iterdir()))
     size = sum(p.stat().st_size for p in DEV.rglob("*") if p.is_file()) / 2**20
     print(f"{n} stores cached; .devdata holds {size:.1f} MiB", file=sys.stderr)

@@ -168,6 +168,9 @@ class ModelConfig(_Strict):
     """α: weight of the coarse-grained NT-Xent between the learned and the random view ([TCLA])."""
     lacl_temperature: float = Field(1.0, gt=0)
     """τ of that NT-Xent, dot similarity ([TCLA] uses DuoRec's: τ = 1)."""
+    lacl_view: Literal["learned", "random"] = "learned"
+    """The triplet's positive view: the augmenter's edit (LACLRec) or, as an ablation of the
+    augmenter, a second independent random augmentation (no restore task, no pre-training)."""
     lacl_similarity: Literal["dot", "cos"] = "dot"
     """Similarity in both LACLRec terms: dot ([TCLA]) or cosine (each view's state L2-normalised
     first, so the contrastive gradient cannot grow the states the recommender scores with)."""

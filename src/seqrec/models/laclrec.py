@@ -38,6 +38,11 @@ resumed run continues in the same phase at the same step):
 The counter advances once per ``auxiliary_loss`` call in training mode (= once per optimiser
 step in the trainer). ``last_stats`` holds the latest restore accuracy and the keep / delete /
 insert ratios of the learned views (`[TCLA]` logs them).
+
+Ablations: ``lacl_view="random"`` replaces the learned view by a second independent random
+augmentation (no augmenter training at all: what the augmenter adds over random views);
+``lacl_triplet_weight=0`` / ``lacl_cl_weight=0`` drop one contrastive term;
+``lacl_similarity`` picks dot products ([TCLA]) or cosine for both terms.
 """
 
 from __future__ import annotations
@@ -87,7 +92,10 @@ class LACLRec(nn.Module):
     # ---------------------------------------------------------------- schedule
     @property
     def pretraining(self) -> bool:
-        """True while the augmenter is being pre-trained (no contrastive terms yet)."""
+        """True while the augmenter is being pre-trained (no contrastive terms yet); never
+        with ``lacl_view="random"``, where the augmenter is not used."""
+        if self.cfg.lacl_view == "random":
+            return False
         return int(self.lacl_step) < self.cfg.lacl_augmenter_pretrain_steps
 
     # ---------------------------------------------------------------- views and losses
@@ -102,10 +110,13 @@ class LACLRec(nn.Module):
     def views(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(learned view, random view) of right-padded ``seqs`` [N, L]."""
         cfg = self.cfg
-        learned, stats = self.augmenter.augment(seqs, self.max_len, cfg.lacl_op_temperature)
-        self.last_stats.update(stats)
-        ratios = cfg.lacl_random_ratios
-        rand = random_augment(seqs, list(cfg.lacl_random_ops), ratios, self.n_items)
+        ops, ratios = list(cfg.lacl_random_ops), cfg.lacl_random_ratios
+        if cfg.lacl_view == "random":  # the augmenter ablation: two independent random views
+            learned = random_augment(seqs, ops, ratios, self.n_items)
+        else:
+            learned, stats = self.augmenter.augment(seqs, self.max_len, cfg.lacl_op_temperature)
+            self.last_stats.update(stats)
+        rand = random_augment(seqs, ops, ratios, self.n_items)
         return learned, rand
 
     def contrastive_loss(self, seqs: torch.Tensor) -> torch.Tensor:
@@ -148,7 +159,8 @@ class LACLRec(nn.Module):
         loss = self.encoder.item_emb.weight.sum() * 0.0
         if not seqs.shape[0]:
             return loss
-        if pretraining or self.cfg.lacl_augmenter_joint:
+        learned = self.cfg.lacl_view == "learned"
+        if learned and (pretraining or self.cfg.lacl_augmenter_joint):
             loss = loss + self.restore_loss(seqs)
         if not pretraining and seqs.shape[0] >= 2:  # NT-Xent needs a second row
             loss = loss + self.contrastive_loss(seqs)
