@@ -233,6 +233,16 @@ def test_cli_train_task_ranking_end_to_end(rating_log, in_tmp_dir):
     assert redone["AUC"] == pytest.approx(out["test"]["metrics"]["AUC"], abs=1e-9)
 
 
+def test_early_stopping_can_monitor_gauc(rating_log, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
+    raw = ranking_raw(rating_log, train={"epochs": 3}, task={"monitor": "GAUC"})
+    res = train_ranking_run(build_config(raw), tmp_path / "run", progress=False)
+    log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in log if r.get("event") == "valid"]
+    best = max(range(len(valid)), key=lambda i: (valid[i]["valid/GAUC"], -i))
+    assert res["best_epoch"] == valid[best]["epoch"]
+
+
 def test_ranking_config_errors(rating_log):
     with pytest.raises(SeqrecError, match=r"data\.split=temporal"):
         build_config(ranking_raw(rating_log, data={"split": "loo"}))
@@ -258,6 +268,8 @@ def test_item_prior_offsets_by_the_popularity_logit_and_reloads(rating_log, tmp_
     rate = popularity_scores(data, cfg.task.popularity_prior).clip(1e-4, 1 - 1e-4)
     np.testing.assert_allclose(trainer.model.prior_logit.numpy(), np.log(rate / (1 - rate)),
                                rtol=1e-5, atol=1e-5)  # fmt: skip
+    # untrained, the ranker predicts exactly the popularity baseline
+    np.testing.assert_allclose(trainer.predict(data.test), rate[data.test.items], atol=1e-5)
     res = train_ranking_run(cfg, tmp_path / "run", progress=False)
     again = RankingTrainer(cfg, store, data, tmp_path / "reload", progress=False)
     again.model.prior_logit.zero_()

@@ -396,11 +396,15 @@ class TaskConfig(_Strict):
     popularity_prior: float = Field(20.0, ge=0)
     """ranking popularity baseline: the item's positive rate is shrunk toward the global rate
     with this many pseudo-events: (pos + prior * rate) / (n + prior)."""
+    monitor: Literal["AUC", "GAUC"] = "AUC"
+    """ranking: the validation metric that early stopping keeps the best weights by (GAUC when
+    what matters is the order of items within each user)."""
     item_prior: bool = False
     """ranking (Ranker only): add the logit of the popularity baseline's smoothed positive rate
     of the candidate as a fixed offset, so the network learns the user's deviation from the
     item's general appeal instead of re-learning that appeal from scratch (residual learning
-    on the baseline; the offset table is a buffer saved with the weights)."""
+    on the baseline; the offset table is a buffer saved with the weights). The head's last
+    layer then starts at zero, so an untrained ranker predicts exactly the baseline."""
 
     @model_validator(mode="after")
     def _prior_needs_ranker(self) -> TaskConfig:

@@ -126,6 +126,9 @@ class Ranker(nn.Module):
         nn.init.zeros_(self.item_bias.weight)
         # task.item_prior: logit of the popularity baseline per item, set by the trainer
         self.register_buffer("prior_logit", torch.zeros(n_items + 1) if task.item_prior else None)
+        if task.item_prior:  # start exactly at the baseline: the head adds nothing yet
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
         if self.behavior_emb is not None:
             nn.init.normal_(self.behavior_emb.weight, std=0.02)
 

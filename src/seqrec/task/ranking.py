@@ -338,10 +338,11 @@ class RankingTrainer:
         close_epoch_loss(self.state, "epoch_examples")
 
     def _validate(self, epoch_seconds: float, bar: TrainProgress) -> bool:
-        """Valid AUC; keep the best weights; True when patience ran out."""
+        """Valid AUC (or GAUC, ``task.monitor``); keep the best weights; True when patience
+        ran out."""
         st = self.state
         res = self.evaluate(self.data.valid)
-        value = res["AUC"]
+        value = res[self.cfg.task.monitor]
         improved = bool(value > st["best"])
         if improved:
             st.update(best=value, best_epoch=st["epoch"], bad_evals=0)
@@ -353,7 +354,7 @@ class RankingTrainer:
                         **{f"valid/{k}": v for k, v in res.items()}})  # fmt: skip
         bar.console.print(
             f"epoch {st['epoch']:3d}  loss {st['train_loss'] or float('nan'):.4f}  valid AUC "
-            f"{value:.4f}  GAUC {res['GAUC']:.4f}  logloss {res['LogLoss']:.4f}  best "
+            f"{res['AUC']:.4f}  GAUC {res['GAUC']:.4f}  logloss {res['LogLoss']:.4f}  best "
             f"{st['best']:.4f}{' *' if improved else ''}  ({epoch_seconds:.0f}s train)",
             highlight=False,
         )
