@@ -396,6 +396,10 @@ class TaskConfig(_Strict):
     popularity_prior: float = Field(20.0, ge=0)
     """ranking popularity baseline: the item's positive rate is shrunk toward the global rate
     with this many pseudo-events: (pos + prior * rate) / (n + prior)."""
+    pairwise_weight: float = Field(0.0, ge=0)
+    """ranking: add this weight x a BPR loss over every (positive, negative) pair of the same
+    user in a batch, the within-user order that GAUC scores (log loss alone mostly learns who
+    rates generously); > 0 also groups each epoch's examples by user so batches hold pairs."""
     monitor: Literal["AUC", "GAUC"] = "AUC"
     """ranking: the validation metric that early stopping keeps the best weights by (GAUC when
     what matters is the order of items within each user)."""

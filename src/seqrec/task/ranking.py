@@ -35,7 +35,13 @@ from seqrec.eval.ctr import ctr_metrics
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
 from seqrec.models.ranker import LogisticRanker, Ranker
-from seqrec.task.examples import Examples, RankingData, epoch_examples, ranking_split
+from seqrec.task.examples import (
+    Examples,
+    RankingData,
+    epoch_examples,
+    group_by_user,
+    ranking_split,
+)
 from seqrec.train.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
@@ -183,6 +189,17 @@ def popularity_scores(data: RankingData, prior: float) -> np.ndarray:
     return (pos + prior * rate) / np.maximum(n + prior, 1e-12)
 
 
+def pairwise_loss(logits: torch.Tensor, labels: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+    """Mean of softplus(s_neg − s_pos) over every (positive, negative) pair of the same user in
+    the batch (BPR on the within-user order, the order GAUC scores); 0 without such a pair."""
+    pos, neg = labels > 0.5, labels <= 0.5
+    pairs = (users[:, None] == users[None, :]) & pos[:, None] & neg[None, :]
+    if not bool(pairs.any()):
+        return logits.sum() * 0.0
+    margin = logits[None, :] - logits[:, None]  # [i, j] = s_j - s_i, i positive, j negative
+    return torch.nn.functional.softplus(margin[pairs]).mean()
+
+
 # --------------------------------------------------------------------------- trainer
 
 
@@ -287,13 +304,20 @@ class RankingTrainer:
     def _examples(self, epoch: int) -> Examples:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             k, seed = self.cfg.task.sampled_negatives, self.cfg.train.seed
-            self._epoch_cache = (epoch, epoch_examples(self.data, k, seed, epoch))
+            ex = epoch_examples(self.data, k, seed, epoch)
+            if self.cfg.task.pairwise_weight > 0:
+                ex = group_by_user(ex, seed, epoch)
+            self._epoch_cache = (epoch, ex)
         return self._epoch_cache[1]
 
     def _step(self, ex: Examples) -> tuple[float, float]:
         seq, cand, feats, labels = self.inputs.batch(ex, self.device)
         t0 = time.perf_counter()
-        loss = self.loss_fn(self.model(seq, cand, feats), labels)
+        logits = self.model(seq, cand, feats)
+        loss = self.loss_fn(logits, labels)
+        if self.cfg.task.pairwise_weight > 0:
+            users = torch.from_numpy(ex.users).to(self.device)
+            loss = loss + self.cfg.task.pairwise_weight * pairwise_loss(logits, labels, users)
         if not torch.isfinite(loss):
             raise SeqrecError(
                 f"loss became {loss.item()} at step {self.state['global_step']}; lower train.lr"
