@@ -202,8 +202,8 @@ def epoch_examples(data: RankingData, k: int, seed: int, epoch: int) -> Examples
 def group_by_user(ex: Examples, seed: int, epoch: int, group: int = 8) -> Examples:
     """The same examples in small same-user groups: each user's examples in a random order are
     cut into runs of ``group``, and the runs of all users are shuffled. A batch then holds many
-    users (close to the i.i.d. batches log loss wants; whole-user batches trained far worse in
-    tests) and still many same-user pairs for a within-user pairwise loss. A function of
+    users (close to the i.i.d. batches log loss wants, where whole-user batches would hold a
+    handful of users each) and still many same-user pairs for a within-user pairwise loss. A function of
     (seed, epoch) only, so a resume replays it."""
     if not len(ex):
         return ex
