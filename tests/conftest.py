@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from seqrec.config import build_config
+from seqrec.data.batches import SeqBatch
 
 N_ITEMS = 30
 N_USERS = 40
@@ -39,6 +40,18 @@ def cycle_sequences(
             str(ITEM_OFFSET + (start + t) % n_items) for t in range(length)
         ]
     return seqs
+
+
+def seq_batch(items, targets=None, timestamps=None) -> SeqBatch:
+    """A SeqBatch of right-padded ``items`` (0 = PAD); targets default to the items."""
+    items = torch.as_tensor(items)
+    return SeqBatch(
+        items=items,
+        targets=items if targets is None else targets,
+        lengths=(items != 0).sum(1),
+        users=torch.arange(items.shape[0]),
+        timestamps=timestamps,
+    )
 
 
 def write_csv_log(path: Path, seqs: dict[str, list[str]], seed: int = 0) -> Path:

@@ -11,7 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import N_ITEMS, tiny_config
+from conftest import N_ITEMS, seq_batch, tiny_config
 from seqrec.cli import app
 from seqrec.config import ModelConfig, ObjectiveConfig, build_config
 from seqrec.data.batches import SeqBatch
@@ -38,15 +38,6 @@ def _model(name: str, n_items: int = 30, max_len: int = 8, seed: int = 0, **kw) 
     return build_model(cfg, n_items, max_len).eval()
 
 
-def _batch(items: torch.Tensor, targets: torch.Tensor | None = None) -> SeqBatch:
-    return SeqBatch(
-        items=items,
-        targets=items if targets is None else targets,
-        lengths=(items != 0).sum(1),
-        users=torch.arange(items.shape[0]),
-    )
-
-
 def _cycle_batch(n_rows: int = 32, width: int = 8, n_items: int = N_ITEMS) -> SeqBatch:
     """Rows walking item j -> j+1 (mod n) with ragged lengths, targets = the next item."""
     rng = np.random.default_rng(0)
@@ -56,7 +47,7 @@ def _cycle_batch(n_rows: int = 32, width: int = 8, n_items: int = N_ITEMS) -> Se
     keep = np.arange(width)[None, :] < lengths[:, None]
     items = torch.from_numpy(np.where(keep, seq[:, :-1], 0))
     targets = torch.from_numpy(np.where(keep, seq[:, 1:], 0))
-    return _batch(items, targets)
+    return seq_batch(items, targets)
 
 
 @pytest.mark.parametrize("objective", ["ce", "bce"])
@@ -83,7 +74,7 @@ def test_a_later_item_never_changes_earlier_outputs(name):
     x = torch.tensor([[3, 4, 5, 6, 7, 8, 0, 0]])
     y = x.clone()
     y[0, 4] = 20
-    a, b = m(_batch(x)), m(_batch(y))
+    a, b = m(seq_batch(x)), m(seq_batch(y))
     torch.testing.assert_close(a[0, :4], b[0, :4])
     assert not torch.allclose(a[0, 4:6], b[0, 4:6])
 
@@ -94,11 +85,11 @@ def test_last_hidden_is_forward_at_the_last_item_and_ignores_padding(name):
     items = torch.tensor(
         [[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 4, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]]
     )
-    full = m(_batch(items))
+    full = m(seq_batch(items))
     expected = full[torch.arange(3), torch.tensor([7, 2, 0])]
-    torch.testing.assert_close(m.last_hidden(_batch(items)), expected)
+    torch.testing.assert_close(m.last_hidden(seq_batch(items)), expected)
     # the same history, trimmed or padded wider, gives the same user vector
-    short = m.last_hidden(_batch(torch.tensor([[2, 9, 4]])))
+    short = m.last_hidden(seq_batch(torch.tensor([[2, 9, 4]])))
     torch.testing.assert_close(short[0], expected[1])
     assert m.item_weights.shape == (31, 16)
 
@@ -120,7 +111,7 @@ def test_rope_scores_depend_only_on_relative_position():
 
 def test_llama_outputs_do_not_depend_on_where_positions_start():
     m = _model("llama")
-    b = _batch(torch.tensor([[3, 4, 5, 6, 7, 0, 0, 0], [9, 8, 7, 6, 5, 4, 3, 2]]))
+    b = seq_batch(torch.tensor([[3, 4, 5, 6, 7, 0, 0, 0], [9, 8, 7, 6, 5, 4, 3, 2]]))
     torch.testing.assert_close(m(b), m(b, position_offset=57), atol=1e-5, rtol=1e-4)
 
 
@@ -147,7 +138,7 @@ def test_save_then_load_gives_identical_outputs(name, tmp_path):
     a = _model(name, seed=1)
     save_weights(tmp_path / "w.safetensors", a, {"model": name})
     b = _model(name, seed=2)
-    batch = _batch(torch.tensor([[3, 4, 5, 0], [1, 2, 3, 4]]))
+    batch = seq_batch(torch.tensor([[3, 4, 5, 0], [1, 2, 3, 4]]))
     assert not torch.equal(a.last_hidden(batch), b.last_hidden(batch))
     load_weights(tmp_path / "w.safetensors", b)
     assert torch.equal(a.last_hidden(batch), b.last_hidden(batch))

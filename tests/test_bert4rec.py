@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import cycle_sequences, tiny_config
+from conftest import cycle_sequences, seq_batch, tiny_config
 from seqrec.config import ModelConfig, build_config
-from seqrec.data.batches import SeqBatch, training_batch
+from seqrec.data.batches import training_batch
 from seqrec.errors import SeqrecError
 from seqrec.models.bert4rec import BERT4Rec, key_mask
 from seqrec.models.registry import flops_per_interaction
@@ -25,11 +25,6 @@ def _model(n_items=30, max_len=8, seed=0, **kw) -> BERT4Rec:
     cfg = dict(hidden=16, layers=2, heads=2, ffn_mult=4.0, dropout=0.0, norm="post")
     cfg.update(kw)
     return BERT4Rec(ModelConfig(name="bert4rec", **cfg), n_items, max_len).eval()
-
-
-def _batch(items) -> SeqBatch:
-    items = torch.as_tensor(items)
-    return SeqBatch(items, items, (items != 0).sum(1), torch.arange(items.shape[0]))
 
 
 def test_cloze_mask_statistics():
@@ -75,20 +70,20 @@ def test_pad_keys_are_ignored():
     m = _model()
     items = torch.tensor([[3, 4, 5, 0, 0, 0], [7, 8, 9, 10, 11, 12]])
     real = items != 0
-    before = m(_batch(items))
+    before = m(seq_batch(items))
     with torch.no_grad():  # whatever a PAD slot holds must not reach a real position
         m.item_emb.weight[0].normal_(0, 5.0)
-    torch.testing.assert_close(before[real], m(_batch(items))[real])
+    torch.testing.assert_close(before[real], m(seq_batch(items))[real])
     x = torch.randn(2, 6, 16)
     noisy = torch.where(real[..., None], x, torch.randn(2, 6, 16) * 10)
     keep = key_mask(items)
     for block in m.blocks:  # each block, on arbitrary states, reads nothing from PAD slots
         torch.testing.assert_close(block(x, keep)[real], block(noisy, keep)[real])
-    trimmed = m(_batch(items[:1, :3]))  # the same row without its PAD slots
+    trimmed = m(seq_batch(items[:1, :3]))  # the same row without its PAD slots
     torch.testing.assert_close(before[0, :3], trimmed[0])
     changed = items.clone()
     changed[0, 2] = 20  # ...whereas a real item changes earlier positions too (bidirectional)
-    assert not torch.allclose(m(_batch(changed))[0, :2], before[0, :2])
+    assert not torch.allclose(m(seq_batch(changed))[0, :2], before[0, :2])
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
@@ -99,7 +94,7 @@ def test_sdpa_path_matches_explicit_attention(norm, positions):
         [[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 31, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]]
     )
     real = items != 0
-    torch.testing.assert_close(m(_batch(items))[real], m(_batch(items), reference=True)[real])
+    torch.testing.assert_close(m(seq_batch(items))[real], m(seq_batch(items), reference=True)[real])
 
 
 def test_output_head_is_the_official_one():
@@ -135,16 +130,16 @@ def test_flops_count_bidirectional_attention_and_the_head():
 def test_last_hidden_scores_an_appended_mask():
     m = _model(max_len=5)
     items = torch.tensor([[3, 4, 0, 0, 0], [6, 7, 8, 9, 10], [0, 0, 0, 0, 0]])
-    got = m.last_hidden(_batch(items))
+    got = m.last_hidden(seq_batch(items))
     mask = m.mask_token
     expect_rows = torch.tensor([[3, 4, mask, 0, 0], [7, 8, 9, 10, mask], [mask, 0, 0, 0, 0]])
-    full = m.project(m(_batch(expect_rows)))
+    full = m.project(m(seq_batch(expect_rows)))
     torch.testing.assert_close(got, full[torch.arange(3), torch.tensor([2, 4, 0])])
-    narrow = m.last_hidden(_batch(items[:1, :2]))  # a trimmed batch gives the same vector
+    narrow = m.last_hidden(seq_batch(items[:1, :2]))  # a trimmed batch gives the same vector
     torch.testing.assert_close(narrow, got[:1])
     with torch.no_grad():
         m.item_emb.weight[mask].add_(1.0)  # the mask token's embedding is what it reads
-    assert not torch.allclose(m.last_hidden(_batch(items)), got)
+    assert not torch.allclose(m.last_hidden(seq_batch(items)), got)
 
 
 def test_save_load_gives_identical_scores(tmp_path):
@@ -154,7 +149,7 @@ def test_save_load_gives_identical_scores(tmp_path):
     save_weights(tmp_path / "w.safetensors", m, {"model": "bert4rec"})
     other = _model(n_items=30, max_len=8, seed=1)
     load_weights(tmp_path / "w.safetensors", other)
-    b = _batch(torch.tensor([[3, 4, 5, 0], [9, 8, 7, 6]]))
+    b = seq_batch(torch.tensor([[3, 4, 5, 0], [9, 8, 7, 6]]))
     assert torch.equal(
         m.last_hidden(b) @ m.item_weights.T, other.last_hidden(b) @ other.item_weights.T
     )

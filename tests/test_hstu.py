@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cycle_sequences
+from conftest import cycle_sequences, seq_batch
 from seqrec.config import ModelConfig, ObjectiveConfig
 from seqrec.data import prepare
-from seqrec.data.batches import SeqBatch, training_batch
+from seqrec.data.batches import training_batch
 from seqrec.errors import SeqrecError
 from seqrec.models import build_model
 from seqrec.models.common import embed_sequence
@@ -42,11 +42,6 @@ def _timestamps(items: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return torch.cumsum(gaps, 1) * (items != 0)
 
 
-def _batch(items, ts=None) -> SeqBatch:
-    lengths = (items != 0).sum(1)
-    return SeqBatch(items, items, lengths, torch.arange(len(items)), timestamps=ts)
-
-
 @pytest.mark.parametrize(
     "kw",
     [
@@ -59,7 +54,7 @@ def _batch(items, ts=None) -> SeqBatch:
 )
 def test_fast_path_and_last_hidden_match_reference(kw):
     m = _model(**kw)
-    b = _batch(ITEMS, _timestamps(ITEMS))
+    b = seq_batch(ITEMS, timestamps=_timestamps(ITEMS))
     ref = m(b, reference=True)
     valid = ITEMS != 0
     torch.testing.assert_close(m(b)[valid], ref[valid], atol=1e-5, rtol=1e-5)
@@ -73,7 +68,7 @@ def test_causal_a_later_item_or_time_never_changes_earlier_outputs():
     y, ts2 = x.clone(), ts.clone()
     y[0, 4] = 20
     ts2[0, 4:6] += 10**7
-    a, b = m(_batch(x, ts)), m(_batch(y, ts2))
+    a, b = m(seq_batch(x, timestamps=ts)), m(seq_batch(y, timestamps=ts2))
     torch.testing.assert_close(a[0, :4], b[0, :4])
     assert not torch.allclose(a[0, 4:6], b[0, 4:6])
 
@@ -85,7 +80,7 @@ def test_more_pad_slots_change_nothing(normalizer):
     padded = torch.cat([short, torch.zeros(2, 9, dtype=torch.long)], 1)
     ts_short = _timestamps(short)
     ts_padded = torch.cat([ts_short, torch.zeros(2, 9, dtype=torch.long)], 1)
-    a, b = _batch(short, ts_short), _batch(padded, ts_padded)
+    a, b = seq_batch(short, timestamps=ts_short), seq_batch(padded, timestamps=ts_padded)
     torch.testing.assert_close(m(a), m(b)[:, :3])
     torch.testing.assert_close(m.last_hidden(a), m.last_hidden(b))
 
@@ -95,7 +90,7 @@ def test_normaliser_is_the_true_length():
     m = _model(layers=1, hstu_rab=False)
     layer = m.layers[0]
     items = torch.tensor([[4, 5, 6, 0, 0]])
-    b = _batch(items)
+    b = seq_batch(items)
     x, _ = embed_sequence(items, m.item_emb, m.pos_emb, "from_start", m.emb_scale, m.emb_dropout)
     u, v, q, k = layer.project(x)
     a = torch.nn.functional.silu(q @ k.transpose(-1, -2)).tril() / 3  # 3 real items
@@ -108,12 +103,17 @@ def test_time_bias_reads_timestamps_and_refuses_batches_without():
     ts = _timestamps(ITEMS)
     later = ts.clone()
     later[:, :2] -= 10**5  # bigger gaps to the two oldest items
-    a, b = m.last_hidden(_batch(ITEMS, ts)), m.last_hidden(_batch(ITEMS, later))
+    a, b = (
+        m.last_hidden(seq_batch(ITEMS, timestamps=ts)),
+        m.last_hidden(seq_batch(ITEMS, timestamps=later)),
+    )
     assert not torch.allclose(a[:2], b[:2])
     with pytest.raises(SeqrecError, match="time_bias"):
-        m(_batch(ITEMS))
+        m(seq_batch(ITEMS))
     plain = _model()  # without the option, timestamps are ignored
-    torch.testing.assert_close(plain(_batch(ITEMS, ts)), plain(_batch(ITEMS, later)))
+    torch.testing.assert_close(
+        plain(seq_batch(ITEMS, timestamps=ts)), plain(seq_batch(ITEMS, timestamps=later))
+    )
 
 
 def test_time_buckets_are_log_spaced():
@@ -125,7 +125,7 @@ def test_time_buckets_are_log_spaced():
 
 def test_dropout_is_applied_in_training_only():
     m = _model(dropout=0.3)
-    b = _batch(ITEMS)
+    b = seq_batch(ITEMS)
     m.train()
     assert not torch.allclose(m(b), m(b))
     m.eval()
@@ -168,7 +168,7 @@ def test_sampled_softmax_loss_falls_on_generated_sequences():
 
 def test_save_load_gives_identical_scores(tmp_path):
     m = _model(time_bias=True, l2_norm_output=True)
-    b = _batch(ITEMS, _timestamps(ITEMS))
+    b = seq_batch(ITEMS, timestamps=_timestamps(ITEMS))
     save_weights(tmp_path / "w.safetensors", m, {"model": "hstu"})
     torch.manual_seed(1)
     other = HSTU(m.cfg, 30, 8).eval()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import N_ITEMS
+from conftest import N_ITEMS, seq_batch
 from seqrec.config import ModelConfig, ObjectiveConfig, build_config
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import count_parameters
@@ -34,15 +34,6 @@ def _model(seed: int = 0, n_items: int = 30, max_len: int = 8, **kw) -> SASRec:
     return SASRec(cfg, n_items, max_len).eval()
 
 
-def _batch(items: torch.Tensor, targets: torch.Tensor | None = None) -> SeqBatch:
-    return SeqBatch(
-        items=items,
-        targets=items if targets is None else targets,
-        lengths=(items != 0).sum(1),
-        users=torch.arange(items.shape[0]),
-    )
-
-
 RAGGED = torch.tensor(
     [[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 4, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]]
 )
@@ -62,7 +53,7 @@ def test_defaults_reproduce_the_plain_sasrec():
     ])
     # fmt: on
     with torch.no_grad():
-        torch.testing.assert_close(m.last_hidden(_batch(items)), expected, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(m.last_hidden(seq_batch(items)), expected, rtol=1e-6, atol=1e-6)
     assert not any("rab" in n or "gate" in n for n, _ in m.named_parameters())
 
 
@@ -76,7 +67,7 @@ def test_a_zero_bias_is_the_plain_model_and_other_weights_are_shared():
     with torch.no_grad():
         for block in rab.blocks:
             block.attn.rab.weight.zero_()
-    b = _batch(RAGGED)
+    b = seq_batch(RAGGED)
     torch.testing.assert_close(rab(b)[RAGGED != 0], plain(b)[RAGGED != 0])
     torch.testing.assert_close(rab.last_hidden(b), plain.last_hidden(b))
 
@@ -111,7 +102,7 @@ def test_fast_paths_match_reference(kw):
     for module in m.modules():  # make the bias visible in the outputs
         if isinstance(module, RelativePositionBias):
             torch.nn.init.normal_(module.weight)
-    b = _batch(RAGGED)
+    b = seq_batch(RAGGED)
     ref = m(b, reference=True)
     valid = RAGGED != 0
     torch.testing.assert_close(m(b)[valid], ref[valid])
@@ -125,12 +116,12 @@ def test_a_later_item_never_changes_earlier_outputs(kw):
     x = torch.tensor([[3, 4, 5, 6, 7, 8, 0, 0]])
     y = x.clone()
     y[0, 4] = 20
-    a, c = m(_batch(x)), m(_batch(y))
+    a, c = m(seq_batch(x)), m(seq_batch(y))
     torch.testing.assert_close(a[0, :4], c[0, :4])
     assert not torch.allclose(a[0, 4:6], c[0, 4:6])
     short = torch.tensor([[4, 5, 6]])
     torch.testing.assert_close(
-        m.last_hidden(_batch(short)), m.last_hidden(_batch(torch.tensor([[4, 5, 6, 0, 0]])))
+        m.last_hidden(seq_batch(short)), m.last_hidden(seq_batch(torch.tensor([[4, 5, 6, 0, 0]])))
     )
 
 
@@ -142,7 +133,7 @@ def _cycle_batch(n_rows: int = 32, width: int = 8) -> SeqBatch:
     lengths = rng.integers(2, width + 1, size=n_rows)
     keep = np.arange(width)[None, :] < lengths[:, None]
     items = torch.from_numpy(np.where(keep, seq[:, :-1], 0))
-    return _batch(items, torch.from_numpy(np.where(keep, seq[:, 1:], 0)))
+    return seq_batch(items, torch.from_numpy(np.where(keep, seq[:, 1:], 0)))
 
 
 @pytest.mark.parametrize("kw", VARIANTS[:5], ids=IDS[:5])
