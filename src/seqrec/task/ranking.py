@@ -48,8 +48,10 @@ from seqrec.train.checkpoint import (
     atomic_write_text,
     load_checkpoint,
     load_weights,
+    restore_training_state,
     save_checkpoint,
     save_weights,
+    training_state,
 )
 from seqrec.train.log import RunLog, TrainProgress
 from seqrec.train.loop import close_epoch_loss, pick_device, run_epochs
@@ -261,22 +263,12 @@ class RankingTrainer:
     def checkpoint(self) -> None:
         save_checkpoint(
             self.run_dir / "checkpoint.pt",
-            {
-                **self._expect(),
-                "state": dict(self.state),
-                "model_state": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-            },
+            {**self._expect(), **training_state(self.state, self.model, self.opt, self.sched)},
         )
 
     def resume(self) -> None:
         ck = load_checkpoint(self.run_dir / "checkpoint.pt", expect=self._expect())
-        self.model.load_state_dict(ck["model_state"])
-        self.opt.load_state_dict(ck["optimizer"])
-        self.sched.load_state_dict(ck["scheduler"])
-        self.state.update(ck["state"])
+        restore_training_state(ck, self.state, self.model, self.opt, self.sched)
         torch.set_rng_state(ck["torch_rng"])
         self.log.truncate_after(self.state["global_step"])
 

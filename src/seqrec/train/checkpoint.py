@@ -65,6 +65,27 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
+def training_state(state: dict, model, optimizer, scheduler) -> dict[str, Any]:
+    """What every trainer's checkpoint holds to resume exactly: its loop counters, model,
+    optimizer and schedule state, and the torch RNG (rank 0's under DDP)."""
+    return {
+        "state": dict(state),
+        "model_state": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def restore_training_state(ck: dict[str, Any], state: dict, model, optimizer, scheduler) -> None:
+    """Put back what `training_state` saved, except the RNG (a DDP rank may continue another
+    stream: the caller restores it)."""
+    model.load_state_dict(ck["model_state"])
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    state.update(ck["state"])
+
+
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load a checkpoint safely; ``expect`` (e.g. model name, n_items) must match what it holds."""
     if not path.is_file():

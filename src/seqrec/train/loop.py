@@ -34,7 +34,14 @@ from seqrec.models.common import count_parameters
 from seqrec.models.registry import flops_per_interaction
 from seqrec.models.side_info import setup_side
 from seqrec.objectives import build_objective
-from seqrec.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from seqrec.train.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    restore_training_state,
+    save_checkpoint,
+    save_weights,
+    training_state,
+)
 from seqrec.train.distributed import DistContext, ObjectiveView, rank_seed
 from seqrec.train.init_from import load_initial_weights
 from seqrec.train.log import RunLog, TrainProgress
@@ -266,11 +273,7 @@ class Trainer:
                 self.run_dir / "checkpoint.pt",
                 {
                     **self._expect(),
-                    "state": dict(self.state),
-                    "model_state": self.model.state_dict(),
-                    "optimizer": self.opt.state_dict(),
-                    "scheduler": self.sched.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
+                    **training_state(self.state, self.model, self.opt, self.sched),
                     **extra,
                 },
             )
@@ -280,10 +283,7 @@ class Trainer:
     def resume(self) -> None:
         path = self.run_dir / "checkpoint.pt"
         ck = self.dist.on_main(lambda: load_checkpoint(path, expect=self._expect()))
-        self.model.load_state_dict(ck["model_state"])
-        self.opt.load_state_dict(ck["optimizer"])
-        self.sched.load_state_dict(ck["scheduler"])
-        self.state.update(ck["state"])
+        restore_training_state(ck, self.state, self.model, self.opt, self.sched)
         self._restore_rng(ck)
         self.log.truncate_after(self.state["global_step"])
 
