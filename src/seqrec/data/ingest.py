@@ -314,6 +314,23 @@ def _behavior_column(found: list[str], cfg: DataConfig, path: Path) -> str | Non
     return beh
 
 
+def _named_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str | None, ...]:
+    """(user, item, time, behaviour) column names of a named-column file; time and behaviour
+    may be None."""
+    return (*_pick_columns(found, cfg, path), _behavior_column(found, cfg, path))
+
+
+def _finish_frame(frame: pl.DataFrame, names: tuple[str | None, ...], fmt: str) -> Interactions:
+    user, item, time, beh = names
+    return _finish(
+        frame[user],
+        frame[item],
+        frame[time] if time else None,
+        fmt,
+        behavior=frame[beh] if beh else None,
+    )
+
+
 def _sniff_sep(raw: bytes) -> str:
     header = raw.split(b"\n", 1)[0].decode("latin-1")
     counts = {s: header.count(s) for s in (",", "\t", ";", "|")}
@@ -328,17 +345,11 @@ def read_csv(raw: bytes, cfg: DataConfig, path: Path) -> Interactions:
         raise SeqrecError(f"data.sep must be one character for csv, got {sep!r}; fix data.sep")
     src = io.BytesIO(_as_utf8(raw))
     found = pl.read_csv(src, separator=sep, n_rows=0).columns
-    user, item, time = _pick_columns(found, cfg, path)
-    beh = _behavior_column(found, cfg, path)
-    cols = [user, item] + ([time] if time else []) + ([beh] if beh else [])
+    names = _named_columns(found, cfg, path)
     src.seek(0)
-    frame = pl.read_csv(src, separator=sep, columns=cols, infer_schema=False)
-    return _finish(
-        frame[user],
-        frame[item],
-        frame[time] if time else None,
-        "csv",
-        behavior=frame[beh] if beh else None,
+    cols = [c for c in names if c]
+    return _finish_frame(
+        pl.read_csv(src, separator=sep, columns=cols, infer_schema=False), names, "csv"
     )
 
 
@@ -349,17 +360,9 @@ def read_parquet(raw: bytes, cfg: DataConfig, path: Path) -> Interactions:
         raise SeqrecError(
             f"{path.name} is not a readable parquet file ({err}); fix data.format"
         ) from None
-    user, item, time = _pick_columns(list(schema), cfg, path)
-    beh = _behavior_column(list(schema), cfg, path)
-    cols = [user, item] + ([time] if time else []) + ([beh] if beh else [])
-    frame = pl.read_parquet(io.BytesIO(raw), columns=cols)
-    return _finish(
-        frame[user],
-        frame[item],
-        frame[time] if time else None,
-        "parquet",
-        behavior=frame[beh] if beh else None,
-    )
+    names = _named_columns(list(schema), cfg, path)
+    cols = [c for c in names if c]
+    return _finish_frame(pl.read_parquet(io.BytesIO(raw), columns=cols), names, "parquet")
 
 
 def read_interactions(
