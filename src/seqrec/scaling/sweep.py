@@ -520,6 +520,7 @@ def run_sweep(
         raise SeqrecError("in-process runs go one at a time; drop --jobs or run as subprocesses")
     spec = load_spec(spec_path)
     runs = expand(spec, device)
+    start_order = order_runs(runs, spec.get("order", "spec"))  # a bad order fails before work
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     _atomic_text(root / "sweep.yaml", Path(spec_path).read_text())
@@ -533,7 +534,7 @@ def run_sweep(
     data = _prepare_data(runs, bool(spec.get("apen", True)))
     summary = SweepSummary(planned=len(runs), table=table)
     todo = []
-    for run in runs:
+    for run in start_order:
         apen, data_error = data[_data_key(run.cfg)]
         if (root / "runs" / run.config_hash / "results.json").is_file():
             rows[run.config_hash] = row_from_run(root, run, apen)
@@ -543,7 +544,6 @@ def run_sweep(
             summary.failed.append((run.config_hash, data_error))
         else:
             todo.append(run)
-    todo = order_runs(todo, spec.get("order", "spec"))
     order = {r.config_hash: i for i, r in enumerate(runs)}
 
     def flush() -> None:
