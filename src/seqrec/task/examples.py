@@ -203,8 +203,8 @@ def group_by_user(ex: Examples, seed: int, epoch: int, group: int = 8) -> Exampl
     """The same examples in small same-user groups: each user's examples in a random order are
     cut into runs of ``group``, and the runs of all users are shuffled. A batch then holds many
     users (close to the i.i.d. batches log loss wants, where whole-user batches would hold a
-    handful of users each) and still many same-user pairs for a within-user pairwise loss. A function of
-    (seed, epoch) only, so a resume replays it."""
+    handful of users each) and still many same-user pairs for a within-user pairwise loss.
+    A function of (seed, epoch) only, so a resume replays it."""
     if not len(ex):
         return ex
     rng = np.random.default_rng([seed, epoch, 29])
