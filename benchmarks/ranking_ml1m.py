@@ -4,9 +4,11 @@
     python benchmarks/ranking_ml1m.py --device cuda    # same, training on a GPU
     python benchmarks/ranking_ml1m.py -o train.epochs=2 --only ranking-sasrec-ml-1m
 
-Four presets on the same temporal split (configs/ranking-*-ml-1m.yaml: users 1-2999 of
+Five presets on the same temporal split (configs/ranking-*-ml-1m.yaml: users 1-2999 of
 ML-1M, label = rating >= 4, last 10% of events by time = test): item popularity, logistic
-regression on user/item ids + features, SASRec + target attention, HSTU + target attention.
+regression on user/item ids + features, SASRec + target attention, HSTU + target attention, and
+item-based collaborative filtering stacked on popularity (itemknn: no gradient training; a
+stronger within-user reference than the issue's two baselines, compared against separately).
 A run folder under runs/<preset> that holds results.json is read, not retrained.
 
 Recorded per model: test AUC, GAUC, log loss, ECE, and for each ranker the AUC and GAUC gains
@@ -34,8 +36,10 @@ PRESETS = {
     "logistic": "ranking-logistic-ml-1m",
     "sasrec": "ranking-sasrec-ml-1m",
     "hstu": "ranking-hstu-ml-1m",
+    "itemknn": "ranking-itemknn-ml-1m",
 }
-BASELINES = ("popularity", "logistic")
+BASELINES = ("popularity", "logistic")  # the baselines: the best one is the reference
+EXTRA_BASELINES = ("itemknn",)  # reported and compared against too, never a "ranker"
 KEYS = ("AUC", "GAUC", "LogLoss", "ECE")
 
 
@@ -122,26 +126,27 @@ def main() -> None:
         preds[key] = np.load(run / "test_predictions.npz")
         protocol = res["test"]["protocol"]
     have = [b for b in BASELINES if b in preds]
-    rankers = [k for k in preds if k not in BASELINES]
+    rankers = [k for k in preds if k not in BASELINES + EXTRA_BASELINES]
     for metric, boot in (("AUC", paired_bootstrap), ("GAUC", gauc_bootstrap)):
-        if not have:
-            break
-        best = max(have, key=lambda b: metrics[f"{b}/{metric}"])
-        for key in rankers:
-            p, q = preds[key], preds[best]
-            if not np.array_equal(p["items"], q["items"]):
-                raise SystemExit(f"{key} and {best} were not scored on the same test examples")
-            diff = metrics[f"{key}/{metric}"] - metrics[f"{best}/{metric}"]
-            lo, hi = boot(p["users"], p["labels"], p["probs"], q["probs"], args.boot)
-            metrics[f"{key}/{metric}_gain_vs_{best}"] = diff
-            metrics[f"{key}/{metric}_gain_ci95"] = [lo, hi]
+        refs = [max(have, key=lambda b: metrics[f"{b}/{metric}"])] if have else []
+        refs += [b for b in EXTRA_BASELINES if b in preds]
+        for ref in refs:
+            suffix = "" if ref not in EXTRA_BASELINES else f"_vs_{ref}"
+            for key in rankers:
+                p, q = preds[key], preds[ref]
+                if not np.array_equal(p["items"], q["items"]):
+                    raise SystemExit(f"{key} and {ref} were not scored on the same test examples")
+                diff = metrics[f"{key}/{metric}"] - metrics[f"{ref}/{metric}"]
+                lo, hi = boot(p["users"], p["labels"], p["probs"], q["probs"], args.boot)
+                metrics[f"{key}/{metric}_gain_vs_{ref}"] = diff
+                metrics[f"{key}/{metric}_gain_ci95{suffix}"] = [lo, hi]
     write_result(
         args.name,
         metrics,
         dataset="ML-1M ratings, users 1-2999 (ratings.PARTIAL_first487650lines.dat.gz)",
         protocol=protocol,
         command="; ".join(commands)
-        + f"; python benchmarks/ranking_ml1m.py --boot {args.boot}"
+        + f"; python benchmarks/ranking_ml1m.py --runs {args.runs} --boot {args.boot}"
         + "".join(f" --extra {e}" for e in args.extra),
         notes="test split = last 10% of events by time, real events only; label rating >= 4",
         extra={"runs": runs},

@@ -72,8 +72,24 @@ def test_list_datasets_and_unknown_name_suggestion():
     assert {"ml-1m", "ml-20m", "ml-100k", "amazon-beauty", "amazon-video", "lastfm"} <= set(names)
     with pytest.raises(SeqrecError, match=r"unknown dataset 'ml1m'. Did you mean 'ml-1m'.*ml-20m"):
         resolve("ml1m")
-    with pytest.raises(SeqrecError, match=r"does not exist; check data.dataset"):
+    with pytest.raises(SeqrecError, match=r"does not exist.*check data.dataset"):
         resolve("missing/file.csv")
+
+
+def test_relative_path_is_also_looked_up_under_the_data_dir(tmp_path, monkeypatch):
+    """A relative file path not under the working directory resolves under
+    $SEQREC_DATA_DIR (so one config works offline on every machine); an absolute one never."""
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "log.csv").write_text("user_id,item_id\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEQREC_DATA_DIR", str(root))
+    assert resolve("sub/log.csv")[0] == root / "sub" / "log.csv"
+    with pytest.raises(SeqrecError, match="does not exist"):
+        resolve(str(tmp_path / "sub" / "log.csv"))
+    monkeypatch.delenv("SEQREC_DATA_DIR")
+    with pytest.raises(SeqrecError, match="does not exist"):
+        resolve("sub/log.csv")
 
 
 def test_local_resolution_prefers_full_ratings(tmp_path, monkeypatch, offline):

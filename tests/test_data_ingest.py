@@ -103,7 +103,7 @@ def test_detect_format_heuristics(tmp_path):
 
 
 def test_missing_and_empty_files(tmp_path):
-    with pytest.raises(SeqrecError, match=r"does not exist; check data.dataset"):
+    with pytest.raises(SeqrecError, match=r"does not exist.*check data.dataset"):
         read_interactions(tmp_path / "nope.txt")
     with pytest.raises(SeqrecError, match=r"is empty; point data.dataset"):
         read_interactions(write(tmp_path, "e.txt", "\n  \n"))

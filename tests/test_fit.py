@@ -108,6 +108,15 @@ def test_heldout_r2_uses_only_heldout_rows():
     assert fit.heldout_true == pytest.approx(y[held].tolist())
     assert fit.n_fit == len(X) - 5
     assert holdout_mask("random:4", X, seed=1).sum() == 4
+    # keyed by run ids, a random hold-out picks the same runs whatever the row order
+    ids = [f"run{i}" for i in range(len(X))]
+    held = holdout_mask("random:4", X, ids=ids)
+    order = np.random.default_rng(3).permutation(len(X))
+    again = holdout_mask("random:4", X[order], ids=[ids[i] for i in order])
+    assert held.sum() == 4 and {ids[i] for i in order[again]} == {
+        ids[i] for i in np.flatnonzero(held)
+    }
+    assert not np.array_equal(held, holdout_mask("random:4", X, seed=1, ids=ids))
     with pytest.raises(SeqrecError, match="holdout"):
         holdout_mask("biggest", X)
 

@@ -320,3 +320,146 @@ def test_pairwise_training_runs_end_to_end(rating_log, tmp_path, monkeypatch):
     log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in log if r.get("event") == "valid"]
     assert losses[-1] < losses[0] and np.isfinite(res["test"]["metrics"]["GAUC"])
+
+
+def test_behavior_pool_by_hand():
+    """q = mean over real slots of (v_j - mean v) h_j, v starting at the standardised code;
+    the score w . (q * e) starts at zero."""
+    import torch
+
+    from seqrec.models.ranker import BehaviorPool
+
+    pool = BehaviorPool(5, 4)
+    v = pool.value.weight.detach().squeeze(-1)
+    assert v[0] == 0 and torch.allclose(
+        v[1:], (torch.arange(1.0, 6) - 3) / torch.arange(1.0, 6).std()
+    )
+    states = torch.randn(2, 3, 4)
+    levels = torch.tensor([[5, 1, 0], [3, 3, 3]])
+    q = pool(states, levels, levels != 0)
+    mean = (v[5] + v[1]) / 2
+    expect = ((v[5] - mean) * states[0, 0] + (v[1] - mean) * states[0, 1]) / 2
+    torch.testing.assert_close(q[0], expect)
+    torch.testing.assert_close(q[1], torch.zeros(4))  # equal ratings carry no preference
+    e = torch.randn(2, 4)
+    assert torch.count_nonzero(pool.score(q, e)) == 0
+    with torch.no_grad():
+        pool.out.weight.fill_(1.0)
+    torch.testing.assert_close(pool.score(q, e), (q * e).sum(-1))
+
+
+def test_behavior_pool_learns_within_user_preference(rating_log, tmp_path, monkeypatch):
+    """The generated users like odd or even items, so every item's positive rate is ~1/2 and
+    the popularity prior cannot order a user's items; the pool's term alone must learn to."""
+    import torch
+
+    from seqrec.eval.ctr import group_auc
+
+    monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
+    raw = ranking_raw(rating_log, train={"epochs": 6},
+                      task={"behavior_pool": True, "item_prior": True, "pairwise_weight": 1.0})  # fmt: skip
+    cfg = build_config(raw)
+    store, data = load_ranking_data(cfg)
+    trainer = RankingTrainer(cfg, store, data, tmp_path / "t", progress=False)
+    rate = np.asarray(trainer.model.prior_logit)  # untrained: exactly the baseline
+    np.testing.assert_allclose(trainer.predict(data.test), 1 / (1 + np.exp(-rate[data.test.items])),
+                               atol=1e-5)  # fmt: skip
+    train_ranking_run(cfg, tmp_path / "run", progress=False)
+    load_weights(tmp_path / "run" / "best.safetensors", trainer.model)
+    model, captured = trainer.model, {}  # the pool's q, read batch by batch
+    model.pool.register_forward_hook(lambda m, i, o: captured.update(q=o))
+    scores = []
+    for a in range(0, len(data.test), 256):
+        ex = data.test.take(np.arange(a, min(a + 256, len(data.test))))
+        seq, cand, feats, _ = trainer.inputs.batch(ex, torch.device("cpu"))
+        with torch.no_grad():
+            model.eval()
+            model(seq, cand, feats)
+            scores.append(model.pool.score(captured["q"], model.encoder.item_weights[cand]))
+    gauc = group_auc(torch.cat(scores).numpy(), data.test.labels, data.test.users)[0]
+    assert gauc > 0.8
+    with pytest.raises(SeqrecError, match="history_behaviors"):
+        build_config(
+            ranking_raw(rating_log, task={"behavior_pool": True, "history_behaviors": False})
+        )
+    with pytest.raises(SeqrecError, match="behavior_pool"):
+        build_config(ranking_raw(rating_log, task={"behavior_pool": True, "baseline": "logistic"}))
+
+
+def test_itemknn_scores_match_a_loop_and_use_training_ratings_only(
+    rating_log, tmp_path, monkeypatch
+):
+    from seqrec.task.itemknn import item_similarity, knn_scores
+
+    monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
+    store, data = load_ranking_data(build_config(ranking_raw(rating_log)))
+    values = np.asarray(store.behaviors, dtype=np.float64)
+    t_valid = data.protocol["t_valid"]
+    sim = item_similarity(store, values, t_valid)
+    assert sim.shape == (store.n_items + 1,) * 2 and sim.min() >= 0 and not np.diag(sim).any()
+    # the similarities come from training events alone: rewriting later ratings changes nothing
+    later = np.asarray(store.timestamps) >= t_valid
+    assert later.any()
+    np.testing.assert_array_equal(
+        item_similarity(store, np.where(later, 9.0, values), t_valid), sim
+    )
+    items = np.asarray(store.items)
+    ex = data.test
+    got = knn_scores(store, values, sim, ex, history=5, chunk=7)
+    for n in range(0, len(ex), 11):  # the formula, one example at a time
+        hist = np.arange(max(ex.starts[n], ex.ends[n] - 5), ex.ends[n])
+        w = sim[ex.items[n], items[hist]]
+        want = (w * (values[hist] - values[hist].mean())).sum() / (w.sum() + 1e-3)
+        assert got[n] == pytest.approx(want, rel=1e-5, abs=1e-7)  # float32 similarities
+
+
+def test_itemknn_baseline_end_to_end(rating_log, tmp_path, monkeypatch):
+    """The generated users like odd or even items: every item's positive rate is ~1/2, so
+    popularity cannot order a user's items and co-rating statistics can."""
+    monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
+    res = {}
+    for name in ("popularity", "itemknn"):
+        raw = ranking_raw(rating_log, task={"baseline": name, "knn_history": 10})
+        res[name] = train_ranking_run(build_config(raw), tmp_path / name, progress=False)
+    assert res["itemknn"]["test"]["metrics"]["GAUC"] > 0.9
+    assert (
+        res["itemknn"]["test"]["metrics"]["GAUC"]
+        > res["popularity"]["test"]["metrics"]["GAUC"] + 0.2
+    )
+    assert res["itemknn"]["params"]["total"] == 0
+    from seqrec.task.ranking import evaluate_ranking_run
+
+    again = evaluate_ranking_run(tmp_path / "itemknn", "test")
+    assert again["GAUC"] == pytest.approx(res["itemknn"]["test"]["metrics"]["GAUC"])
+
+
+def test_ranker_starts_from_a_retrieval_run(rating_log, tmp_path, monkeypatch):
+    """train.init_from: a retrieval run of the same encoder on the same data starts the
+    ranker's encoder (logged); a run over another catalogue is refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    from seqrec.train.run import train_run
+
+    monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
+    pre = ranking_raw(rating_log, task={"name": "retrieval"}, train={"epochs": 1})
+    train_run(build_config(pre), tmp_path / "pre", progress=False)
+    raw = ranking_raw(rating_log, train={"epochs": 1, "init_from": str(tmp_path / "pre")})
+    cfg = build_config(raw)
+    store, data = load_ranking_data(cfg)
+    trainer = RankingTrainer(cfg, store, data, tmp_path / "rank", progress=False)
+    import seqrec.task.ranking as ranking
+
+    monkeypatch.setattr(ranking, "run_epochs", lambda *a, **k: None)  # the start, untrained
+    trainer.fit()
+    start = json.loads((tmp_path / "rank" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["init"]["tensors"] == len(trainer.model.encoder.state_dict())
+    source = load_file(str(tmp_path / "pre" / "best.safetensors"))
+    for key, value in trainer.model.encoder.state_dict().items():
+        torch.testing.assert_close(value, source[key])
+    other = write_rating_log(tmp_path / "other.csv", seed=1)
+    lines = other.read_text().splitlines()
+    other.write_text("\n".join(lines[:1] + [x for x in lines[1:] if x.split(",")[1] != "3"]) + "\n")
+    raw = ranking_raw(other, train={"epochs": 1, "init_from": str(tmp_path / "pre")})
+    with pytest.raises(SeqrecError, match="another item catalogue"):
+        train_ranking_run(build_config(raw), tmp_path / "bad", progress=False)

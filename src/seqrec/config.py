@@ -376,9 +376,13 @@ class TaskConfig(_Strict):
     sampled_negatives: int = Field(1, ge=0)
     """ranking: random items the user never interacted with, added per training positive with
     label 0 (redrawn every epoch from (seed, epoch)); evaluation uses real events only."""
-    baseline: Literal["popularity", "logistic"] | None = None
+    baseline: Literal["popularity", "logistic", "itemknn"] | None = None
     """ranking: train a baseline instead of the model.name encoder + ranking head: smoothed item
-    positive rate (popularity) or logistic regression on one-hot user/item ids + features."""
+    positive rate (popularity), logistic regression on one-hot user/item ids + features, or
+    item-based collaborative filtering on the history's centred ratings stacked on popularity
+    (itemknn, seqrec/task/itemknn.py)."""
+    knn_history: int = Field(200, ge=1)
+    """ranking itemknn baseline: how many of the history's most recent events it reads."""
     attention: Literal["din", "dot"] = "din"
     """ranking head's target attention over the history states: DIN's MLP on
     [h, e, h*e, h-e] (Zhou et al. 2018) or a scaled dot product with the candidate as query."""
@@ -409,13 +413,27 @@ class TaskConfig(_Strict):
     item's general appeal instead of re-learning that appeal from scratch (residual learning
     on the baseline; the offset table is a buffer saved with the weights). The head's last
     layer then starts at zero, so an untrained ranker predicts exactly the baseline."""
+    behavior_pool: bool = False
+    """ranking (Ranker only): also pool the history states weighted by each event's behaviour
+    value centred on the history's mean (a learned scalar per behaviour code, starting at the
+    standardised code), and add a bilinear term of that vector with the candidate to the
+    logit. This is item-based collaborative filtering written as a linear attention head:
+    "the candidate resembles what this user rated above their own average". Softmax target
+    attention averages the history and cannot express that signed sum; it is the signal
+    that ranks items within a user (GAUC), where the item's general appeal stops."""
 
     @model_validator(mode="after")
     def _prior_needs_ranker(self) -> TaskConfig:
-        if self.item_prior and self.baseline is not None:
+        for flag in ("item_prior", "behavior_pool"):
+            if getattr(self, flag) and self.baseline is not None:
+                raise ValueError(
+                    f"task.{flag} is part of the Ranker; the {self.baseline} baseline has "
+                    f"none (drop task.{flag} or task.baseline)"
+                )
+        if self.behavior_pool and not self.history_behaviors:
             raise ValueError(
-                f"task.item_prior adds an offset to the Ranker's logits; the {self.baseline} "
-                "baseline has none (drop task.item_prior or task.baseline)"
+                "task.behavior_pool weights history events by their behaviour values; set "
+                "task.history_behaviors=true (and data.behavior_col) or drop task.behavior_pool"
             )
         return self
 

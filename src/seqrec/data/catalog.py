@@ -228,7 +228,15 @@ def resolve(
     spec = CATALOG.get(name_or_path)
     if spec is None:
         if path.suffix or os.sep in name_or_path:
-            raise SeqrecError(f"data file {path} does not exist; check data.dataset")
+            # a relative path not under the working directory: try $SEQREC_DATA_DIR, so a
+            # config can name e.g. movielens/ml-1m/ratings.dat on any machine
+            for root in [] if path.is_absolute() else _search_roots(data_dir):
+                if (root / path).exists():
+                    found = root / path
+                    return (_pick_in_dir(found) if found.is_dir() else found), "auto", None
+            raise SeqrecError(
+                f"data file {path} does not exist (nor under $SEQREC_DATA_DIR); check data.dataset"
+            )
         raise SeqrecError(f"unknown dataset '{name_or_path}'.{_suggest(name_or_path)}")
     roots = _search_roots(data_dir)
     downloads = cache_root(cache_dir) / "downloads"

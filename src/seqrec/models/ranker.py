@@ -11,9 +11,12 @@ encoder's item table, so retrieval and ranking share item vectors):
   a scaled dot product with W_q e as the query; normalised by a softmax over real slots;
   pooled p = sum_j a_j k_j;
 * the encoder's last state s (the retrieval user vector);
-* MLP([p, s, e, p*e, s*e] (+ mean behaviour embedding of the history, + user features))
-  + a per-item bias (+ with ``task.item_prior``, the fixed logit of the popularity baseline's
-  rate for the candidate) -> logit.
+* with ``task.behavior_pool``, a signed pool q = mean_j (v_j - mean v) h_j, v_j a learned
+  scalar of event j's behaviour code (see ``BehaviorPool``);
+* MLP([p, s, e, p*e, s*e] (+ mean behaviour embedding of the history, + q*e, + user
+  features)) + a per-item bias (+ w . (q*e) with the behaviour pool; + with
+  ``task.item_prior``, the fixed logit of the popularity baseline's rate for the candidate)
+  -> logit.
 
 ``LogisticRanker`` is the baseline: logit = b + w_user + w_item (+ sum of feature weights),
 i.e. logistic regression on one-hot user and item ids, read through the same interface so the
@@ -72,6 +75,44 @@ class TargetAttention(nn.Module):
         return (self.weights(keys, e, valid)[:, :, None] * keys).sum(1)
 
 
+class BehaviorPool(nn.Module):
+    """Signed, unnormalised attention with behaviour values as the values: q = mean_j
+    (v_j - v_mean) h_j over the real history slots, and a bilinear score w . (q * e).
+
+    With h_j ~ the item of event j and v_j its rating, w . (q * e) = mean_j (v_j - v_mean)
+    sim(e, h_j): item-based collaborative filtering on the user's centred ratings, with a
+    learned similarity. A softmax attention pool is a convex average of the keys and cannot
+    express this sum of signed terms. v starts at the standardised code (codes are ordered
+    levels such as ratings) and is learned, so unordered behaviour codes work too; w starts
+    at zero, so the term adds nothing until training finds it useful.
+    """
+
+    def __init__(self, n_behaviors: int, hidden: int) -> None:
+        super().__init__()
+        codes = torch.arange(n_behaviors + 1, dtype=torch.float32)
+        real = codes[1:]
+        value = (codes - real.mean()) / real.std().clamp(min=1.0)
+        value[0] = 0.0
+        self.value = nn.Embedding(n_behaviors + 1, 1)
+        with torch.no_grad():
+            self.value.weight.copy_(value[:, None])
+        self.out = nn.Linear(hidden, 1, bias=False)
+        nn.init.zeros_(self.out.weight)
+
+    def forward(
+        self, states: torch.Tensor, levels: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``states`` [B, L, D], ``levels`` [B, L] behaviour codes, ``valid`` [B, L] -> q."""
+        mask = valid.to(states.dtype)
+        n = mask.sum(1, keepdim=True).clamp(min=1)
+        v = self.value(levels).squeeze(-1) * mask
+        centred = (v - v.sum(1, keepdim=True) / n) * mask
+        return (centred[:, :, None] * states).sum(1) / n
+
+    def score(self, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return self.out(q * e).squeeze(-1)
+
+
 class FeatureEncoder(nn.Module):
     """Side features of one entity -> [B, D]: mean of the embeddings of its categorical ids
     (0 = none, ignored) + a linear map of its dense values (standardised year, text vectors)."""
@@ -119,7 +160,11 @@ class Ranker(nn.Module):
         self.item_feat = FeatureEncoder(*item_features, d) if item_features else None
         self.user_feat = FeatureEncoder(*user_features, d) if user_features else None
         self.attention = TargetAttention(d, task.attention, task.attention_hidden)
+        self.pool = BehaviorPool(n_behaviors, d) if task.behavior_pool else None
+        if self.pool is not None and not n_behaviors:
+            raise ValueError("task.behavior_pool needs history behaviours (n_behaviors > 0)")
         parts = 5 + (self.behavior_emb is not None) + (self.user_feat is not None)
+        parts += self.pool is not None
         width = parts * d
         self.head = mlp([width, *task.head_hidden, 1], model_cfg.dropout)
         self.item_bias = nn.Embedding(n_items + 1, 1)
@@ -158,10 +203,17 @@ class Ranker(nn.Module):
         parts = [pooled, last, e, pooled * e, last * e]
         if beh_mean is not None:
             parts.append(beh_mean)
+        cf = None
+        if self.pool is not None:
+            q = self.pool(states, level, valid)
+            parts.append(q * e)
+            cf = self.pool.score(q, e)
         if self.user_feat is not None:
             parts.append(self.user_feat(feats.get("user_ids"), feats.get("user_dense")))
         x = torch.cat(parts, -1)
         logit = self.head(x).squeeze(-1) + self.item_bias(candidates).squeeze(-1)
+        if cf is not None:
+            logit = logit + cf
         return logit if self.prior_logit is None else logit + self.prior_logit[candidates]
 
 

@@ -22,6 +22,7 @@ The Performance Law is fitted with `seqrec.scaling.perf_law` on the same rows
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,9 +239,16 @@ def fit_curve(
     return res
 
 
-def holdout_mask(spec: str, key: np.ndarray, seed: int = 0) -> np.ndarray:
+def holdout_mask(
+    spec: str, key: np.ndarray, seed: int = 0, ids: list[str] | None = None
+) -> np.ndarray:
     """``none``, ``largest[:K]`` (the K rows with the largest ``key``; K defaults to a fifth)
-    or ``random:K``."""
+    or ``random:K``.
+
+    With ``ids`` (the runs' config hashes), ``random:K`` holds out the K runs whose
+    sha256(seed:id) is smallest, so the choice does not depend on the table's row order: a
+    sweep that adds runs or renames folders keeps the runs it held out before (unless a new
+    run hashes lower). Without ids it draws K row positions."""
     n = len(key)
     mask = np.zeros(n, bool)
     name, _, count = spec.partition(":")
@@ -256,6 +264,11 @@ def holdout_mask(spec: str, key: np.ndarray, seed: int = 0) -> np.ndarray:
         raise SeqrecError(f"--holdout {spec!r}: K must be between 1 and {n - 1}")
     if name == "largest":
         mask[np.argsort(key, kind="stable")[-k:]] = True
+    elif ids is not None:
+        if len(ids) != n:
+            raise ValueError(f"holdout_mask: {len(ids)} ids for {n} rows")
+        draw = [hashlib.sha256(f"{seed}:{i}".encode()).hexdigest() for i in ids]
+        mask[np.argsort(draw, kind="stable")[:k]] = True
     else:
         mask[np.random.default_rng(seed).choice(n, k, replace=False)] = True
     return mask
@@ -356,7 +369,9 @@ def fit_table(
         raise SeqrecError(f"only {len(rows)} finished runs have {X_COLUMNS[x]} and {y}; need 3+")
     xv = np.array([r[X_COLUMNS[x]] for r in rows], float)
     yv = np.array([r[y] for r in rows], float)
-    held = holdout_mask(holdout, xv, seed)
+    ids = [r.get("config_hash") for r in rows]
+    ids = ids if all(ids) else None  # stable random hold-outs for sweep tables
+    held = holdout_mask(holdout, xv, seed, ids)
     form = form or ("saturating" if y == "train_loss" else "power")
     out: dict[str, Any] = {"x": x, "y": y, "n_runs": len(rows), "holdout": holdout}
     out["curve"] = fit_curve(xv, yv, form, heldout=held, n_boot=n_boot, seed=seed).to_dict()
@@ -364,7 +379,7 @@ def fit_table(
     dv = np.array([r["train_tokens"] or 0 for r in rows], float)
     # A, alpha (B, beta) are only identified with 3+ distinct parameter (data) values
     if len(np.unique(nv)) >= 3 and len(np.unique(dv)) >= 3 and np.all(dv > 0):
-        joint_held = holdout_mask(holdout, nv.astype(float) * dv, seed)
+        joint_held = holdout_mask(holdout, nv.astype(float) * dv, seed, ids)
         try:
             joint = fit_curve(nv, yv, "joint", d=dv, heldout=joint_held, n_boot=n_boot, seed=seed)
             out["joint"] = joint.to_dict()

@@ -5,7 +5,8 @@ run's pieces (run folder rules, AdamW + schedule, atomic checkpoints, safetensor
 JSONL log) and keeps the same loop shape: one epoch = this epoch's examples (real training
 events + negatives sampled from (seed, epoch)) in a (seed, epoch) permutation, so a resumed run
 replays the same batches; validation AUC drives early stopping; the test split is scored once,
-on the best weights. The popularity baseline has nothing to train and is scored directly.
+on the best weights. The popularity and item-kNN baselines train no weights and are scored
+directly.
 
 Run folder: config.yaml, metrics.jsonl, checkpoint.pt, best.safetensors, item_ids.npy,
 results.json (valid/test metrics + protocol) and test_predictions.npz (user, item, label,
@@ -27,7 +28,7 @@ from torch import nn
 
 from seqrec.config import RunConfig
 from seqrec.data.batches import SeqBatch, history_batch
-from seqrec.data.catalog import CATALOG, _search_roots, with_catalog_defaults
+from seqrec.data.catalog import with_catalog_defaults
 from seqrec.data.features import Features, load_item_features, load_user_features
 from seqrec.data.store import SequenceStore, build_store
 from seqrec.errors import SeqrecError
@@ -42,6 +43,7 @@ from seqrec.task.examples import (
     group_by_user,
     ranking_split,
 )
+from seqrec.task.itemknn import itemknn_probs
 from seqrec.train.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
@@ -53,6 +55,7 @@ from seqrec.train.checkpoint import (
     save_weights,
     training_state,
 )
+from seqrec.train.init_from import load_initial_weights
 from seqrec.train.log import RunLog, TrainProgress
 from seqrec.train.loop import close_epoch_loss, pick_device, run_epochs
 from seqrec.train.optim import build_optimizer, build_scheduler
@@ -134,21 +137,8 @@ class RankingInputs:
         return seq, seq.targets, feats, labels
 
 
-def data_path(dataset: str) -> str:
-    """A relative data path that is not under the working directory is looked up under
-    $SEQREC_DATA_DIR (the ranking presets name the partial ML-1M ratings file that way)."""
-    path = Path(dataset).expanduser()
-    if path.exists() or path.is_absolute() or dataset in CATALOG:
-        return dataset
-    for root in _search_roots(None):
-        if (root / path).exists():
-            return str(root / path)
-    return dataset
-
-
 def load_ranking_data(cfg: RunConfig) -> tuple[SequenceStore, RankingData]:
-    data_cfg = cfg.data.model_copy(update={"dataset": data_path(cfg.data.dataset)})
-    store = build_store(with_catalog_defaults(data_cfg))
+    store = build_store(with_catalog_defaults(cfg.data))
     if store.behaviors is None:
         raise SeqrecError(
             "task.name=ranking labels events by their behaviour value, but the data has none; "
@@ -178,7 +168,24 @@ def build_ranker(cfg: RunConfig, store: SequenceStore, inputs: RankingInputs) ->
     return Ranker(encoder, cfg.model, cfg.task, store.n_items, n_beh, item_shape, user_shape)
 
 
+def check_same_items(source: str, store: SequenceStore) -> None:
+    """An id-based item table only transfers when ids name the same items: compare the
+    source run's item_ids.npy (when it is a run folder) with this data's."""
+    ids = Path(source).expanduser() / "item_ids.npy"
+    if not ids.is_file():
+        return
+    theirs = np.load(ids, allow_pickle=False)
+    if not np.array_equal(theirs, np.asarray(store.item_ids).astype(str)):
+        raise SeqrecError(
+            f"train.init_from={source} was trained on another item catalogue ({len(theirs):,} "
+            f"ids, this data has {store.n_items:,} or another order); pre-train on the same "
+            "data settings"
+        )
+
+
 # --------------------------------------------------------------------------- baselines
+
+UNTRAINED = ("popularity", "itemknn")  # scored directly, no RankingTrainer
 
 
 def popularity_scores(data: RankingData, prior: float) -> np.ndarray:
@@ -382,8 +389,17 @@ class RankingTrainer:
     def fit(self) -> dict:
         st = self.state
         params = count_parameters(self.model)
+        extra = {}
+        init = self.cfg.train.init_from
+        if init and st["global_step"] == 0:  # a fresh run, not a resumed one
+            if not isinstance(self.model, Ranker):
+                raise SeqrecError("train.init_from loads an encoder; the baselines have none")
+            # a retrieval run of the same encoder over the same data: its item table and
+            # blocks start the ranker (retrieval and ranking share item vectors)
+            check_same_items(init, self.store)
+            extra["init"] = load_initial_weights(self.model.encoder, init, self.cfg.model.name)
         self.log.write({"event": "start", "params": params, "steps_per_epoch": self.steps_per_epoch,
-                        "protocol": self.data.protocol})  # fmt: skip
+                        "protocol": self.data.protocol, **extra})  # fmt: skip
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
         bar.console.print(
             f"ranking {self._expect()['model']}: {params['total']:,} parameters, "
@@ -415,9 +431,16 @@ class RankingTrainer:
         }  # fmt: skip
 
 
-def popularity_results(cfg: RunConfig, data: RankingData) -> dict:
+def baseline_probs(cfg: RunConfig, store: SequenceStore, data: RankingData) -> dict:
+    """Validation and test probabilities of the baselines that train no weights."""
     table = popularity_scores(data, cfg.task.popularity_prior)
-    probs = {k: table[getattr(data, k).items] for k in ("valid", "test")}
+    if cfg.task.baseline == "itemknn":
+        return itemknn_probs(store, data, table, cfg.task.knn_history)
+    return {k: table[getattr(data, k).items] for k in ("valid", "test")}
+
+
+def untrained_results(cfg: RunConfig, store: SequenceStore, data: RankingData) -> dict:
+    probs = baseline_probs(cfg, store, data)
     return {
         "best_epoch": None,
         "steps": 0,
@@ -461,8 +484,8 @@ def train_ranking_run(
     buf = io.BytesIO()
     np.save(buf, np.asarray(store.item_ids).astype(str), allow_pickle=False)
     atomic_write_bytes(run_dir / "item_ids.npy", buf.getvalue())
-    if cfg.task.baseline == "popularity":
-        results = popularity_results(cfg, data)
+    if cfg.task.baseline in UNTRAINED:
+        results = untrained_results(cfg, store, data)
     else:
         trainer = RankingTrainer(cfg, store, data, run_dir, progress=progress)
         if resume:
@@ -503,9 +526,9 @@ def evaluate_ranking_run(
     cfg = load_run_config(run_dir)
     store, data = load_ranking_data(cfg)
     ex = getattr(data, split)
-    if cfg.task.baseline == "popularity":
-        table = popularity_scores(data, cfg.task.popularity_prior)
-        metrics = ctr_metrics(table[ex.items], ex.labels, ex.users)
+    if cfg.task.baseline in UNTRAINED:
+        probs = baseline_probs(cfg, store, data)[split]
+        metrics = ctr_metrics(probs, ex.labels, ex.users)
     else:
         trainer = RankingTrainer(cfg, store, data, run_dir, progress=False)
         load_weights(run_dir / "best.safetensors", trainer.model)
