@@ -11,8 +11,9 @@ own config.yaml, see `_runs_on_disk`), rebuilds each folder's results.parquet, a
     iso-FLOP analysis (validation curves vs training FLOPs, frontier, slices);
   - scaling_sasrec_plus: SASRec with/without HSTU's relative attention bias and residual
     pattern, NDCG@10 by depth at width 64, slope per arm, matched-depth differences;
-  - perf_law_ml1m / perf_law_beauty: the Performance Law (both data-term forms, random and
-    largest hold-outs), R² on held-out runs and predicted vs measured NDCG@10 for them;
+  - perf_law_ml1m / perf_law_beauty: the Performance Law (both data-term forms; random:3 and
+    largest:3 hold-outs, and leave-one-out, where every run is predicted by the law fitted to
+    the others), R² on held-out runs and predicted vs measured NDCG@10 for them;
 PNGs in benchmarks/figures/ (scaling_ml1m_families, iso_flop_ml1m, scaling_sasrec_plus,
 perf_law_ml1m, perf_law_beauty, apen_datasets) and a Markdown summary in ../notes/. Runs listed
 in a folder's cut.json (stopped by the session's deadline) are left out. The analyses are in

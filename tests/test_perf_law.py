@@ -11,6 +11,7 @@ import pytest
 from seqrec.errors import SeqrecError
 from seqrec.scaling.perf_law import (
     best_shape,
+    cross_validate,
     data_term,
     fit,
     fit_from_table,
@@ -90,6 +91,26 @@ def test_heldout_r2_and_predict(seed_rows):
     args = ([r["layers"] for r in held], [r["hidden"] for r in held], big_d)
     np.testing.assert_allclose(predict(res, *args), res.predict(*args))
     np.testing.assert_allclose(res.predict(*args), [r["ndcg"] for r in held], atol=0.01)
+
+
+def test_leave_one_out_predicts_each_run_from_the_others(seed_rows):
+    rows = synthetic_rows(SEED_TRUE, noise=1e-4, seed=1, keep=0.08)
+    cv = cross_validate(rows, "ndcg", restarts=2)
+    assert len(cv["predicted"]) == len(rows) and cv["r2_cv"] > 0.99
+    # prediction 0 is the fit without run 0, evaluated at run 0
+    rest = fit_from_table(rows[1:], "ndcg", restarts=2, n_boot=0)
+    big_d = data_term([rows[0]["tokens"]], [rows[0]["apen"]])
+    one = rest.predict([rows[0]["layers"]], [rows[0]["hidden"]], big_d)[0]
+    assert cv["predicted"][0] == pytest.approx(one, rel=1e-9)
+    # a run's own value never enters its prediction: moving it off the law leaves the
+    # prediction as it was, so its error grows by the move and the CV R² drops
+    bad = [dict(r) for r in rows]
+    bad[0]["ndcg"] += 0.5
+    off = cross_validate(bad, "ndcg", restarts=2)
+    assert off["predicted"][0] == pytest.approx(cv["predicted"][0], rel=1e-9)
+    assert off["r2_cv"] < cv["r2_cv"]
+    with pytest.raises(SeqrecError, match="leave-one-out needs"):
+        cross_validate(rows[:5], "ndcg")
 
 
 def test_best_shape_is_the_grid_argmax(seed_fit):
