@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,32 @@ def test_fit_table_reports_curve_joint_perf_law_and_plot(tmp_path):
     assert (tmp_path / "fit.png").stat().st_size > 10_000
     with pytest.raises(SeqrecError, match="--x"):
         fit_table(sweep_rows(), "width", "test_ndcg10")
+
+
+def test_cli_fit_reports_the_leave_one_out_score(tmp_path):
+    """`seqrec fit --cv`: the Performance Law is also scored by leave-one-out, and the
+    report's out-of-fold predictions are the library's (one refit per run)."""
+    from typer.testing import CliRunner
+
+    from seqrec.cli import app
+    from seqrec.scaling.perf_law import data_term, fit_from_table
+    from seqrec.scaling.sweep import write_table
+
+    rows = [r for r in sweep_rows() if r["model"] == "sasrec" and r["layers"] != 2]
+    rows = rows[::2]  # 9 runs: each refit is a nonlinear least-squares fit
+    for r in rows:
+        r.update(status="ok", data_fraction=r["train_tokens"] / 1e6)
+    write_table(tmp_path / "results.parquet", rows)
+    args = ["fit", str(tmp_path / "results.parquet"), "--boot", "0", "--holdout", "none",
+            "--json", str(tmp_path / "fit.json")]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--cv"])
+    assert res.exit_code == 0, res.output
+    assert f"leave-one-out over {len(rows)} runs" in res.output
+    cv = json.loads((tmp_path / "fit.json").read_text())["perf_law"]["cv"]
+    assert cv["config_hash"] == [r["config_hash"] for r in rows]
+    # run 0's prediction is the law fitted to the other runs, evaluated at run 0
+    table = [{**r, "tokens": r["train_tokens"]} for r in rows[1:]]
+    rest = fit_from_table(table, "test_ndcg10", n_boot=0)
+    big_d = data_term([rows[0]["train_tokens"]], [rows[0]["apen"]])
+    want = rest.predict([rows[0]["layers"]], [rows[0]["hidden"]], big_d)[0]
+    assert cv["predicted"][0] == pytest.approx(want, rel=1e-6)

@@ -516,13 +516,23 @@ def fit(
         float | None, typer.Option(help="Training FLOPs: compute-optimal size (joint fit).")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Only this model family's runs.")] = None,
-    boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 500,
+    boot: Annotated[
+        int,
+        typer.Option(
+            help="Bootstrap resamples for the intervals (the Performance Law's: at most 200, "
+            "each is a nonlinear refit)."
+        ),
+    ] = 500,
     seed: Annotated[int, typer.Option(help="Seed of resampling and random hold-out.")] = 0,
     perf_law: Annotated[bool, typer.Option(help="Also fit the Performance Law.")] = True,
     law: Annotated[str, typer.Option(help="Performance Law form: seed | code.")] = "seed",
     data_form: Annotated[str, typer.Option(help="D' = tokens*ApEn (multiply) or divide.")] = (
         "multiply"
     ),
+    cv: Annotated[
+        bool,
+        typer.Option(help="Also score the Performance Law by leave-one-out (one refit per run)."),
+    ] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of runs and fits.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
 ) -> None:
@@ -533,7 +543,8 @@ def fit(
 
     report = fit_table(
         load_rows(table, model), x, y, form=form, holdout=holdout, budget=budget, n_boot=boot,
-        seed=seed, perf_law=perf_law, law=law, data_form=data_form,
+        seed=seed, perf_law=perf_law, law=law, data_form=data_form, perf_law_cv=cv,
+        perf_law_boot=min(boot, 200),
     )  # fmt: skip
     res = Table(title=f"{y} vs {x}: {report['n_runs']} runs, hold-out {holdout}")
     for col in ("law", "parameters (95% bootstrap CI)", "R² fit", "R² held-out", "runs fit/held"):
@@ -569,6 +580,17 @@ def fit(
         for h in pl_held:
             t.add_row(h["config_hash"], f"{h['predicted']:.4f}", f"{h['measured']:.4f}")
         _print_table(t)
+    pl_cv = (report.get("perf_law") or {}).get("cv")
+    if pl_cv:
+        if "error" in pl_cv:
+            out.print(f"Performance Law leave-one-out: {escape(pl_cv['error'])}", highlight=False)
+        else:
+            out.print(
+                f"Performance Law leave-one-out over {len(pl_cv['predicted'])} runs (each "
+                f"predicted by the fit to the others): R² {pl_cv['r2_cv']:.4f}, mean |error| "
+                f"{pl_cv['mae_cv']:.4f}",
+                highlight=False,
+            )
     best = report.get("compute_optimal")
     if best:
         if "error" in best:

@@ -335,6 +335,19 @@ def _perf_law(
     return out
 
 
+def _perf_law_cv(rows: list[dict], metric: str, law: str, form: str, seed: int, restarts: int):
+    """Leave-one-out over every run (``perf_law.cross_validate``), keyed by config hash."""
+    from seqrec.scaling.perf_law import cross_validate
+
+    table = [{**r, "tokens": r["train_tokens"]} for r in rows]
+    try:
+        cv = cross_validate(table, metric, form, law=law, restarts=restarts, seed=seed)
+    except SeqrecError as err:
+        return {"error": str(err)}
+    cv["config_hash"] = [r["config_hash"] for r in rows]
+    return cv
+
+
 def load_rows(path: Path, model: str | None = None) -> list[dict]:
     from seqrec.scaling.sweep import read_table
 
@@ -358,6 +371,8 @@ def fit_table(
     law: str = "seed",
     data_form: str = "multiply",
     perf_law_boot: int = 200,
+    perf_law_cv: bool = False,
+    cv_restarts: int = 8,
 ) -> dict[str, Any]:
     """Everything `seqrec fit` reports, as a JSON-able dict (plus arrays for the plot)."""
     if x not in X_COLUMNS:
@@ -393,6 +408,8 @@ def fit_table(
         out["compute_optimal"] = {"error": "needs 3+ parameter and 3+ data sizes"}
     if perf_law and y != "train_loss":
         out["perf_law"] = _perf_law(rows, held, y, law, data_form, seed, perf_law_boot)
+        if perf_law_cv and "error" not in out["perf_law"]:
+            out["perf_law"]["cv"] = _perf_law_cv(rows, y, law, data_form, seed, cv_restarts)
     out["_plot"] = {"x": xv, "y": yv, "held": held, "model": [r["model"] for r in rows]}
     return out
 
