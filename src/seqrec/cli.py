@@ -580,28 +580,21 @@ def fit(
         for h in pl_held:
             t.add_row(h["config_hash"], f"{h['predicted']:.4f}", f"{h['measured']:.4f}")
         _print_table(t)
-    pl_cv = (report.get("perf_law") or {}).get("cv")
-    if pl_cv:
-        if "error" in pl_cv:
-            out.print(f"Performance Law leave-one-out: {escape(pl_cv['error'])}", highlight=False)
-        else:
-            out.print(
-                f"Performance Law leave-one-out over {len(pl_cv['predicted'])} runs (each "
-                f"predicted by the fit to the others): R² {pl_cv['r2_cv']:.4f}, mean |error| "
-                f"{pl_cv['mae_cv']:.4f}",
-                highlight=False,
-            )
-    best = report.get("compute_optimal")
-    if best:
-        if "error" in best:
-            out.print(f"compute-optimal: {escape(best['error'])}", highlight=False)
-        else:
-            out.print(
-                f"compute-optimal at {best['budget_flops']:.3g} FLOPs: {best['params']:,.0f} "
-                f"parameters, {best['data']:,.0f} training interactions, predicted {y} "
-                f"{best['predicted']:.4f}",
-                highlight=False,
-            )
+
+    def say(label: str, part: dict | None, text) -> None:
+        """One line for an optional report part: its error, or ``text(part)``."""
+        if part:
+            msg = f"{label}: {escape(part['error'])}" if "error" in part else text(part)
+            out.print(msg, highlight=False)
+
+    say("Performance Law leave-one-out", (report.get("perf_law") or {}).get("cv"),
+        lambda cv: f"Performance Law leave-one-out over {len(cv['predicted'])} runs (each "
+                   f"predicted by the fit to the others): R² {cv['r2_cv']:.4f}, mean |error| "
+                   f"{cv['mae_cv']:.4f}")  # fmt: skip
+    say("compute-optimal", report.get("compute_optimal"),
+        lambda best: f"compute-optimal at {best['budget_flops']:.3g} FLOPs: "
+                     f"{best['params']:,.0f} parameters, {best['data']:,.0f} training "
+                     f"interactions, predicted {y} {best['predicted']:.4f}")  # fmt: skip
     if plot is not None:
         plot_fit(report, plot)
         out.print(f"plot written to {plot}")
