@@ -14,7 +14,7 @@ from seqrec.errors import SeqrecError
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.scaling.compute import budgets_between, frontier, iso_flop, run_curve
 from seqrec.scaling.fit import fit_curve, fit_table, holdout_mask
-from seqrec.scaling.perf_law import cross_validate, data_term, fit_from_table, performance_law
+from seqrec.scaling.perf_law import data_term, performance_law
 
 FAMILIES = ("sasrec", "hstu", "llama")
 N_BOOT = 500
@@ -310,19 +310,21 @@ def perf_law(rows: list[dict], holdouts=("random:3", "largest:3"), boot: int = 1
 
 
 def perf_law_loo(rows: list[dict], form: str) -> dict:
-    """Every run predicted by the law fitted to the others (``perf_law.cross_validate``), in
-    the shape of a hold-out entry with every run held out (R² held-out = out-of-fold R²)."""
-    table = [{**r, "tokens": r["train_tokens"]} for r in rows]
+    """Every run predicted by the law fitted to the others (``seqrec fit --cv``), in the shape
+    of a hold-out entry with every run held out (R² held-out = out-of-fold R²)."""
     try:
-        full = fit_from_table(table, "test_ndcg10", form, n_boot=0)
-        cv = cross_validate(table, "test_ndcg10", form)
+        rep = fit_table(rows, x="params", y="test_ndcg10", holdout="none", data_form=form,
+                        perf_law_boot=0, n_boot=0, perf_law_cv=True)["perf_law"]  # fmt: skip
     except SeqrecError as err:
         return {"error": str(err)}
+    cv = rep.get("cv", rep)  # a fit or leave-one-out error is the entry itself
+    if "error" in cv:
+        return {"error": cv["error"]}
     heldout = [
         {"config_hash": r["config_hash"], "predicted": p, "measured": m, "layers": r["layers"],
          "hidden": r["hidden"], "data_fraction": r["data_fraction"]}
         for r, p, m in zip(rows, cv["predicted"], cv["measured"], strict=True)
     ]  # fmt: skip
-    return {"r2": full.r2, "r2_heldout": cv["r2_cv"], "mae_heldout": cv["mae_cv"],
-            "params": full.params, "law": full.law, "heldout": heldout,
+    return {"r2": rep["r2"], "r2_heldout": cv["r2_cv"], "mae_heldout": cv["mae_cv"],
+            "params": rep["params"], "law": rep["law"], "heldout": heldout,
             "_all": [(h["predicted"], h["measured"], True) for h in heldout]}  # fmt: skip

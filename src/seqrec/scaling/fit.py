@@ -300,12 +300,17 @@ def compute_optimal(joint: CurveFit, budget: float, c_per_nd: float, minimise: b
     }
 
 
+def _law_rows(rows: list[dict]) -> list[dict]:
+    """Sweep rows in the Performance Law's terms: tokens = the run's training interactions."""
+    return [{**r, "tokens": r["train_tokens"]} for r in rows]
+
+
 def _perf_law(
     rows: list[dict], held: np.ndarray, metric: str, law: str, form: str, seed: int, n_boot: int
 ):
     from seqrec.scaling.perf_law import data_term, fit_from_table
 
-    table = [{**r, "tokens": r["train_tokens"]} for r in rows]
+    table = _law_rows(rows)
     if any(r.get("apen") is None or r.get("tokens") is None for r in table):
         return {"error": "rows lack apen or train_tokens (sweep with apen: true)"}
     fit_rows = [r for r, h in zip(table, held, strict=True) if not h]
@@ -339,9 +344,8 @@ def _perf_law_cv(rows: list[dict], metric: str, law: str, form: str, seed: int, 
     """Leave-one-out over every run (``perf_law.cross_validate``), keyed by config hash."""
     from seqrec.scaling.perf_law import cross_validate
 
-    table = [{**r, "tokens": r["train_tokens"]} for r in rows]
     try:
-        cv = cross_validate(table, metric, form, law=law, restarts=restarts, seed=seed)
+        cv = cross_validate(_law_rows(rows), metric, form, law=law, restarts=restarts, seed=seed)
     except SeqrecError as err:
         return {"error": str(err)}
     cv["config_hash"] = [r["config_hash"] for r in rows]

@@ -104,6 +104,11 @@ def itemknn_probs(
     """Validation and test probabilities; ``prior`` is the popularity baseline's rate table."""
     if store.behaviors is None:
         raise SeqrecError("task.baseline=itemknn reads behaviour values; set data.behavior_col")
+    if not len(data.valid) or data.valid.labels.min() == data.valid.labels.max():
+        raise SeqrecError(
+            "task.baseline=itemknn fits its calibration on the validation split, which has no "
+            "examples of both labels; raise data.temporal_valid_frac"
+        )
     values = np.asarray(store.behaviors)
     sim = item_similarity(store, values, data.protocol["t_valid"])
     rate = np.clip(prior, 1e-4, 1 - 1e-4)
@@ -112,10 +117,5 @@ def itemknn_probs(
     for part in ("valid", "test"):
         ex = getattr(data, part)
         feats[part] = np.stack([logit[ex.items], knn_scores(store, values, sim, ex, history)], 1)
-    if not len(data.valid) or data.valid.labels.min() == data.valid.labels.max():
-        raise SeqrecError(
-            "task.baseline=itemknn fits its calibration on the validation split, which has no "
-            "examples of both labels; raise data.temporal_valid_frac"
-        )
     w = fit_stack(feats["valid"], data.valid.labels.astype(np.float64))
     return {k: 1.0 / (1.0 + np.exp(-(f @ w[:2] + w[2]))) for k, f in feats.items()}
