@@ -107,6 +107,7 @@ def test_split_has_no_leakage(rating_log):
     flat_key = users * (store.n_items + 1) + np.asarray(store.items)
     order = np.argsort(flat_key)
     event = order[np.searchsorted(flat_key[order], key)]
+    np.testing.assert_array_equal(data.test.events, event)
     assert (event >= data.test.ends).all()
     beh = np.asarray(store.behaviors)
     np.testing.assert_array_equal(data.test.labels, (beh[event] >= 4).astype(np.float32))
@@ -118,7 +119,7 @@ def test_sampled_negatives_are_unseen_and_epoch_deterministic(rating_log):
     _, data = load_ranking_data(build_config(ranking_raw(rating_log)))
     neg = sample_negatives(data, 3, np.random.default_rng(0))
     assert len(neg) == 3 * int(data.train.labels.sum())
-    assert (neg.labels == 0).all() and neg.sampled.all()
+    assert (neg.labels == 0).all() and (neg.events == -1).all()
     keys = neg.users * (data.n_items + 1) + neg.items
     assert not np.isin(keys, data.seen_keys).any()
     a, b = epoch_examples(data, 1, 7, 2), epoch_examples(data, 1, 7, 2)
@@ -231,6 +232,13 @@ def test_cli_train_task_ranking_end_to_end(rating_log, in_tmp_dir):
     assert ev.exit_code == 0, ev.output
     redone = json.loads((in_tmp_dir / "ev.json").read_text())["metrics"]
     assert redone["AUC"] == pytest.approx(out["test"]["metrics"]["AUC"], abs=1e-9)
+    # a baseline run has a config but no checkpoint: `evaluate` still knows it is ranking
+    base = ["train", "--task", "ranking", "--out", "pop", "--no-progress",
+            "-o", f"data.dataset={rating_log}", "-o", "data.behavior_col=rating",
+            "-o", "task.baseline=popularity"]  # fmt: skip
+    assert runner.invoke(app, base).exit_code == 0
+    ev = runner.invoke(app, ["evaluate", "pop"])
+    assert ev.exit_code == 0 and "GAUC" in ev.output, ev.output
 
 
 def test_early_stopping_can_monitor_gauc(rating_log, tmp_path, monkeypatch):
@@ -258,7 +266,7 @@ def test_item_prior_offsets_by_the_popularity_logit_and_reloads(rating_log, tmp_
     saved with the weights, so a reloaded model predicts the same."""
     import torch
 
-    from seqrec.task.ranking import popularity_scores
+    from seqrec.task.popularity import popularity_scores
 
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     raw = ranking_raw(rating_log, train={"epochs": 1}, task={"item_prior": True})
@@ -300,7 +308,7 @@ def test_pairwise_loss_by_hand_and_user_grouping():
     rng = np.random.default_rng(0)
     ex = Examples(users=rng.integers(0, 6, n), starts=np.arange(n), ends=np.arange(n) + 1,
                   items=np.arange(n), labels=np.ones(n, np.float32), times=np.arange(n),
-                  sampled=np.zeros(n, bool))  # fmt: skip
+                  events=np.arange(n))  # fmt: skip
     g = group_by_user(ex, seed=0, epoch=3)
     assert sorted(g.items.tolist()) == list(range(n))  # a permutation of the same examples
     # runs of consecutive same-user examples: at most 8 long, and every user's count splits
@@ -389,7 +397,7 @@ def test_behavior_pool_learns_within_user_preference(rating_log, tmp_path, monke
 def test_itemknn_scores_match_a_loop_and_use_training_ratings_only(
     rating_log, tmp_path, monkeypatch
 ):
-    from seqrec.task.itemknn import item_similarity, knn_scores
+    from seqrec.task.itemknn import ItemKNN, item_similarity
 
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     store, data = load_ranking_data(build_config(ranking_raw(rating_log)))
@@ -405,7 +413,7 @@ def test_itemknn_scores_match_a_loop_and_use_training_ratings_only(
     )
     items = np.asarray(store.items)
     ex = data.test
-    got = knn_scores(store, values, sim, ex, history=5, chunk=7)
+    got = ItemKNN(store, values, t_valid).scores(ex, history=5, chunk=7)[:, 0]
     for n in range(0, len(ex), 11):  # the formula, one example at a time
         hist = np.arange(max(ex.starts[n], ex.ends[n] - 5), ex.ends[n])
         w = sim[ex.items[n], items[hist]]
@@ -463,3 +471,12 @@ def test_ranker_starts_from_a_retrieval_run(rating_log, tmp_path, monkeypatch):
     raw = ranking_raw(other, train={"epochs": 1, "init_from": str(tmp_path / "pre")})
     with pytest.raises(SeqrecError, match="another item catalogue"):
         train_ranking_run(build_config(raw), tmp_path / "bad", progress=False)
+    # a retrieval run over a same-sized catalogue of other ids: the shapes match, the ids not
+    shifted = tmp_path / "shifted.csv"
+    rows = [r.split(",") for r in rating_log.read_text().splitlines()]
+    rows = rows[:1] + [[u, str(int(i) + 100), *rest] for u, i, *rest in rows[1:]]
+    shifted.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    raw = ranking_raw(shifted, task={"name": "retrieval"},
+                      train={"epochs": 1, "init_from": str(tmp_path / "pre")})  # fmt: skip
+    with pytest.raises(SeqrecError, match="another item catalogue"):
+        train_run(build_config(raw), tmp_path / "bad_retrieval", progress=False)

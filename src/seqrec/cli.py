@@ -191,14 +191,17 @@ def train(
     out.print(f"run saved in {run_dir}")
 
 
-def _is_ranking(cfg, resume: Path | None) -> bool:
+def _is_ranking(cfg, run: Path | None, marker: str = "checkpoint.pt") -> bool:
+    """Whether ``cfg`` (or the run folder ``run``, read when it holds ``marker``) is a
+    ranking-task run. A baseline ranking run (popularity, item-kNN) has a config but no
+    checkpoint, so `evaluate` asks for config.yaml."""
     if cfg is not None:
         return cfg.task.name == "ranking"
-    if not (resume / "checkpoint.pt").is_file():
-        return False  # the retrieval path reports "nothing to resume" with the fix
+    if not (run / marker).is_file():
+        return False  # the retrieval path reports what is missing, with the fix
     from seqrec.train.run import load_run_config
 
-    return load_run_config(resume).task.name == "ranking"
+    return load_run_config(run).task.name == "ranking"
 
 
 def _train_ranking(cfg, run_dir: Path, resume: bool, overwrite: bool, progress: bool) -> None:
@@ -244,7 +247,7 @@ def evaluate(
     run reports AUC, GAUC, log loss and calibration)."""
     from seqrec.train.evaluate_run import evaluate_run
 
-    if _is_ranking(None, run):
+    if _is_ranking(None, run, marker="config.yaml"):
         from seqrec.task.ranking import evaluate_ranking_run
 
         metrics = evaluate_ranking_run(run, split, json_out, overwrite)

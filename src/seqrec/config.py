@@ -382,7 +382,15 @@ class TaskConfig(_Strict):
     item-based collaborative filtering on the history's centred ratings stacked on popularity
     (itemknn, seqrec/task/itemknn.py)."""
     knn_history: int = Field(200, ge=1)
-    """ranking itemknn baseline: how many of the history's most recent events it reads."""
+    """ranking itemknn baseline and task.knn_feature: how many of the history's most recent
+    events the item-kNN score reads (independent of data.max_len, the encoder's window)."""
+    knn_feature: bool = False
+    """ranking (Ranker only): feed the item-kNN baseline's score of the candidate (and the
+    log of its similarity mass) to the ranker: a learned weight times the score goes to the
+    logit, both go to the head's MLP. Co-rating statistics over the whole training period
+    are what orders a user's items best here; a transformer trained on those same events
+    overfits their within-user order. A training example's similarities leave out its own
+    rating (seqrec/task/itemknn.py), so the feature never carries the label."""
     attention: Literal["din", "dot"] = "din"
     """ranking head's target attention over the history states: DIN's MLP on
     [h, e, h*e, h-e] (Zhou et al. 2018) or a scaled dot product with the candidate as query."""
@@ -404,6 +412,13 @@ class TaskConfig(_Strict):
     """ranking: add this weight x a BPR loss over every (positive, negative) pair of the same
     user in a batch, the within-user order that GAUC scores (log loss alone mostly learns who
     rates generously); > 0 also groups each epoch's examples by user so batches hold pairs."""
+    train_min_age_s: int = Field(0, ge=0)
+    """ranking (trained rankers): fit only on training events at least this many seconds after
+    their user's first event (0 = all). On MovieLens 82% of the training period's events are
+    part of a user's first-day rating burst, while nearly every test event comes from a user
+    back more than 30 days later with a long history: training on the returning visits
+    matches what the model is scored on. The popularity prior and item-kNN statistics still
+    use every training event."""
     monitor: Literal["AUC", "GAUC"] = "AUC"
     """ranking: the validation metric that early stopping keeps the best weights by (GAUC when
     what matters is the order of items within each user)."""
@@ -424,12 +439,17 @@ class TaskConfig(_Strict):
 
     @model_validator(mode="after")
     def _prior_needs_ranker(self) -> TaskConfig:
-        for flag in ("item_prior", "behavior_pool"):
+        for flag in ("item_prior", "behavior_pool", "knn_feature"):
             if getattr(self, flag) and self.baseline is not None:
                 raise ValueError(
                     f"task.{flag} is part of the Ranker; the {self.baseline} baseline has "
                     f"none (drop task.{flag} or task.baseline)"
                 )
+        if self.train_min_age_s and self.baseline in ("popularity", "itemknn"):
+            raise ValueError(
+                f"task.train_min_age_s selects what trained weights fit; the {self.baseline} "
+                "baseline fits none (drop one of them)"
+            )
         if self.behavior_pool and not self.history_behaviors:
             raise ValueError(
                 "task.behavior_pool weights history events by their behaviour values; set "

@@ -13,10 +13,12 @@ encoder's item table, so retrieval and ranking share item vectors):
 * the encoder's last state s (the retrieval user vector);
 * with ``task.behavior_pool``, a signed pool q = mean_j (v_j - mean v) h_j, v_j a learned
   scalar of event j's behaviour code (see ``BehaviorPool``);
+* with ``task.knn_feature``, the item-kNN score of the candidate and the log of its
+  similarity mass (``feats["knn"]``, [B, 2], computed outside: seqrec/task/itemknn.py);
 * MLP([p, s, e, p*e, s*e] (+ mean behaviour embedding of the history, + q*e, + user
-  features)) + a per-item bias (+ w . (q*e) with the behaviour pool; + with
-  ``task.item_prior``, the fixed logit of the popularity baseline's rate for the candidate)
-  -> logit.
+  features, + the kNN pair)) + a per-item bias (+ w . (q*e) with the behaviour pool; + a
+  learned weight (from 1) x the kNN score; + with ``task.item_prior``, the fixed logit of the
+  popularity baseline's rate for the candidate) -> logit.
 
 ``LogisticRanker`` is the baseline: logit = b + w_user + w_item (+ sum of feature weights),
 i.e. logistic regression on one-hot user and item ids, read through the same interface so the
@@ -165,7 +167,8 @@ class Ranker(nn.Module):
             raise ValueError("task.behavior_pool needs history behaviours (n_behaviors > 0)")
         parts = 5 + (self.behavior_emb is not None) + (self.user_feat is not None)
         parts += self.pool is not None
-        width = parts * d
+        self.knn_weight = nn.Parameter(torch.ones(())) if task.knn_feature else None
+        width = parts * d + (2 if task.knn_feature else 0)
         self.head = mlp([width, *task.head_hidden, 1], model_cfg.dropout)
         self.item_bias = nn.Embedding(n_items + 1, 1)
         nn.init.zeros_(self.item_bias.weight)
@@ -210,6 +213,12 @@ class Ranker(nn.Module):
             cf = self.pool.score(q, e)
         if self.user_feat is not None:
             parts.append(self.user_feat(feats.get("user_ids"), feats.get("user_dense")))
+        if self.knn_weight is not None:
+            if "knn" not in feats:
+                raise ValueError("this ranker reads the item-kNN score; feats has no 'knn'")
+            knn = feats["knn"].to(e.dtype)
+            parts.append(knn)
+            cf = (0.0 if cf is None else cf) + self.knn_weight * knn[:, 0]
         x = torch.cat(parts, -1)
         logit = self.head(x).squeeze(-1) + self.item_bias(candidates).squeeze(-1)
         if cf is not None:

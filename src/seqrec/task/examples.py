@@ -4,7 +4,7 @@ An example is (user, history, candidate item, label, time). The history is a CSR
 ``store.items[start:end)`` of the user's chronological sequence that ends strictly before the
 candidate's timestamp: events that share the candidate's timestamp (MovieLens users rate in
 bursts) are excluded too, so neither the candidate's own rating nor anything rated in the same
-second is ever an input. Nothing is copied per example: an example is five integers.
+second is ever an input. Nothing is copied per example: an example is a handful of integers.
 
 Split (the retrieval temporal split's cuts, ``data.split.temporal_split``): t_valid and t_test
 are quantiles of all event times. Train = events before t_valid; valid = [t_valid, t_test);
@@ -20,7 +20,7 @@ positive's history and time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -39,7 +39,8 @@ class Examples:
     items: np.ndarray  # int64 candidate item
     labels: np.ndarray  # float32 0/1
     times: np.ndarray  # int64 candidate timestamp
-    sampled: np.ndarray  # bool: a sampled negative (not an event of the log)
+    events: np.ndarray  # int64 flat index of the candidate's event in the store, -1 for a
+    # sampled negative (not an event of the log)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -109,7 +110,7 @@ def event_examples(store: SequenceStore, behaviors: np.ndarray, threshold: float
         items=np.asarray(store.items, dtype=np.int64),
         labels=(np.asarray(behaviors) >= threshold).astype(np.float32),
         times=ts,
-        sampled=np.zeros(len(users), dtype=bool),
+        events=np.arange(len(users), dtype=np.int64),
     )
 
 
@@ -153,6 +154,27 @@ def ranking_split(
     return RankingData(split["train"], split["valid"], split["test"], keys, store.n_items, protocol)
 
 
+def returning_events(data: RankingData, store: SequenceStore, min_age_s: int) -> RankingData:
+    """``data`` whose training examples are only the events at least ``min_age_s`` seconds
+    after their user's first event (``task.train_min_age_s``); valid and test unchanged.
+
+    The kept count goes into the protocol. Statistics of the whole training period (the
+    popularity prior, item-kNN) are computed from the full ``data``, not from this."""
+    if min_age_s <= 0:
+        return data
+    first = np.asarray(store.timestamps, dtype=np.int64)[np.asarray(store.offsets)[:-1]]
+    tr = data.train
+    keep = tr.times - first[tr.users] >= min_age_s
+    if not keep.any():
+        raise SeqrecError(
+            f"task.train_min_age_s={min_age_s} leaves no training event (no user has events "
+            "that long after their first); lower it"
+        )
+    protocol = {**data.protocol, "train_min_age_s": int(min_age_s),
+                "train_examples_fitted": int(keep.sum())}  # fmt: skip
+    return replace(data, train=tr.take(np.flatnonzero(keep)), protocol=protocol)
+
+
 def sample_negatives(
     data: RankingData, k: int, rng: np.random.Generator, max_rounds: int = 50
 ) -> Examples:
@@ -187,7 +209,7 @@ def sample_negatives(
         items=items[keep],
         labels=np.zeros(int(keep.sum()), dtype=np.float32),
         times=out.times,
-        sampled=np.ones(int(keep.sum()), dtype=bool),
+        events=np.full(int(keep.sum()), -1, dtype=np.int64),
     )
 
 

@@ -42,8 +42,10 @@ from seqrec.task.examples import (
     epoch_examples,
     group_by_user,
     ranking_split,
+    returning_events,
 )
-from seqrec.task.itemknn import itemknn_probs
+from seqrec.task.itemknn import ItemKNN, itemknn_probs
+from seqrec.task.popularity import popularity_logit, popularity_scores
 from seqrec.train.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
@@ -103,6 +105,8 @@ class RankingInputs:
             )
         self.behaviors = store.behaviors if cfg.task.history_behaviors else None
         self.timestamps = None
+        self.knn: ItemKNN | None = None  # task.knn_feature, set by the trainer
+        self.knn_history = cfg.task.knn_history
 
     def shapes(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         def one(ids, dense, n):
@@ -132,6 +136,9 @@ class RankingInputs:
         ):
             if table is not None:
                 feats[name] = torch.from_numpy(np.ascontiguousarray(table[rows])).to(device)
+        if self.knn is not None:
+            knn = self.knn.scores(ex, self.knn_history).astype(np.float32)
+            feats["knn"] = torch.from_numpy(knn).to(device)
         labels = torch.from_numpy(ex.labels).to(device)
         seq = seq.to(device)
         return seq, seq.targets, feats, labels
@@ -168,34 +175,9 @@ def build_ranker(cfg: RunConfig, store: SequenceStore, inputs: RankingInputs) ->
     return Ranker(encoder, cfg.model, cfg.task, store.n_items, n_beh, item_shape, user_shape)
 
 
-def check_same_items(source: str, store: SequenceStore) -> None:
-    """An id-based item table only transfers when ids name the same items: compare the
-    source run's item_ids.npy (when it is a run folder) with this data's."""
-    ids = Path(source).expanduser() / "item_ids.npy"
-    if not ids.is_file():
-        return
-    theirs = np.load(ids, allow_pickle=False)
-    if not np.array_equal(theirs, np.asarray(store.item_ids).astype(str)):
-        raise SeqrecError(
-            f"train.init_from={source} was trained on another item catalogue ({len(theirs):,} "
-            f"ids, this data has {store.n_items:,} or another order); pre-train on the same "
-            "data settings"
-        )
-
-
 # --------------------------------------------------------------------------- baselines
 
 UNTRAINED = ("popularity", "itemknn")  # scored directly, no RankingTrainer
-
-
-def popularity_scores(data: RankingData, prior: float) -> np.ndarray:
-    """P(positive | item) from the real training events, shrunk toward the global rate:
-    (positives + prior * rate) / (events + prior); an item unseen in training gets the rate."""
-    tr = data.train
-    n = np.bincount(tr.items, minlength=data.n_items + 1).astype(np.float64)
-    pos = np.bincount(tr.items, weights=tr.labels, minlength=data.n_items + 1)
-    rate = float(tr.labels.mean())
-    return (pos + prior * rate) / np.maximum(n + prior, 1e-12)
 
 
 def pairwise_loss(logits: torch.Tensor, labels: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -224,6 +206,8 @@ class RankingTrainer:
         progress: bool = True,
     ) -> None:
         self.cfg, self.store, self.data, self.run_dir = cfg, store, data, Path(run_dir)
+        # what the weights are fitted on (task.train_min_age_s); statistics use all of data
+        self.fit_data = returning_events(data, store, cfg.task.train_min_age_s)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
@@ -231,15 +215,21 @@ class RankingTrainer:
         self.inputs = RankingInputs(cfg, store)
         self.model = build_ranker(cfg, store, self.inputs).to(self.device)
         if getattr(self.model, "prior_logit", None) is not None:
-            rate = popularity_scores(data, cfg.task.popularity_prior).clip(1e-4, 1 - 1e-4)
-            self.model.prior_logit.copy_(torch.logit(torch.from_numpy(rate)).float())
+            logit = popularity_logit(popularity_scores(data, cfg.task.popularity_prior))
+            self.model.prior_logit.copy_(torch.from_numpy(logit).float())
+        if cfg.task.knn_feature:
+            if store.behaviors is None:
+                raise SeqrecError("task.knn_feature reads behaviour values; set data.behavior_col")
+            values = np.asarray(store.behaviors)
+            self.inputs.knn = ItemKNN(store, values, data.protocol["t_valid"])
         if getattr(self.model, "needs_timestamps", False):
             if store.timestamps is None:
                 raise SeqrecError("model.time_bias=true needs timestamps; the data has none")
             self.inputs.timestamps = store.timestamps
         self.opt = build_optimizer(self.model, cfg.train)
         k = cfg.task.sampled_negatives
-        per_epoch = len(data.train) + k * int(data.train.labels.sum())
+        fit = self.fit_data.train
+        per_epoch = len(fit) + k * int(fit.labels.sum())
         self.steps_per_epoch = max(1, math.ceil(per_epoch / cfg.train.batch_size))
         total = cfg.train.max_steps or self.steps_per_epoch * cfg.train.epochs
         self.sched = build_scheduler(self.opt, cfg.train, total)
@@ -303,7 +293,7 @@ class RankingTrainer:
     def _examples(self, epoch: int) -> Examples:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             k, seed = self.cfg.task.sampled_negatives, self.cfg.train.seed
-            ex = epoch_examples(self.data, k, seed, epoch)
+            ex = epoch_examples(self.fit_data, k, seed, epoch)
             if self.cfg.task.pairwise_weight > 0:
                 ex = group_by_user(ex, seed, epoch)
             self._epoch_cache = (epoch, ex)
@@ -396,14 +386,15 @@ class RankingTrainer:
                 raise SeqrecError("train.init_from loads an encoder; the baselines have none")
             # a retrieval run of the same encoder over the same data: its item table and
             # blocks start the ranker (retrieval and ranking share item vectors)
-            check_same_items(init, self.store)
-            extra["init"] = load_initial_weights(self.model.encoder, init, self.cfg.model.name)
+            extra["init"] = load_initial_weights(
+                self.model.encoder, init, self.cfg.model.name, self.store.item_ids
+            )
         self.log.write({"event": "start", "params": params, "steps_per_epoch": self.steps_per_epoch,
-                        "protocol": self.data.protocol, **extra})  # fmt: skip
+                        "protocol": self.fit_data.protocol, **extra})  # fmt: skip
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
         bar.console.print(
             f"ranking {self._expect()['model']}: {params['total']:,} parameters, "
-            f"{len(self.data.train):,} training events (+{self.cfg.task.sampled_negatives} sampled negatives "
+            f"{len(self.fit_data.train):,} training events (+{self.cfg.task.sampled_negatives} sampled negatives "
             f"per positive), {self.steps_per_epoch} steps/epoch",
             highlight=False,
         )
@@ -435,7 +426,7 @@ def baseline_probs(cfg: RunConfig, store: SequenceStore, data: RankingData) -> d
     """Validation and test probabilities of the baselines that train no weights."""
     table = popularity_scores(data, cfg.task.popularity_prior)
     if cfg.task.baseline == "itemknn":
-        return itemknn_probs(store, data, table, cfg.task.knn_history)
+        return itemknn_probs(store, data, popularity_logit(table), cfg.task.knn_history)
     return {k: table[getattr(data, k).items] for k in ("valid", "test")}
 
 
@@ -484,6 +475,7 @@ def train_ranking_run(
     buf = io.BytesIO()
     np.save(buf, np.asarray(store.item_ids).astype(str), allow_pickle=False)
     atomic_write_bytes(run_dir / "item_ids.npy", buf.getvalue())
+    protocol = data.protocol
     if cfg.task.baseline in UNTRAINED:
         results = untrained_results(cfg, store, data)
     else:
@@ -491,10 +483,11 @@ def train_ranking_run(
         if resume:
             trainer.resume()
         results = trainer.fit()
+        protocol = trainer.fit_data.protocol
     probs = results.pop("_test_probs")
     name = cfg.task.baseline or cfg.model.name
     for part in ("valid", "test"):
-        results[part]["protocol"] = {**data.protocol, "evaluated": part}
+        results[part]["protocol"] = {**protocol, "evaluated": part}
     results.update(
         {
             "task": "ranking",

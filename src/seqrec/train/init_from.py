@@ -8,12 +8,15 @@ silently partial init. State a model declares as catalogue-bound (``model.catalo
 e.g. SRT's item tokens) is the target data's and is neither read nor required; an id-based item
 table (SASRec's ``item_emb``) is not declared so, hence transfer between catalogues of
 different sizes fails there, as it should: ids do not mean the same items in another dataset.
+A same-sized catalogue in another order would pass that shape check, so for a model without
+``catalogue_keys`` the source run's item_ids.npy is compared with the target data's too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
@@ -38,13 +41,36 @@ def weights_path(source: str | Path) -> Path:
     return path
 
 
-def load_initial_weights(model: torch.nn.Module, source: str | Path, model_name: str) -> dict:
+def check_same_items(source: str | Path, item_ids: np.ndarray) -> None:
+    """An id-based item table only transfers when ids name the same items: compare the
+    source run's item_ids.npy (when it is a run folder that has one) with ``item_ids``."""
+    ids = Path(source).expanduser() / "item_ids.npy"
+    if not ids.is_file():
+        return
+    theirs = np.load(ids, allow_pickle=False)
+    if not np.array_equal(theirs, np.asarray(item_ids).astype(str)):
+        raise SeqrecError(
+            f"train.init_from={source} was trained on another item catalogue ({len(theirs):,} "
+            f"ids, this data has {len(item_ids):,} or another order); pre-train on the same "
+            "data settings"
+        )
+
+
+def load_initial_weights(
+    model: torch.nn.Module,
+    source: str | Path,
+    model_name: str,
+    item_ids: np.ndarray | None = None,
+) -> dict:
     """Copy the source weights into ``model`` in place; returns what was loaded (for the log).
 
-    Refuses a source made by another model family, missing or extra tensors, and any shape
-    difference, naming the tensor.
+    Refuses a source made by another model family, missing or extra tensors, any shape
+    difference (naming the tensor), and, given the target's ``item_ids`` and a model whose
+    item table is id-based (no ``catalogue_keys``), a source run over other item ids.
     """
     path = weights_path(source)
+    if item_ids is not None and not hasattr(model, "catalogue_keys"):
+        check_same_items(source, item_ids)
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}

@@ -500,7 +500,9 @@ class Trainer:
         acct = self.accounting()
         extra = {"item_features": self.item_features} if self.item_features else {}
         if cfg.init_from and st["global_step"] == 0:  # a fresh run, not a resumed one
-            extra["init"] = load_initial_weights(self.model, cfg.init_from, self.cfg.model.name)
+            extra["init"] = load_initial_weights(
+                self.model, cfg.init_from, self.cfg.model.name, self.store.item_ids
+            )
         self.log.write(
             {
                 "event": "start",
