@@ -9,7 +9,12 @@ import pytest
 from seqrec.config import build_config
 from seqrec.errors import SeqrecError
 from seqrec.task.itemknn import ItemKNN
-from seqrec.task.ranking import RankingTrainer, load_ranking_data, train_ranking_run
+from seqrec.task.ranking import (
+    RankingTrainer,
+    evaluate_ranking_run,
+    load_ranking_data,
+    train_ranking_run,
+)
 from test_ranking import ranking_raw, write_rating_log
 
 
@@ -80,6 +85,8 @@ def test_untrained_ranker_adds_the_knn_score_to_the_prior_then_learns(rating_log
         progress=False,
     )
     assert res["test"]["metrics"]["GAUC"] > pop["test"]["metrics"]["GAUC"] + 0.2
+    again = evaluate_ranking_run(tmp_path / "run", "test")  # rebuilds the kNN statistics
+    assert again["GAUC"] == pytest.approx(res["test"]["metrics"]["GAUC"], abs=1e-9)
 
 
 def test_knn_feature_config_errors(rating_log):
