@@ -11,8 +11,9 @@ item-based collaborative filtering stacked on popularity (itemknn: no gradient t
 stronger within-user reference than the issue's two baselines, compared against separately).
 A run folder under runs/<preset> that holds results.json is read, not retrained.
 
-Recorded per model: test AUC, GAUC, log loss, ECE, and for each ranker the AUC and GAUC gains
-over the best baseline on that metric, each with a 95% interval from a paired bootstrap over
+Recorded per model: test AUC, GAUC (impression-weighted), GAUC_user_mean (every user once),
+log loss, ECE, and for each ranker the gains on AUC and both GAUCs over the best baseline on
+that metric (and over itemknn), each with a 95% interval from a paired bootstrap over
 test users (the predictions of every model are for the same test examples, in the same order:
 test_predictions.npz). ``--extra KEY=RUN_DIR`` adds more finished ranker runs (e.g. trained on a
 GPU, or with other overrides) under their own key.
@@ -21,6 +22,7 @@ GPU, or with other overrides) under their own key.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from common import ROOT, data_dir, write_result
 from seqrec.config import load_config
-from seqrec.eval.ctr import auc, per_group_auc
+from seqrec.eval.ctr import auc, group_auc, per_group_auc
 from seqrec.task.ranking import train_ranking_run
 
 PRESETS = {
@@ -64,11 +66,20 @@ def paired_bootstrap(
 
 
 def gauc_bootstrap(
-    users: np.ndarray, labels: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, seed: int = 0
+    users: np.ndarray,
+    labels: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    n: int,
+    seed: int = 0,
+    weighted: bool = True,
 ) -> tuple[float, float]:
     """95% interval of GAUC(a) - GAUC(b) when test users are resampled with replacement (users
-    with one class only carry no GAUC weight, as in the metric)."""
+    with one class only carry no GAUC weight, as in the metric); ``weighted=False`` for the
+    per-user mean (GAUC_user_mean)."""
     ua, pa, wa, _ = per_group_auc(a, labels, users)
+    if not weighted:
+        wa = np.ones_like(wa)
     ub, pb, _, _ = per_group_auc(b, labels, users)
     if not np.array_equal(ua, ub):
         raise SystemExit("the two models' GAUC users differ; were they scored on the same data?")
@@ -78,6 +89,39 @@ def gauc_bootstrap(
     diffs = (w * (pa - pb)[pick]).sum(1) / w.sum(1)
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     return float(lo), float(hi)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def train_command(run: Path) -> str:
+    """The `seqrec train` command that remakes a finished run from its saved config.yaml: its
+    ranking preset plus every setting that differs from it (run folders are not committed,
+    so the record has to say how each was trained)."""
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    preset = f"ranking-{saved['task'].get('baseline') or saved['model']['name']}-ml-1m"
+    base = _flat(load_config(preset).model_dump(mode="json"))
+    root = str(data_dir()) + "/"
+    saved["data"]["dataset"] = str(saved["data"]["dataset"]).removeprefix(root)
+    sets = [
+        f"-o {k}={v if isinstance(v, str) else json.dumps(v)}"
+        for k, v in _flat(saved).items()
+        if base.get(k) != v
+    ]
+    cmd = " ".join(["seqrec train -c", preset, *sets, f"--out {run}"])
+    source = saved["train"].get("init_from")
+    if source and (Path(source) / "config.yaml").is_file():  # the pre-training run first
+        cmd = f"{train_command(Path(source))}; {cmd}"
+    return cmd
 
 
 def main() -> None:
@@ -100,11 +144,9 @@ def main() -> None:
     todo += [(key, None, Path(path)) for key, path in extra.items()]
     for key, preset, run in todo:
         overrides = [*args.set, f"train.device={args.device}"]
-        if preset is None:  # an extra run: its own config says how it was trained
-            cmd = f"(run folder {run}: see its config.yaml)"
-        else:
+        if preset is not None:
             cmd = f"seqrec train -c {preset} " + " ".join(f"-o {o}" for o in overrides)
-        commands.append(f"{cmd} --out {run}")
+            commands.append(f"{cmd} --out {run}")
         if not (run / "results.json").is_file():
             if preset is None:
                 raise SystemExit(f"--extra {key}: {run} holds no finished run (results.json)")
@@ -114,6 +156,8 @@ def main() -> None:
             cfg = load_config(preset, overrides)
             train_ranking_run(cfg, run, overwrite=True)
         res = json.loads((run / "results.json").read_text())
+        if preset is None:  # an extra run: its saved config says how it was trained
+            commands += [c for c in train_command(run).split("; ") if c not in commands]
         runs[key] = {
             "run": str(run),
             "best_epoch": res.get("best_epoch"),
@@ -124,10 +168,17 @@ def main() -> None:
         for k in KEYS:
             metrics[f"{key}/{k}"] = res["test"]["metrics"][k]
         preds[key] = np.load(run / "test_predictions.npz")
+        p = preds[key]  # from the predictions: runs older than the metric lack it
+        metrics[f"{key}/GAUC_user_mean"] = group_auc(p["probs"], p["labels"], p["users"], False)[0]
         protocol = res["test"]["protocol"]
     have = [b for b in BASELINES if b in preds]
     rankers = [k for k in preds if k not in BASELINES + EXTRA_BASELINES]
-    for metric, boot in (("AUC", paired_bootstrap), ("GAUC", gauc_bootstrap)):
+    user_mean = functools.partial(gauc_bootstrap, weighted=False)
+    for metric, boot in (
+        ("AUC", paired_bootstrap),
+        ("GAUC", gauc_bootstrap),
+        ("GAUC_user_mean", user_mean),
+    ):
         refs = [max(have, key=lambda b: metrics[f"{b}/{metric}"])] if have else []
         refs += [b for b in EXTRA_BASELINES if b in preds]
         for ref in refs:

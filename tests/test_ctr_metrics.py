@@ -56,6 +56,14 @@ def test_gauc_hand_computed():
     value, counted, skipped = group_auc(s, y, g)
     assert value == pytest.approx(0.75)
     assert (counted, skipped) == (2, 1)
+    # equal user weights: (1/2 + 1) / 2, the same here; with user a twice as heavy it differs
+    assert group_auc(s, y, g, weighted=False)[0] == pytest.approx(0.75)
+    s2, y2 = np.r_[s, 0.95, 0.05, 0.6], np.r_[y, 0, 0, 1]
+    g2 = np.concatenate([g, ["a", "a", "a"]])
+    # user a: positives .9 .1 .6 vs negatives .5 .95 .05 -> 2 + 1 + 2 = 5 of 9 pairs won; weight 6
+    assert group_auc(s2, y2, g2, weighted=False)[0] == pytest.approx((5 / 9 + 1) / 2)
+    assert group_auc(s2, y2, g2)[0] == pytest.approx((5 / 9 * 6 + 1 * 3) / 9)
+    assert ctr_metrics(s2, y2, g2)["GAUC_user_mean"] == pytest.approx((5 / 9 + 1) / 2)
 
 
 def test_gauc_counts_ties_as_half():

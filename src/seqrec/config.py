@@ -418,7 +418,7 @@ class TaskConfig(_Strict):
     part of a user's first-day rating burst, while nearly every test event comes from a user
     back more than 30 days later with a long history: training on the returning visits
     matches what the model is scored on. The popularity prior and item-kNN statistics still
-    use every training event."""
+    use every training event (shares: benchmarks/results/ranking_population.json)."""
     monitor: Literal["AUC", "GAUC"] = "AUC"
     """ranking: the validation metric that early stopping keeps the best weights by (GAUC when
     what matters is the order of items within each user)."""

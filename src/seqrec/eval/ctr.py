@@ -5,6 +5,8 @@
 * GAUC (Zhou et al., DIN 2018) is the per-user AUC averaged with each user's number of
   impressions as weight. A user whose examples are all positive or all negative has no AUC;
   such users are skipped and their number is reported (``GAUC_skipped_users``).
+  ``GAUC_user_mean`` is the plain mean over the same users, every user counting once: heavy
+  users dominate the weighted GAUC, and a claim should hold under both.
 * Log loss is the mean binary cross-entropy of the predicted probabilities (clipped to
   [1e-7, 1 - 1e-7] so one confident mistake cannot make it infinite).
 * Calibration: expected calibration error over 10 equal-width probability bins,
@@ -82,11 +84,16 @@ def per_group_auc(
     return uniq[ok], per, size[ok].astype(np.float64), int((~ok).sum())
 
 
-def group_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[float, int, int]:
-    """(GAUC, users counted, users skipped for having one class only)."""
+def group_auc(
+    scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, weighted: bool = True
+) -> tuple[float, int, int]:
+    """(GAUC, users counted, users skipped for having one class only); ``weighted=False``
+    averages the per-user AUCs with equal weights."""
     _, per, weights, skipped = per_group_auc(scores, labels, groups)
     if len(per) == 0:
         return float("nan"), 0, skipped
+    if not weighted:
+        return float(per.mean()), len(per), skipped
     return float((per * weights).sum() / weights.sum()), len(per), skipped
 
 
@@ -114,6 +121,7 @@ def ctr_metrics(probs: np.ndarray, labels: np.ndarray, users: np.ndarray) -> dic
     return {
         "AUC": auc(probs, labels),
         "GAUC": value,
+        "GAUC_user_mean": group_auc(probs, labels, users, weighted=False)[0],
         "GAUC_users": counted,
         "GAUC_skipped_users": skipped,
         "LogLoss": log_loss(probs, labels),

@@ -79,9 +79,11 @@ class ItemKNN:
         np.fill_diagonal(sim, 0.0)
         return np.clip(sim, 0.0, None).astype(np.float32)
 
-    def scores(self, ex: Examples, history: int, chunk: int = 4096) -> np.ndarray:
+    def scores(self, ex: Examples, history: int, chunk: int | None = None) -> np.ndarray:
         """[len(ex), 2]: the score above over the last ``history`` events of each history,
-        and log(1 + the sum of its similarities), how much co-rating evidence it rests on."""
+        and log(1 + the sum of its similarities), how much co-rating evidence it rests on.
+        Examples go in chunks of about a million (example, event) cells, a few MB each."""
+        chunk = chunk or max(64, (1 << 20) // history)
         back = np.arange(history, dtype=np.int64)
         out = np.zeros((len(ex), 2))
         for a in range(0, len(ex), chunk):
