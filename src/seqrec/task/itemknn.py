@@ -55,12 +55,11 @@ class ItemKNN:
                 f"{MAX_ITEMS:,} items (filter the catalogue with data.min_item_count)"
             )
         offsets = np.asarray(store.offsets, dtype=np.int64)
-        self.users = np.repeat(np.arange(store.n_users), np.diff(offsets))
+        users = np.repeat(np.arange(store.n_users), np.diff(offsets))
         self.items = np.asarray(store.items, dtype=np.int64)
         self.values = np.asarray(values, dtype=np.float64)
-        self.t_valid = t_valid
-        self.in_train = np.asarray(store.timestamps) < t_valid
-        u, i = self.users[self.in_train], self.items[self.in_train]
+        self.in_train = np.asarray(store.timestamps) < t_valid  # per event of the store
+        u, i = users[self.in_train], self.items[self.in_train]
         v = self.values[self.in_train]
         count = np.bincount(u, minlength=store.n_users)
         self.mean = np.bincount(u, weights=v, minlength=store.n_users) / np.maximum(count, 1)
