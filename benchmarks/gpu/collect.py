@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLED = {  # the SASRec paper's 100-negative protocol
     "sasrec_ml1m_bce": "uniform",
     "sasrec_ml1m_bce_long": "uniform",
+    "sasrec_ml1m_bce_r3": "uniform",
 }
 
 
