@@ -101,7 +101,19 @@ def table(root: Path, name: str, want_apen: bool = False) -> list[dict]:
         complete_accounting(folder / "runs" / r.config_hash, r.cfg)
         rows.append(row_from_run(folder, r, apen[_data_key(r.cfg)][0]))
     write_table(folder / "results.parquet", rows)
+    for r in rows:  # after the table: its schema has no such columns
+        r["_device"], r["_stopped_by"] = run_origin(folder / Path(r["metrics_path"]).parent)
     return rows
+
+
+def run_origin(run: Path) -> tuple[str, str | None]:
+    """('cuda' or 'cpu', what stopped it): where a finished run trained and whether its time
+    budget cut it (from its results.json)."""
+    res = run / "results.json"
+    if not res.is_file():
+        return "unknown", None
+    rec = json.loads(res.read_text())
+    return ("cuda" if rec["machine"].get("cuda") else "cpu"), rec.get("stopped_by")
 
 
 def clean(obj):
@@ -120,6 +132,8 @@ def run_table(rows: list[dict]) -> list[dict]:
             "layers": r["layers"],
             "width": r["hidden"],
             "data_fraction": r["data_fraction"],
+            "device": r.get("_device"),
+            "stopped_by": r.get("_stopped_by"),
             "non_embedding_params": r["non_embedding_params"],
             "params": r["params"],
             "test_ndcg10": r["test_ndcg10"],
@@ -162,7 +176,11 @@ def ml1m(root: Path, rows: list[dict], cmd: str) -> dict:
 def plus(root: Path, rows: list[dict], cmd: str) -> dict:
     rep = sa.sasrec_plus(root / "sasrec_plus", rows)
     figs.sasrec_plus(rep, FIG / "scaling_sasrec_plus.png")
-    metrics = {"runs (finished)": len(rows)}
+    metrics = {
+        "runs (finished)": len(rows),
+        "runs trained on CPU": sum(r.get("_device") == "cpu" for r in rows),
+        "runs cut by the time budget": sum(r.get("_stopped_by") == "time_budget" for r in rows),
+    }
     for arm, pts in rep["by_arm"].items():
         for name, p in pts.items():
             metrics[f"{arm} {name}"] = sa.r4(p["ndcg10"])
@@ -179,7 +197,11 @@ def plus(root: Path, rows: list[dict], cmd: str) -> dict:
 def perf_law(rows: list[dict], name: str, dataset: str, note: str, cmd: str) -> dict:
     rep = sa.perf_law(rows)
     figs.perf_law(rep, f"Performance Law, {dataset}", FIG / f"{name}.png")
-    metrics = {"runs (finished)": len(rows)}
+    metrics = {
+        "runs (finished)": len(rows),
+        "runs trained on CPU": sum(r.get("_device") == "cpu" for r in rows),
+        "runs cut by the time budget": sum(r.get("_stopped_by") == "time_budget" for r in rows),
+    }
     for k, pl in rep.items():
         if "error" in pl:
             metrics[f"{k}"] = f"not fitted: {pl['error']}"
@@ -197,7 +219,11 @@ def perf_law(rows: list[dict], name: str, dataset: str, note: str, cmd: str) -> 
 
 ML1M = "ML-1M (6,040 x 3,416)"
 BEAUTY = "Amazon Beauty (22,363 x 12,101)"
-PROTOCOL = "sweep specs in benchmarks/sweeps/, trained on the lent H100 (benchmarks/gpu/)"
+PROTOCOL = (
+    "sweep specs in benchmarks/sweeps/, trained on the lent H100 (benchmarks/gpu/) except the "
+    "runs whose 'device' is cpu (same spec and budget; 'stopped_by' says whether the time cap cut "
+    "a run)"
+)
 ML1M_NOTE = (
     "One data size on ML-1M: D' = tokens x ApEn (or / ApEn) is the same for every run, so the "
     "law's data term ln D' + p2 D'^-w5 is a single constant: p2 and w5 are not identifiable "
