@@ -67,6 +67,17 @@ def test_presets_and_data_list():
     assert "ml-1m" in invoke("data", "list").output
 
 
+def test_every_preset_is_a_valid_config():
+    """A preset that no longer validates (a renamed option, a bad value) fails here, not in
+    a user's first `seqrec train -c`."""
+    from seqrec.config import list_presets, load_config
+
+    names = list_presets()
+    assert len(names) > 20 and "ranking-sasrec-knn-ml-1m" in names
+    for name in names:
+        load_config(name)
+
+
 def test_data_stats_on_a_generated_file(cycle_log):
     out = invoke("data", "stats", cycle_log).output
     rows = dict(
