@@ -116,6 +116,15 @@ def run_origin(run: Path) -> tuple[str, str | None]:
     return ("cuda" if rec["machine"].get("cuda") else "cpu"), rec.get("stopped_by")
 
 
+def run_counts(rows: list[dict]) -> dict[str, int]:
+    """How many runs a result rests on, how many trained on CPU, how many the time cap cut."""
+    return {
+        "runs (finished)": len(rows),
+        "runs trained on CPU": sum(r.get("_device") == "cpu" for r in rows),
+        "runs cut by the time budget": sum(r.get("_stopped_by") == "time_budget" for r in rows),
+    }
+
+
 def clean(obj):
     """Drop private (plot-only) keys, recursively."""
     if isinstance(obj, dict):
@@ -176,11 +185,7 @@ def ml1m(root: Path, rows: list[dict], cmd: str) -> dict:
 def plus(root: Path, rows: list[dict], cmd: str) -> dict:
     rep = sa.sasrec_plus(root / "sasrec_plus", rows)
     figs.sasrec_plus(rep, FIG / "scaling_sasrec_plus.png")
-    metrics = {
-        "runs (finished)": len(rows),
-        "runs trained on CPU": sum(r.get("_device") == "cpu" for r in rows),
-        "runs cut by the time budget": sum(r.get("_stopped_by") == "time_budget" for r in rows),
-    }
+    metrics = run_counts(rows)
     for arm, pts in rep["by_arm"].items():
         for name, p in pts.items():
             metrics[f"{arm} {name}"] = sa.r4(p["ndcg10"])
@@ -197,11 +202,7 @@ def plus(root: Path, rows: list[dict], cmd: str) -> dict:
 def perf_law(rows: list[dict], name: str, dataset: str, note: str, cmd: str) -> dict:
     rep = sa.perf_law(rows)
     figs.perf_law(rep, f"Performance Law, {dataset}", FIG / f"{name}.png")
-    metrics = {
-        "runs (finished)": len(rows),
-        "runs trained on CPU": sum(r.get("_device") == "cpu" for r in rows),
-        "runs cut by the time budget": sum(r.get("_stopped_by") == "time_budget" for r in rows),
-    }
+    metrics = run_counts(rows)
     for k, pl in rep.items():
         if "error" in pl:
             metrics[f"{k}"] = f"not fitted: {pl['error']}"

@@ -84,17 +84,21 @@ def per_group_auc(
     return uniq[ok], per, size[ok].astype(np.float64), int((~ok).sum())
 
 
+def _gauc_means(per: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """(impression-weighted, plain) mean of per-user AUCs; NaN when no user counts."""
+    if len(per) == 0:
+        return float("nan"), float("nan")
+    return float((per * weights).sum() / weights.sum()), float(per.mean())
+
+
 def group_auc(
     scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, weighted: bool = True
 ) -> tuple[float, int, int]:
     """(GAUC, users counted, users skipped for having one class only); ``weighted=False``
     averages the per-user AUCs with equal weights."""
     _, per, weights, skipped = per_group_auc(scores, labels, groups)
-    if len(per) == 0:
-        return float("nan"), 0, skipped
-    if not weighted:
-        return float(per.mean()), len(per), skipped
-    return float((per * weights).sum() / weights.sum()), len(per), skipped
+    value = _gauc_means(per, weights)[0 if weighted else 1]
+    return value, len(per), skipped
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -117,12 +121,13 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[s
 
 def ctr_metrics(probs: np.ndarray, labels: np.ndarray, users: np.ndarray) -> dict[str, float]:
     """Every ranking-task metric of one split, as a flat dict for results.json."""
-    value, counted, skipped = group_auc(probs, labels, users)
+    _, per, weights, skipped = per_group_auc(probs, labels, users)  # one sort for both
+    weighted, user_mean = _gauc_means(per, weights)
     return {
         "AUC": auc(probs, labels),
-        "GAUC": value,
-        "GAUC_user_mean": group_auc(probs, labels, users, weighted=False)[0],
-        "GAUC_users": counted,
+        "GAUC": weighted,
+        "GAUC_user_mean": user_mean,
+        "GAUC_users": len(per),
         "GAUC_skipped_users": skipped,
         "LogLoss": log_loss(probs, labels),
         **calibration(probs, labels),
