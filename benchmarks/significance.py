@@ -38,12 +38,16 @@ KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 # settings that leave the users, items and held-out targets unchanged (features are extra inputs)
 _DATA_FREE = {
     "max_len",
+    "valid_users",  # which users validate changes training, not the test users or targets
     "cache_dir",
     "item_features",
     "item_feature_fields",
     "user_features",
     "user_feature_fields",
 }
+
+# protocol fields that leave the test users, targets and ranking unchanged
+_PROTOCOL_FREE = {"max_len", "valid", "valid_users", "others_train_on_second_to_last"}
 
 
 class Run:
@@ -62,7 +66,9 @@ class Run:
 
     def pairing_key(self) -> dict:
         data = {k: v for k, v in self.results["config"]["data"].items() if k not in _DATA_FREE}
-        protocol = {k: v for k, v in self.results["test"]["protocol"].items() if k != "max_len"}
+        protocol = {
+            k: v for k, v in self.results["test"]["protocol"].items() if k not in _PROTOCOL_FREE
+        }
         return {"data": data, "protocol": protocol, "n_users": len(self.ranks)}
 
 

@@ -58,6 +58,43 @@ def test_leave_one_out_properties(seqs):
     assert split.protocol["dropped_users"] == len(seqs) - len(kept)
 
 
+@settings(max_examples=40, deadline=None)
+@given(sequences, st.integers(1, 30))
+def test_leave_one_out_valid_users_sample(seqs, k):
+    """Only k users keep a validation target; the others train through their second-to-last
+    item; the test view is the full split's, and no slice reaches a held-out position."""
+    if all(len(s) < 3 for s in seqs):
+        return
+    store = store_from(seqs)
+    full, part = leave_one_out(store), leave_one_out(store, valid_users=k)
+    n = len(full.test)
+    for a, b in ((full.test, part.test), (full.train, part.train)):
+        np.testing.assert_array_equal(a.users, b.users)
+    np.testing.assert_array_equal(full.test.ends, part.test.ends)
+    np.testing.assert_array_equal(full.test.targets, part.test.targets)
+    assert len(part.valid) == min(k, n)
+    assert set(part.valid.users) <= set(part.test.users)
+    validated = np.isin(part.train.users, part.valid.users)
+    end = store.offsets[part.train.users + 1]
+    # validation users: train ends before the valid target; the others: before the test target
+    np.testing.assert_array_equal(part.train.ends, np.where(validated, end - 2, end - 1))
+    for row, u in enumerate(part.valid.users):
+        assert part.valid.targets[row] == seqs[u][-2]
+        assert part.valid.history(row).tolist() == seqs[u][:-2]
+    assert part.protocol.get("valid_users") == (k if k < n else None)
+    # the sample is fixed: the same users every time
+    np.testing.assert_array_equal(leave_one_out(store, valid_users=k).valid.users, part.valid.users)
+
+
+def test_valid_users_needs_leave_one_out():
+    store, _, _ = timed_store()
+    cfg = DataConfig(split="temporal", valid_users=2, temporal_valid_frac=0.2,
+                     temporal_test_frac=0.2)  # fmt: skip
+    with pytest.raises(SeqrecError, match=r"valid_users applies to data\.split=loo only"):
+        make_split(store, cfg)
+    assert len(make_split(store, DataConfig(valid_users=1)).valid) == 1
+
+
 def test_leave_one_out_warns_with_count(caplog):
     with caplog.at_level(logging.WARNING, logger="seqrec.data.split"):
         split = leave_one_out(store_from([[1, 2, 3], [4], [5, 6], [7, 8, 9, 1]]))

@@ -81,3 +81,19 @@ def test_runs_on_different_data_are_not_paired(tmp_path):
     c = fake_run(tmp_path / "c", np.arange(1, 12))
     with pytest.raises(SystemExit, match="n_users differs"):
         S.compare([S.Run(a), S.Run(c)], S.KEYS)
+
+
+def test_runs_validated_on_different_users_are_paired(tmp_path):
+    """data.valid_users changes who validates (and so what trains), not the test: pairable."""
+    a = fake_run(tmp_path / "a", np.arange(1, 11))
+    b = fake_run(tmp_path / "b", np.arange(1, 11))
+    res = json.loads((b / "results.json").read_text())
+    res["config"]["data"]["valid_users"] = 512
+    res["test"]["protocol"] |= {"valid": "second-to-last item of 512 fixed random users",
+                                "valid_users": 512, "others_train_on_second_to_last": True}  # fmt: skip
+    (b / "results.json").write_text(json.dumps(res))
+    assert S.compare([S.Run(a), S.Run(b)], S.KEYS)["pairs"]["b - a"]["NDCG@10"]["diff"] == 0
+    res["test"]["protocol"]["ranking"] = "sampled"  # a different test protocol still refuses
+    (b / "results.json").write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match="protocol differs"):
+        S.compare([S.Run(a), S.Run(b)], S.KEYS)

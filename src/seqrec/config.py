@@ -42,6 +42,12 @@ class DataConfig(_Strict):
     """Fill fields left at their default with the catalogue's literature preprocessing (e.g.
     ml-1m drops items with < 5 ratings); false keeps the raw data (generative-recommenders' ML-1M)."""
     split: Literal["loo", "temporal"] = "loo"
+    valid_users: int | None = Field(None, ge=1)
+    """Leave-one-out only: hold out the second-to-last item of only this many users (a fixed
+    random subset, the same in every run) for validation; every other user also trains on it.
+    None = every user (the SASRec / BERT4Rec papers). Klenitskiy & Vasilev validate on at most
+    10,000 users, gSASRec on 512; generative-recommenders' shipped code trains every user
+    through the second-to-last item. Test targets and histories are the same either way."""
     temporal_valid_frac: float = Field(0.1, gt=0, lt=1)
     temporal_test_frac: float = Field(0.1, gt=0, lt=1)
     max_len: int = Field(200, ge=2)

@@ -61,13 +61,17 @@ def _view(store: SequenceStore, users, starts, ends, targets=None) -> SplitView:
     )
 
 
-def leave_one_out(store: SequenceStore) -> Split:
+def leave_one_out(store: SequenceStore, valid_users: int | None = None) -> Split:
     """Last item -> test, second-to-last -> valid, the rest -> train (SASRec / BERT4Rec protocol).
 
     Valid history is the train slice; test history is train + the valid item, so the model sees
     the valid interaction at test time, as in the papers. A user needs 3 items for all three
     parts; shorter users are dropped from every view (with a warning) rather than leaking a
     target into training.
+
+    ``valid_users=k`` validates on k users only (drawn with a fixed seed, so every run and
+    every model sees the same ones); the others' second-to-last item moves into training,
+    which is what protocols that validate on a user sample do. Nothing about the test changes.
     """
     lengths = store.lengths()
     users = np.flatnonzero(lengths >= 3)
@@ -94,9 +98,18 @@ def leave_one_out(store: SequenceStore) -> Split:
         "test_history_includes_valid": True,
         "dropped_users": int(dropped),
     }
+    rows = np.arange(len(users))
+    train_end = end - 2
+    if valid_users is not None and valid_users < len(users):
+        rows = np.sort(np.random.default_rng(0).choice(len(users), valid_users, replace=False))
+        train_end = end - 1
+        train_end[rows] -= 1
+        protocol["valid"] = f"second-to-last item of {valid_users} fixed random users"
+        protocol["valid_users"] = int(valid_users)
+        protocol["others_train_on_second_to_last"] = True
     return Split(
-        train=_view(store, users, start, end - 2),
-        valid=_view(store, users, start, end - 2, items[end - 2]),
+        train=_view(store, users, start, train_end),
+        valid=_view(store, users[rows], start[rows], end[rows] - 2, items[end[rows] - 2]),
         test=_view(store, users, start, end - 1, items[end - 1]),
         protocol=protocol,
     )
@@ -166,5 +179,10 @@ def temporal_split(store: SequenceStore, valid_frac: float, test_frac: float) ->
 
 def make_split(store: SequenceStore, cfg: DataConfig) -> Split:
     if cfg.split == "loo":
-        return leave_one_out(store)
+        return leave_one_out(store, cfg.valid_users)
+    if cfg.valid_users is not None:
+        raise SeqrecError(
+            "data.valid_users applies to data.split=loo only; the temporal split validates on "
+            "every user with an interaction in the validation period (drop data.valid_users)"
+        )
     return temporal_split(store, cfg.temporal_valid_frac, cfg.temporal_test_frac)
