@@ -71,9 +71,31 @@ def summary(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# each figure and the result file holding the numbers drawn in it (benchmarks/scaling_report.py)
+FIGURES = {
+    "scaling_ml1m_families": "scaling_ml1m",
+    "iso_flop_ml1m": "scaling_ml1m",
+    "scaling_sasrec_plus": "scaling_sasrec_plus",
+    "perf_law_ml1m": "perf_law_ml1m",
+    "perf_law_beauty": "perf_law_beauty",
+    "apen_datasets": "apen_datasets",
+}
+
+
+def figures() -> str:
+    """The scaling figures inline, each with the section that holds its numbers."""
+    lines = ["## Figures", ""]
+    for fig, result in FIGURES.items():
+        if (ROOT / "benchmarks" / "figures" / f"{fig}.png").is_file():
+            lines += [f"### {fig} (numbers: [{result}](#{result}))", "",
+                      f"![{fig}](figures/{fig}.png)", ""]  # fmt: skip
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def main() -> None:
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    text = HEADER + "\n" + summary(records) + "\n" + "\n".join(section(r) for r in records)
+    text = HEADER + "\n" + summary(records) + "\n" + figures() + "\n"
+    text += "\n".join(section(r) for r in records)
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(text)
     print(f"wrote {out} ({len(records)} results)")

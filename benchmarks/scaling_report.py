@@ -230,8 +230,7 @@ ML1M_NOTE = (
     "law's data term ln D' + p2 D'^-w5 is a single constant: p2 and w5 are not identifiable "
     "separately (only their sum with ln D'), and the multiply and divide forms are the same fit. "
     "What is fitted is the N (layers) and d (width) part plus that constant, pooled over the "
-    "three families (the law has no family term); d takes only 2 values (128, 256) among the "
-    "finished runs, so w4 is weakly identified."
+    "three families (the law has no family term); d takes {widths} among the finished runs."
 )
 
 
@@ -244,7 +243,10 @@ def main() -> None:
     ml_rows = table(args.root, "ml1m", want_apen=True)
     out = {"ml1m": ml1m(args.root, ml_rows, cmd)}
     out["plus"] = plus(args.root, table(args.root, "sasrec_plus"), cmd)
-    out["pl_ml1m"] = perf_law(ml_rows, "perf_law_ml1m", ML1M, ML1M_NOTE, cmd)
+    widths = sorted({r["hidden"] for r in ml_rows})
+    note = ML1M_NOTE.format(widths=f"the values {widths}" if len(widths) > 2 else
+                            f"only the values {widths}, so w4 is weakly identified")  # fmt: skip
+    out["pl_ml1m"] = perf_law(ml_rows, "perf_law_ml1m", ML1M, note, cmd)
     beauty = table(args.root, "beauty")
     out["pl_beauty"] = perf_law(beauty, "perf_law_beauty", BEAUTY, "", cmd)
     apen = json.loads((RESULTS / "apen_datasets.json").read_text())
