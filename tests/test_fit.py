@@ -199,3 +199,21 @@ def test_cli_fit_reports_the_leave_one_out_score(tmp_path):
     big_d = data_term([rows[0]["train_tokens"]], [rows[0]["apen"]])
     want = rest.predict([rows[0]["layers"]], [rows[0]["hidden"]], big_d)[0]
     assert cv["predicted"][0] == pytest.approx(want, rel=1e-6)
+
+
+def test_bad_fit_choices_are_refused_before_fitting(tmp_path):
+    """A misspelt law, data form or family is one clear error, never a table row or 0 runs."""
+    from seqrec.scaling.fit import load_rows
+    from seqrec.scaling.sweep import write_table
+
+    rows = sweep_rows()
+    with pytest.raises(SeqrecError, match=r"--law 'perf': use one of seed, code"):
+        fit_table(rows, law="perf", n_boot=0)
+    with pytest.raises(SeqrecError, match=r"--data-form 'bogus': use one of multiply, divide"):
+        fit_table(rows, data_form="bogus", n_boot=0, perf_law=False)
+    for r in rows:
+        r["status"] = "ok"
+    write_table(tmp_path / "results.parquet", rows)
+    assert len(load_rows(tmp_path / "results.parquet", "hstu")) == len(rows) // 2
+    with pytest.raises(SeqrecError, match=r"--model 'llama'.*it has hstu, sasrec"):
+        load_rows(tmp_path / "results.parquet", "llama")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from seqrec.errors import SeqrecError
+from seqrec.scaling import perf_law as _pl
 from seqrec.scaling.perf_law import _r2
 
 X_COLUMNS = {
@@ -358,7 +359,15 @@ def load_rows(path: Path, model: str | None = None) -> list[dict]:
     if not Path(path).is_file():
         raise SeqrecError(f"{path} does not exist; pass the results.parquet a sweep wrote")
     rows = [r for r in read_table(path) if r["status"] == "ok"]
-    return [r for r in rows if r["model"] == model] if model else rows
+    if not model:
+        return rows
+    kept = [r for r in rows if r["model"] == model]
+    if rows and not kept:
+        found = ", ".join(sorted({str(r["model"]) for r in rows}))
+        raise SeqrecError(
+            f"--model {model!r}: no finished run of that family in {path}; it has {found}"
+        )
+    return kept
 
 
 def fit_table(
@@ -383,6 +392,10 @@ def fit_table(
         raise SeqrecError(f"--x {x!r}: use one of {', '.join(X_COLUMNS)}")
     if y not in Y_COLUMNS:
         raise SeqrecError(f"--y {y!r}: use one of {', '.join(Y_COLUMNS)}")
+    if law not in _pl.LAWS:  # checked up front: a bad choice must not surface as a table row
+        raise SeqrecError(f"--law {law!r}: use one of {', '.join(_pl.LAWS)}")
+    if data_form not in _pl.FORMS:
+        raise SeqrecError(f"--data-form {data_form!r}: use one of {', '.join(_pl.FORMS)}")
     rows = [r for r in rows if r.get(X_COLUMNS[x]) is not None and r.get(y) is not None]
     if len(rows) < 3:
         raise SeqrecError(f"only {len(rows)} finished runs have {X_COLUMNS[x]} and {y}; need 3+")
