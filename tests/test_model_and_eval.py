@@ -174,3 +174,20 @@ def test_sampled_metrics_are_labelled_and_bounded():
     )
     assert res.protocol["ranking"].startswith("sampled")
     assert (res.ranks >= 1).all() and (res.ranks <= 6).all()
+
+
+def test_init_schemes_set_the_qkv_and_other_matrix_scales():
+    """normal: every matrix N(0, 0.02); normal_xavier_qkv: the same except the fused Q/K/V
+    projection, which is xavier-uniform over [3d, d] (torch MultiheadAttention's default)."""
+    d = 64
+    for scheme in ("normal", "normal_xavier_qkv"):
+        torch.manual_seed(0)
+        m = SASRec(ModelConfig(hidden=d, layers=2, heads=1, init=scheme), 500, 8)
+        for name, p in m.named_parameters():
+            if p.dim() < 2:
+                continue
+            want = 0.02
+            if scheme == "normal_xavier_qkv" and name.endswith("qkv.weight"):
+                want = (2.0 / (d + 3 * d)) ** 0.5  # xavier-uniform std
+            got = p.detach().std().item()
+            assert abs(got - want) < 0.15 * want, (scheme, name, got, want)

@@ -93,8 +93,9 @@ class ModelConfig(_Strict):
     h = LN2(x), x = h + FFN(h), with a final LN."""
     attn_out_proj: bool = False
     """Linear projection after attention (torch ``MultiheadAttention`` has one; the paper has none)."""
-    init: Literal["xavier", "normal"] = "xavier"
-    """Weight init of matrices: xavier-normal, or N(0, 0.02) as BERT-style code does."""
+    init: Literal["xavier", "normal", "normal_xavier_qkv"] = "xavier"
+    """Weight init of matrices: xavier-normal, or N(0, 0.02) as BERT-style code does, or N(0, 0.02)
+    with a xavier-uniform Q/K/V projection (torch MultiheadAttention ports; models/common.py)."""
     ln_eps: float = Field(1e-5, gt=0)
     """LayerNorm epsilon (the official SASRec code uses 1e-8)."""
     scale_embeddings: bool = True

@@ -216,9 +216,17 @@ def attention_layer_flops(hidden: int, inner_matmuls: float, seq_len: float) -> 
 
 def init_matrices(module: nn.Module, scheme: str) -> None:
     """SASRec-family init: every matrix xavier-normal (the SASRec code) or N(0, 0.02)
-    (``scheme="normal"``, BERT/GPT-style), every bias zero; norms keep their defaults."""
+    (``scheme="normal"``, BERT/GPT-style), every bias zero; norms keep their defaults.
+
+    ``"normal_xavier_qkv"`` is N(0, 0.02) except the fused Q/K/V projection, which gets
+    xavier-uniform over the stacked [3d, d] matrix: what a port built on torch's
+    ``nn.MultiheadAttention`` ends up with when its N(0, 0.02) loop visits only Linear and
+    Embedding modules (Klenitskiy & Vasilev's SASRec), since ``in_proj_weight`` is neither.
+    Its Q/K/V start about 4x larger than under ``"normal"`` at width 64."""
     for name, p in module.named_parameters():
-        if p.dim() > 1 and scheme == "normal":
+        if p.dim() > 1 and scheme == "normal_xavier_qkv" and name.endswith("qkv.weight"):
+            nn.init.xavier_uniform_(p)
+        elif p.dim() > 1 and scheme in ("normal", "normal_xavier_qkv"):
             nn.init.normal_(p, std=0.02)
         elif p.dim() > 1:
             nn.init.xavier_normal_(p)
