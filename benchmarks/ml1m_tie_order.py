@@ -30,6 +30,7 @@ import polars as pl
 
 from common import data_dir, write_result
 from seqrec.data import prepare
+from seqrec.data.batches import flat_slices
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.eval.ranking import evaluate
 from seqrec.serve.recommender import Recommender
@@ -70,16 +71,14 @@ def main() -> None:
     items[flat] = df["idx"].to_numpy()
     users = np.unique(r)
     # same multiset per user: the reorder must only permute each user's own items
-    lengths = store.offsets[users + 1] - store.offsets[users]
-    seg = np.repeat(users, lengths)
-    before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    span = np.arange(lengths.sum()) + np.repeat(store.offsets[users] - before, lengths)
+    seg, span = flat_slices(store.offsets[users], store.offsets[users + 1])
     a = np.lexsort((store.items[span], seg))
     b = np.lexsort((items[span], seg))
     if not np.array_equal(store.items[span][a], items[span][b]) or len(span) != len(flat):
         raise SystemExit("the partial ratings file and the sequence copy hold different items")
     last, second = store.offsets[users + 1] - 1, store.offsets[users + 1] - 2
-    same_seq = np.bincount(seg, weights=(store.items[span] != items[span]))[users] == 0
+    moved = np.bincount(seg, weights=store.items[span] != items[span], minlength=len(users))
+    same_seq = moved == 0
     last_t = df.group_by("r").agg(tied=(pl.col("t") == pl.col("t").last()).sum() > 1)
     metrics = {
         "users compared": len(users),

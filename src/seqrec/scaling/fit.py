@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from seqrec.errors import SeqrecError
-from seqrec.scaling import perf_law as _pl
-from seqrec.scaling.perf_law import _r2
+from seqrec.scaling.perf_law import FORMS as DATA_FORMS
+from seqrec.scaling.perf_law import LAWS, _r2
 
 X_COLUMNS = {
     "params": "params",
@@ -392,10 +392,10 @@ def fit_table(
         raise SeqrecError(f"--x {x!r}: use one of {', '.join(X_COLUMNS)}")
     if y not in Y_COLUMNS:
         raise SeqrecError(f"--y {y!r}: use one of {', '.join(Y_COLUMNS)}")
-    if law not in _pl.LAWS:  # checked up front: a bad choice must not surface as a table row
-        raise SeqrecError(f"--law {law!r}: use one of {', '.join(_pl.LAWS)}")
-    if data_form not in _pl.FORMS:
-        raise SeqrecError(f"--data-form {data_form!r}: use one of {', '.join(_pl.FORMS)}")
+    if law not in LAWS:  # checked up front: a bad choice must not surface as a table row
+        raise SeqrecError(f"--law {law!r}: use one of {', '.join(LAWS)}")
+    if data_form not in DATA_FORMS:
+        raise SeqrecError(f"--data-form {data_form!r}: use one of {', '.join(DATA_FORMS)}")
     rows = [r for r in rows if r.get(X_COLUMNS[x]) is not None and r.get(y) is not None]
     if len(rows) < 3:
         raise SeqrecError(f"only {len(rows)} finished runs have {X_COLUMNS[x]} and {y}; need 3+")
