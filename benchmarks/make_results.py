@@ -71,6 +71,56 @@ def summary(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The issues' numeric targets and the results measured against them: (issue, what, results,
+# [(metric, bound)]). The numbers come from the JSONs; only the bounds are typed here.
+TARGETS = [
+    ("2", "SASRec CE, ML-1M 3,416 items", ["sasrec_ml1m_ce_official_s42",
+     "sasrec_ml1m_ce_official_s1", "sasrec_ml1m_ce_official_s2", "sasrec_ml1m_ce_kv_cpu"],
+     [("test/NDCG@10", 0.180), ("test/HR@10", 0.310)]),
+    ("2", "SASRec BCE, sampled-100 (within 2% of the paper)", ["sasrec_ml1m_bce_r3",
+     "sasrec_ml1m_bce_official_cpu"],
+     [(f"sampled-test/{m}@10 over 5 draws (mean, SD, min, max)", b)
+      for m, b in (("HR", 0.8080), ("NDCG", 0.5787))]),
+    ("2", "ML-1M test evaluation (s, < 2)", ["speed_ml1m_vs_recbole"],
+     [("seqrec/eval_test_sec", -2.0)]),
+    ("2", "training throughput vs RecBole (x, >= 5)", ["speed_ml1m_vs_recbole"],
+     [("speedup/train_throughput", 5.0)]),
+    # bert4rec_ml1m_kv_e400_s42 reproduced bert4rec_ml1m_kv exactly, so it is not counted twice
+    ("3", "BERT4Rec, ML-1M 3,416 items", ["bert4rec_ml1m_kv", "bert4rec_ml1m_kv_e400_s1"],
+     [("test/NDCG@10", 0.154), ("test/HR@10", 0.284)]),
+    # hstu_ml1m_s1 is superseded by _e300_s1 (its 101-epoch cap bound); _s2 equals _e300_s2
+    ("3", "HSTU, ML-1M 3,706 items", ["hstu_ml1m", "hstu_ml1m_e300_s42", "hstu_ml1m_e300_s1",
+     "hstu_ml1m_e300_s2"],
+     [("test/NDCG@10", 0.172), ("test/HR@10", 0.310)]),
+    ("3", "HSTU-large, ML-1M 3,706 items", ["hstu_large_ml1m_r3", "hstu_large_ml1m_e300_s42",
+     "hstu_large_ml1m_e300_s1"],
+     [("test/NDCG@10", 0.189), ("test/HR@10", 0.329)]),
+    ("4", "CL4SRec, Beauty", ["cl4srec_beauty_conv"], [("test/NDCG@10", 0.040)]),
+]  # fmt: skip
+
+
+def targets(by_name: dict[str, dict]) -> str:
+    """Each target with every result measured for it and their mean; a negative bound means
+    "at most", and a list value (mean, SD, ...) counts by its first entry. A target counts as
+    met when the mean over its results meets it."""
+    lines = ["## Targets", "", "| issue | target | metric | bound | results | mean | met |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for issue, what, names, checks in TARGETS:
+        recs = [by_name[n] for n in names if n in by_name]
+        for key, bound in checks:
+            vals = {r["name"]: r["metrics"][key] for r in recs if key in r["metrics"]}
+            vals = {n: v[0] if isinstance(v, list) else v for n, v in vals.items()}
+            if not vals:
+                continue
+            mean = sum(vals.values()) / len(vals)
+            met = mean <= -bound if bound < 0 else mean >= bound
+            shown = ", ".join(f"{n} {fmt(v)}" for n, v in vals.items())
+            sign = "<= " if bound < 0 else ">= "
+            lines.append(f"| {issue} | {what} | {key} | {sign}{fmt(abs(bound))} | {shown} "
+                         f"| {fmt(mean)} | {'yes' if met else 'no'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 # each figure and the result file holding the numbers drawn in it (benchmarks/scaling_report.py)
 FIGURES = {
     "scaling_ml1m_families": "scaling_ml1m",
@@ -94,7 +144,8 @@ def figures() -> str:
 
 def main() -> None:
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    text = HEADER + "\n" + summary(records) + "\n" + figures() + "\n"
+    by_name = {r["name"]: r for r in records}
+    text = HEADER + "\n" + targets(by_name) + "\n" + summary(records) + "\n" + figures() + "\n"
     text += "\n".join(section(r) for r in records)
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(text)

@@ -53,13 +53,10 @@ def official_order(path: Path) -> pl.DataFrame:
     return df.filter(pl.col("u") < df["u"].max()).sort(["u", "t", "f"])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("run", type=Path, help="a finished ML-1M run folder")
-    args = ap.parse_args()
-    cfg = load_run_config(args.run)
-    rec = Recommender.from_run(args.run)
-    store, split = prepare(cfg.data)
+def file_order_items(store) -> tuple[np.ndarray, np.ndarray, pl.DataFrame]:
+    """`store.items` with the users of the partial ratings.dat put in (timestamp, file position)
+    order; also the store rows of those users and their (user, item, t, ...) frame. Every other
+    user keeps our copy's order."""
     df = official_order(data_dir() / PARTIAL)
     ids = pl.DataFrame({"i": np.asarray(store.item_ids).astype(str)}).with_row_index("idx")
     rows = pl.DataFrame({"u": np.asarray(store.user_ids).astype(np.int64)}).with_row_index("r")
@@ -76,6 +73,18 @@ def main() -> None:
     b = np.lexsort((items[span], seg))
     if not np.array_equal(store.items[span][a], items[span][b]) or len(span) != len(flat):
         raise SystemExit("the partial ratings file and the sequence copy hold different items")
+    return items, users, df
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("run", type=Path, help="a finished ML-1M run folder")
+    args = ap.parse_args()
+    cfg = load_run_config(args.run)
+    rec = Recommender.from_run(args.run)
+    store, split = prepare(cfg.data)
+    items, users, df = file_order_items(store)
+    seg, span = flat_slices(store.offsets[users], store.offsets[users + 1])
     last, second = store.offsets[users + 1] - 1, store.offsets[users + 1] - 2
     moved = np.bincount(seg, weights=store.items[span] != items[span], minlength=len(users))
     same_seq = moved == 0

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 
 from seqrec.config import DataConfig
 from seqrec.data.preprocess import dedupe, kcore, preprocess
-from seqrec.data.store import SequenceStore, build_store
+from seqrec.data.store import SequenceStore, _store_name, build_store
 from seqrec.errors import SeqrecError
 
 
@@ -102,6 +104,20 @@ def small_store(timestamps: bool = True) -> SequenceStore:
         prep.item_ids,
         "small",
     )
+
+
+@pytest.mark.parametrize(
+    ("file", "name"),
+    [
+        ("ml-1m.seq.txt.gz", "ml-1m"),
+        ("ml-1m.fileorder.seq.txt.gz", "ml-1m.fileorder"),  # copies keep distinct names
+        ("ratings.dat", "ratings"),
+        ("events.v2.parquet", "events.v2"),
+        ("log", "log"),
+    ],
+)
+def test_store_name_drops_only_format_suffixes(file, name):
+    assert _store_name(Path(file)) == name
 
 
 @pytest.mark.parametrize("timestamps", [True, False])

@@ -202,8 +202,16 @@ class SequenceStore:
         )
 
 
+_FILE_SUFFIXES = {"gz", "zip", "txt", "seq", "csv", "tsv", "dat", "inter", "parquet", "jsonl"}
+
+
 def _store_name(path: Path) -> str:
-    return path.name.split(".")[0] or path.name
+    """The file name without its format and compression suffixes, so two copies of a dataset
+    (``ml-1m.seq.txt.gz``, ``ml-1m.fileorder.seq.txt.gz``) keep distinct names in results."""
+    parts = path.name.split(".")
+    while len(parts) > 1 and parts[-1].lower() in _FILE_SUFFIXES:
+        parts.pop()
+    return ".".join(parts) or path.name
 
 
 def build_store(cfg: DataConfig) -> SequenceStore:

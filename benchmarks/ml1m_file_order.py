@@ -1,0 +1,139 @@
+"""Does training on ratings.dat's order of same-second ratings change SASRec's ML-1M score?
+
+    SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_file_order.py write OUT.seq.txt.gz
+    SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_file_order.py compare \\
+        --ours RUN [RUN ...] --file-order RUN [RUN ...]
+
+Klenitskiy & Vasilev's ML-1M (the SASRec / BERT4Rec `ml-1m.txt`) orders ratings given in the same
+second as ratings.dat lists them: a stable sort by timestamp. Our offline copy (DiffuRec's
+sequence file) orders them differently (benchmarks/ml1m_tie_order.py), and ratings.dat with
+timestamps is here for users 1..2,998 only. So:
+
+* `write` saves a copy of our ML-1M in which those users follow (timestamp, file position) and
+  every other user keeps our order: same users, items and multisets, only the within-second order
+  (and therefore some test and validation targets) of about half of the users changes;
+* `compare` pairs runs trained on our copy with runs trained on that copy (same config apart from
+  the data file; seeds averaged per user) and reports the per-user test difference on the
+  reordered users and, as a control, on the users whose data are identical in both copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from common import write_result
+from ml1m_tie_order import file_order_items
+from seqrec.config import DataConfig
+from seqrec.data import prepare
+from seqrec.eval.metrics import confidence_interval, per_user_metrics
+from seqrec.train.run import load_run_config
+
+KEYS = ("NDCG@10", "HR@10")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(out: Path) -> None:
+    store, _ = prepare(DataConfig(dataset="ml-1m"))
+    items, users, _ = file_order_items(store)
+    user_of = np.repeat(np.arange(store.n_users), np.diff(store.offsets))
+    frame = pl.DataFrame({
+        "u": np.asarray(store.user_ids)[user_of].astype(str),
+        "i": np.asarray(store.item_ids)[items].astype(str),
+    })  # fmt: skip
+    lines = (
+        frame.group_by("u", maintain_order=True)
+        .agg(pl.col("i").str.join(" "))
+        .select(pl.concat_str(["u", "i"], separator=" "))
+        .to_series()
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with gzip.open(tmp, "wt") as fh:
+        fh.write("\n".join(lines.to_list()) + "\n")
+    os.replace(tmp, out)
+    print(f"{out}: {store.n_users:,} users, {len(users):,} of them in ratings.dat's order")
+
+
+def mean_metrics(runs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-user metrics averaged over the runs' seeds, and the raw user ids in their order."""
+    per, user_ids = [], None
+    for run in runs:
+        cfg = load_run_config(run)
+        store, split = prepare(cfg.data)
+        ids = np.asarray(store.user_ids).astype(np.int64)[split.test.users]
+        if user_ids is not None and not np.array_equal(ids, user_ids):
+            raise SystemExit(f"{run}: its test users differ from the other runs'")
+        user_ids = ids
+        per.append(per_user_metrics(np.load(run / "test_ranks.npy"), [10]))
+    return {k: np.mean([p[k] for p in per], axis=0) for k in KEYS}, user_ids
+
+
+def _rel(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths]
+
+
+def compare(ours: list[Path], file_order: list[Path], name: str) -> None:
+    a, users_a = mean_metrics(ours)
+    b, users_b = mean_metrics(file_order)
+    if not np.array_equal(users_a, users_b):
+        raise SystemExit("the two sets of runs rank different test users")
+    store, _ = prepare(DataConfig(dataset="ml-1m"))
+    _, reordered_rows, _ = file_order_items(store)
+    reordered = np.isin(users_a, np.asarray(store.user_ids).astype(np.int64)[reordered_rows])
+    metrics: dict = {"runs per arm": [len(ours), len(file_order)]}
+    for group, sel in (("reordered users", reordered), ("unchanged users", ~reordered)):
+        metrics[f"{group}/count"] = int(sel.sum())
+        for key in KEYS:
+            diff = b[key][sel] - a[key][sel]
+            metrics[f"{group}/our copy {key}"] = float(a[key][sel].mean())
+            metrics[f"{group}/file order {key}"] = float(b[key][sel].mean())
+            metrics[f"{group}/file order - our copy {key}"] = float(diff.mean())
+            metrics[f"{group}/file order - our copy {key} 95% CI"] = list(confidence_interval(diff))
+    for key in KEYS:
+        metrics[f"all users/our copy {key}"] = float(a[key].mean())
+        metrics[f"all users/file order {key}"] = float(b[key].mean())
+    write_result(
+        name,
+        metrics,
+        dataset=f"ML-1M, 6,040 users, 3,416 items; {int(reordered.sum()):,} users reordered",
+        protocol={"split": "leave-one-out", "ranking": "full", "mask_seen": True},
+        notes="Per-user metrics are averaged over each arm's seeds before pairing; the targets "
+        "of the reordered users differ between the arms, so that difference is the point.",
+        command="SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_file_order.py compare "
+        f"--name {name} --ours {' '.join(_rel(ours))} --file-order {' '.join(_rel(file_order))}",
+        extra={"runs": {"ours": _rel(ours), "file order": _rel(file_order)}},
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("write", help="save the reordered copy (a user-per-line sequence file)")
+    w.add_argument("out", type=Path)
+    c = sub.add_parser("compare", help="paired per-user comparison of the two kinds of runs")
+    c.add_argument("--ours", type=Path, nargs="+", required=True)
+    c.add_argument("--file-order", type=Path, nargs="+", required=True)
+    c.add_argument("--name", default="ml1m_file_order")
+    args = ap.parse_args()
+    # the runs' relative data paths (.devdata/...) are relative to the repository root
+    for key in ("out", "ours", "file_order"):
+        if hasattr(args, key):
+            val = getattr(args, key)
+            setattr(
+                args, key, [p.resolve() for p in val] if isinstance(val, list) else val.resolve()
+            )
+    os.chdir(ROOT)
+    if args.cmd == "write":
+        write(args.out)
+    else:
+        compare(args.ours, args.file_order, args.name)
+
+
+if __name__ == "__main__":
+    main()
