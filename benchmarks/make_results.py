@@ -77,8 +77,10 @@ TARGETS = [
     ("2", "SASRec CE, ML-1M 3,416 items", ["sasrec_ml1m_ce_official_s42",
      "sasrec_ml1m_ce_official_s1", "sasrec_ml1m_ce_official_s2", "sasrec_ml1m_ce_kv_cpu"],
      [("test/NDCG@10", 0.180), ("test/HR@10", 0.310)]),
-    ("2", "SASRec BCE, sampled-100 (within 2% of the paper)", ["sasrec_ml1m_bce_r3",
-     "sasrec_ml1m_bce_official_cpu"],
+    ("2", "SASRec BCE, sampled-100 (within 2% of the paper)", ["sasrec_ml1m_bce_official_cpu"],
+     [(f"sampled-test/{m}@10 over 5 draws (mean, SD, min, max)", b)
+      for m, b in (("HR", 0.8080), ("NDCG", 0.5787))]),
+    ("2", "the same, earlier preset (pre-LN, clipping, warm-up)", ["sasrec_ml1m_bce_r3"],
      [(f"sampled-test/{m}@10 over 5 draws (mean, SD, min, max)", b)
       for m, b in (("HR", 0.8080), ("NDCG", 0.5787))]),
     ("2", "ML-1M test evaluation (s, < 2)", ["speed_ml1m_vs_recbole"],
