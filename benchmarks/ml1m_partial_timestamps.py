@@ -1,0 +1,63 @@
+"""Write raw ML-1M with the timestamps this machine has, for HSTU's time-gap attention bias.
+
+    SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_partial_timestamps.py OUT.csv.gz
+
+generative-recommenders' HSTU numbers use a relative attention bias on log-bucketed time gaps;
+our offline ML-1M copy has no timestamps, so the `hstu-ml-1m` presets run with
+`model.time_bias=false`. ratings.dat with timestamps is here for users 1..2,998 only. This file
+holds every rating of raw ML-1M (6,040 users, 3,706 items): users 1..2,998 with their real
+timestamps in ratings.dat's order, every other user in our copy's order with timestamp 0, so
+all of their gaps fall in the zero-gap bucket and the bias is one constant for them (the same
+bucket real same-second ratings use). Training HSTU on it with and without `model.time_bias`
+and pairing the runs per user (`ml1m_file_order.py compare`: its "reordered users" are exactly
+users 1..2,998) measures what the time bias is worth where timestamps exist, with the other
+users as the control.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from common import data_dir
+from ml1m_tie_order import PARTIAL, official_order
+from seqrec.config import DataConfig
+from seqrec.data import build_store
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("out", type=Path, help="the CSV to write (.csv or .csv.gz)")
+    args = ap.parse_args()
+    timed = official_order(data_dir() / PARTIAL).select(
+        pl.col("u").alias("user_id"), pl.col("i").cast(pl.Int64).alias("item_id"),
+        pl.col("t").alias("timestamp"),
+    )  # fmt: skip
+    store = build_store(DataConfig(dataset="ml-1m", catalog_defaults=False))
+    users = np.asarray(store.user_ids).astype(np.int64)
+    rows = np.repeat(np.arange(store.n_users), np.diff(store.offsets))
+    ours = pl.DataFrame({
+        "user_id": users[rows],
+        "item_id": np.asarray(store.item_ids)[store.items].astype(np.int64),
+    }).filter(~pl.col("user_id").is_in(timed["user_id"].unique().implode()))  # fmt: skip
+    if timed.height + ours.height != len(store.items):
+        raise SystemExit("the partial ratings file does not cover its users completely")
+    frame = pl.concat([timed, ours.with_columns(timestamp=pl.lit(0, pl.Int64))]).sort(
+        "user_id", maintain_order=True
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    with gzip.open(tmp, "wb") if args.out.suffix == ".gz" else open(tmp, "wb") as fh:
+        frame.write_csv(fh)
+    os.replace(tmp, args.out)
+    print(f"{args.out}: {frame.height:,} ratings, {frame['user_id'].n_unique():,} users, "
+          f"{timed['user_id'].n_unique():,} of them with timestamps")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
