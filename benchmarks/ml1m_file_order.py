@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common import write_result
+from common import ROOT, write_result
 from ml1m_tie_order import file_order_items
 from seqrec.config import DataConfig
 from seqrec.data import prepare
@@ -35,7 +35,6 @@ from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.train.run import load_run_config
 
 KEYS = ("NDCG@10", "HR@10")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(out: Path) -> None:
@@ -121,18 +120,16 @@ def main() -> None:
     c.add_argument("--file-order", type=Path, nargs="+", required=True)
     c.add_argument("--name", default="ml1m_file_order")
     args = ap.parse_args()
-    # the runs' relative data paths (.devdata/...) are relative to the repository root
-    for key in ("out", "ours", "file_order"):
-        if hasattr(args, key):
-            val = getattr(args, key)
-            setattr(
-                args, key, [p.resolve() for p in val] if isinstance(val, list) else val.resolve()
-            )
-    os.chdir(ROOT)
+    # paths are taken relative to where the command runs, then the work moves to the repository
+    # root, which the runs' relative data paths (.devdata/...) are relative to
     if args.cmd == "write":
-        write(args.out)
+        out = args.out.resolve()
+        os.chdir(ROOT)
+        write(out)
     else:
-        compare(args.ours, args.file_order, args.name)
+        ours, file_order = [p.resolve() for p in args.ours], [p.resolve() for p in args.file_order]
+        os.chdir(ROOT)
+        compare(ours, file_order, args.name)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ model trained on that order would gain.
 from __future__ import annotations
 
 import argparse
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import polars as pl
 from common import data_dir, write_result
 from seqrec.data import prepare
 from seqrec.data.batches import flat_slices
+from seqrec.data.ingest import read_interactions
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.eval.ranking import evaluate
 from seqrec.serve.recommender import Recommender
@@ -41,16 +41,11 @@ PARTIAL = "movielens/ml-1m/ratings.PARTIAL_first487650lines.dat.gz"
 
 def official_order(path: Path) -> pl.DataFrame:
     """(user, item, timestamp, position in the file) for the complete users, in timestamp order
-    with the file position breaking ties (a stable sort, as SASRec-style preprocessing does)."""
-    with gzip.open(path, "rt") as fh:
-        lines = pl.Series("l", fh.read().splitlines())
-    parts = lines.str.split_exact("::", 3)
-    df = pl.DataFrame({
-        "u": parts.struct.field("field_0").cast(pl.Int64),
-        "i": parts.struct.field("field_1"),
-        "t": parts.struct.field("field_3").cast(pl.Int64),
-    }).with_row_index("f")  # fmt: skip
-    return df.filter(pl.col("u") < df["u"].max()).sort(["u", "t", "f"])
+    with the file position breaking ties (a stable sort, as SASRec-style preprocessing does).
+    The file is read by seqrec's own ratings.dat reader, whose ``order`` is the file position."""
+    frame = read_interactions(path, "ml-dat").frame
+    frame = frame.select(u="user", i=pl.col("item").cast(pl.Utf8), t="ts", f="order")
+    return frame.filter(pl.col("u") < pl.col("u").max()).sort(["u", "t", "f"])
 
 
 def file_order_items(store) -> tuple[np.ndarray, np.ndarray, pl.DataFrame]:
