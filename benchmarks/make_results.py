@@ -45,8 +45,39 @@ def section(rec: dict) -> str:
     lines.append(f"- protocol: {json.dumps(protocol) if isinstance(protocol, dict) else protocol}")
     if rec.get("notes"):
         lines.append(f"- notes: {rec['notes']}")
+    tables = ci_tables(rec)
+    if tables:
+        return "\n".join(lines) + "\n\n" + tables
     lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {k.replace('|', '&#124;')} | {fmt(v)} |" for k, v in rec["metrics"].items()]
+    return "\n".join(lines) + "\n"
+
+
+CI_KEYS = ("NDCG@10", "HR@10")
+
+
+def ci_tables(rec: dict) -> str:
+    """A paired-comparison record (benchmarks/significance.py) as two tables: each run's mean
+    with its 95% CI, and each pair's difference with its CI and Holm-adjusted p-value. Empty
+    for any other record, which keeps the plain metric table."""
+    report = rec.get("report")
+    if not isinstance(report, dict) or not {"runs", "pairs"} <= report.keys():
+        return ""
+    runs, pairs = report["runs"], report["pairs"]
+    if not all(k in v for v in runs.values() for k in CI_KEYS):
+        return ""
+    lines = ["| run | " + " | ".join(f"{k} [95% CI]" for k in CI_KEYS) + " |",
+             "|---|" + "---|" * len(CI_KEYS)]  # fmt: skip
+    for name, m in runs.items():
+        cells = [f"{m[k]['mean']:.4f} [{m[k]['ci_low']:.4f}, {m[k]['ci_high']:.4f}]"
+                 for k in CI_KEYS]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| pair (B − A) | " + " | ".join(f"Δ {k} [95% CI] | p (Holm)" for k in CI_KEYS)
+              + " |", "|---|" + "---|---|" * len(CI_KEYS)]  # fmt: skip
+    for pair, tests in pairs.items():
+        cells = [f"{t['diff']:+.4f} [{t['diff_ci_low']:+.4f}, {t['diff_ci_high']:+.4f}] | "
+                 f"{t['p_ttest_holm']:.2g}" for t in (tests[k] for k in CI_KEYS)]  # fmt: skip
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +155,29 @@ def targets(by_name: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# issue 3's model table: each paired comparison (benchmarks/significance.py --baseline) and what
+# it compares; rendered near the top, and again in full with its command in its own section
+ZOO = {
+    "zoo_ml1m": "ML-1M, 3,416 items (items with < 5 ratings removed), max length 200",
+    "zoo_ml1m_raw": "ML-1M raw, 3,706 items, max length 200, the generative-recommenders recipe",
+    "zoo_beauty": "Amazon Beauty (S3-Rec file), max length 50, one shared training budget",
+}
+
+
+def zoo(by_name: dict[str, dict]) -> str:
+    """Every model beside the first run of its table (SASRec), with 95% CIs and paired tests."""
+    found = [(name, what) for name, what in ZOO.items() if name in by_name]
+    if not found:
+        return ""
+    lines = ["## Model zoo", "",
+             "Test metrics of each model's preset with 95% CIs over the test users, and each "
+             "model's paired difference from the table's first run. Commands: the linked sections.",
+             ""]  # fmt: skip
+    for name, what in found:
+        lines += [f"### {what} ([{name}](#{name}))", "", ci_tables(by_name[name])]
+    return "\n".join(lines)
+
+
 # each figure and the result file holding the numbers drawn in it (benchmarks/scaling_report.py)
 FIGURES = {
     "scaling_ml1m_families": "scaling_ml1m",
@@ -148,7 +202,8 @@ def figures() -> str:
 def main() -> None:
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     by_name = {r["name"]: r for r in records}
-    text = HEADER + "\n" + targets(by_name) + "\n" + summary(records) + "\n" + figures() + "\n"
+    text = HEADER + "\n" + targets(by_name) + "\n" + zoo(by_name) + "\n" + summary(records)
+    text += "\n" + figures() + "\n"
     text += "\n".join(section(r) for r in records)
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(text)

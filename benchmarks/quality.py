@@ -101,6 +101,9 @@ def main() -> None:
         }
     )
     protocol = res["test"]["protocol"]
+    if res.get("selected") == "last epoch":  # train.select=last: no model selection
+        metrics["tested_epoch"] = res["tested_epoch"]
+        protocol = {**protocol, "selected": "last epoch"}
     if args.sampled:
         s = evaluate_run(run_dir, "test", sampled=args.sampled, negatives=100)
         metrics.update({f"sampled-test/{k}": s.metrics[k] for k in ("HR@10", "NDCG@10")})

@@ -10,7 +10,9 @@ from seqrec.config import ModelConfig, build_config
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models.sasrec import SASRec
+from seqrec.objectives import sampled_softmax as ssm_module
 from seqrec.objectives.sampled_softmax import (
+    plain_sampled_softmax,
     reference_sampled_softmax,
     sample_negatives,
     sampled_softmax_loss,
@@ -110,3 +112,37 @@ def test_sasrec_l2_norm_output_scores_cosines():
     assert m.item_weights[0].abs().sum() == 0  # PAD stays zero
     torch.testing.assert_close(m(b)[torch.arange(2), torch.tensor([2, 3])], last)
     torch.testing.assert_close(m(b, reference=True)[1], m(b)[1])
+
+
+@pytest.mark.parametrize("mode", ["dense", "gather"])
+@pytest.mark.parametrize("logq", [False, True])
+def test_chunked_fast_path_equals_plain_autograd(monkeypatch, mode, logq):
+    """Both scoring modes of the chunked fast path, over several chunks (with a ragged last
+    one), give the plain autograd loss and gradients, accidental hits and log q included."""
+    monkeypatch.setattr(ssm_module, "DENSE_ITEMS_PER_NEGATIVE", 10**6 if mode == "dense" else 0)
+    h, w, t, neg = _inputs(n=11, r=5)
+    lq = torch.randn(w.shape[0], dtype=torch.float64) if logq else None
+    lq_pos, lq_neg = (lq[t], lq[neg]) if logq else (None, None)
+    grads = []
+    for fn, kw in ((sampled_softmax_loss, {"chunk": 4}), (plain_sampled_softmax, {})):
+        h1, w1 = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        loss = fn(h1, w1, t, neg, 0.2, lq_pos, lq_neg, normalize=True, **kw)
+        (3.0 * loss).backward()  # the incoming gradient is applied, not assumed to be 1
+        grads.append((loss.detach(), h1.grad, w1.grad))
+    for fast, plain in zip(*grads, strict=True):
+        torch.testing.assert_close(fast, plain)
+    with torch.no_grad():  # no gradients wanted: the loss alone
+        value = sampled_softmax_loss(h, w, t, neg, 0.2, lq_pos, lq_neg, chunk=4)
+    assert value.item() == pytest.approx(
+        plain_sampled_softmax(h, w, t, neg, 0.2, lq_pos, lq_neg).item(), rel=1e-12
+    )
+
+
+def test_chunked_fast_path_keeps_fp32_accumulation_for_fp32_inputs():
+    h, w, t, neg = (x.float() if x.is_floating_point() else x for x in _inputs(n=50, r=7))
+    h.requires_grad_(True)
+    loss = sampled_softmax_loss(h, w, t, neg, 0.05, chunk=8)
+    want = reference_sampled_softmax(h.detach().double(), w.double(), t, neg, 0.05)
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(want, rel=1e-5)
+    loss.backward()
+    assert h.grad.dtype == torch.float32 and torch.isfinite(h.grad).all()

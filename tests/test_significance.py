@@ -97,3 +97,18 @@ def test_runs_validated_on_different_users_are_paired(tmp_path):
     (b / "results.json").write_text(json.dumps(res))
     with pytest.raises(SystemExit, match="protocol differs"):
         S.compare([S.Run(a), S.Run(b)], S.KEYS)
+
+
+def test_baseline_mode_tests_only_the_first_run_against_the_others(tmp_path):
+    rng = np.random.default_rng(2)
+    ranks = [rng.integers(1, 101, 500) for _ in range(3)]
+    runs = [S.Run(fake_run(tmp_path / n, r)) for n, r in zip("abc", ranks, strict=True)]
+    every = S.compare(runs, S.KEYS)
+    vs_first = S.compare(runs, S.KEYS, baseline=True)
+    assert set(every["pairs"]) == {"b - a", "c - a", "c - b"}
+    assert set(vs_first["pairs"]) == {"b - a", "c - a"}
+    # the same differences; Holm counts 2 x 6 tests instead of 3 x 6, so it adjusts less
+    for pair in vs_first["pairs"]:
+        got, full = vs_first["pairs"][pair]["HR@10"], every["pairs"][pair]["HR@10"]
+        assert got["diff"] == full["diff"] and got["p_ttest"] == full["p_ttest"]
+        assert got["p_ttest_holm"] <= full["p_ttest_holm"]

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from conftest import ITEM_OFFSET, N_ITEMS, N_USERS
 from seqrec.config import build_config
 from seqrec.data import prepare
+from seqrec.errors import SeqrecError
 from seqrec.train import loop
 from seqrec.train.loop import Trainer, TrainingInterrupted
 from seqrec.train.run import train_run
@@ -326,3 +327,31 @@ def test_fingerprint_hashes_only_non_default_values():
     explicit = RunConfig.model_validate({"train": {"epochs": 200, "betas": [0.9, 0.98]}})
     assert base.fingerprint() == explicit.fingerprint()  # defaults spelled out change nothing
     assert base.fingerprint() != RunConfig.model_validate({"train": {"epochs": 3}}).fingerprint()
+
+
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_select_last_runs_every_epoch_and_tests_the_final_weights(
+    cycle_log, config_for, tmp_path, select
+):
+    """A learning rate too small to move validation makes every evaluation after the first a
+    non-improvement: early stopping ends the run there, select=last runs on and tests the end."""
+    cfg = config_for(cycle_log, train={"epochs": 4, "lr": 1e-12, "patience": 1, "select": select})
+    run = tmp_path / select
+    res = train_run(cfg, run, progress=False)
+    if select == "best":
+        assert [e[0] for e in valid_events(run)] == [0, 1]
+        assert res["selected"] == "best validation NDCG@10" and res["tested_epoch"] == 0
+        return
+    assert [e[0] for e in valid_events(run)] == [0, 1, 2, 3]
+    assert res["selected"] == "last epoch" and res["tested_epoch"] == 3
+    assert res["best_epoch"] == 0  # still reported: the best validation it saw
+    weights = load_file(run / "best.safetensors")
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    for name, tensor in ck["model_state"].items():
+        assert torch.equal(weights[name], tensor)
+
+
+def test_select_last_is_refused_for_the_ranking_task():
+    with pytest.raises(SeqrecError, match="select=last is implemented for next-item"):
+        build_config({"task": {"name": "ranking"}, "data": {"split": "temporal"},
+                      "train": {"select": "last"}})  # fmt: skip

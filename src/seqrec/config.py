@@ -340,6 +340,12 @@ class TrainConfig(_Strict):
     grad_clip: float | None = 1.0
     patience: int = Field(10, ge=1)
     """Stop after this many evaluations without a better validation NDCG@10."""
+    select: Literal["best", "last"] = "best"
+    """Which weights the test evaluates: the best validation NDCG@10 (early stopping) or the
+    last epoch's, after all ``epochs`` (patience ignored; validation is still logged). "last"
+    is generative-recommenders' shipped protocol: a fixed epoch count and no model selection,
+    usually with ``data.valid_users`` so that nearly everyone trains through the second-to-last
+    item."""
     eval_every: int = Field(1, ge=1)
     """Validate every this many epochs."""
     max_steps: int | None = None
@@ -526,6 +532,11 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"task.name=ranking has a ranking head for model.name in "
                 f"{', '.join(RANKING_ENCODERS)}, not {self.model.name}; or set task.baseline"
+            )
+        if self.train.select != "best":
+            raise ValueError(
+                "train.select=last is implemented for next-item retrieval; the ranking task "
+                "always tests its best validation weights (drop train.select)"
             )
         return self
 
