@@ -181,10 +181,13 @@ def train(
     protocol = results["test"]["protocol"]
     label = protocol["ranking"] + (" ranking" if protocol["ranking"] == "full" else "")
     label += ", seen items masked" if protocol["mask_seen"] else ", seen items kept"
+    tested = f"best epoch {results['best_epoch']}"
+    if results.get("selected") == "last epoch":
+        tested = f"last epoch {results['tested_epoch']}, best validation {results['best_epoch']}"
     _print_table(
         _metrics_table(
             f"{results['config']['model']['name']} on {results['dataset']['name']} — {label} "
-            f"(best epoch {results['best_epoch']}, {params['total']:,} parameters)",
+            f"({tested}, {params['total']:,} parameters)",
             {"valid": results["valid"]["metrics"], "test": results["test"]["metrics"]},
         )
     )

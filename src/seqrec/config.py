@@ -345,7 +345,8 @@ class TrainConfig(_Strict):
     last epoch's, after all ``epochs`` (patience ignored; validation is still logged). "last"
     is generative-recommenders' shipped protocol: a fixed epoch count and no model selection,
     usually with ``data.valid_users`` so that nearly everyone trains through the second-to-last
-    item."""
+    item. The run folder's best.safetensors then holds those tested weights, so evaluate,
+    recommend and export use them too."""
     eval_every: int = Field(1, ge=1)
     """Validate every this many epochs."""
     max_steps: int | None = None
