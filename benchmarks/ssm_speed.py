@@ -34,10 +34,6 @@ SHAPES = {  # name: (positions, negatives, width, items)
 TEMPERATURE = 0.05
 
 
-def plain(*args, chunk=None, **kwargs):
-    return ssm.plain_sampled_softmax(*args, **kwargs)
-
-
 def timed(fn, h0, w0, t, neg, reps=3):
     """Median seconds of forward + backward, and the loss and gradients of the last call."""
     times = []
@@ -58,7 +54,7 @@ def loss_alone() -> dict[str, float]:
         h0, w0 = torch.randn(n, d, generator=g), torch.randn(v + 1, d, generator=g)
         t = torch.randint(1, v + 1, (n,), generator=g)
         neg = torch.randint(1, v + 1, (n, r), generator=g)
-        base_s, want = timed(plain, h0, w0, t, neg)
+        base_s, want = timed(ssm.plain_sampled_softmax, h0, w0, t, neg)
         out[f"{name} plain_s"] = base_s
         for mode, ratio in modes.items():
             ssm.DENSE_ITEMS_PER_NEGATIVE = ratio
@@ -87,7 +83,7 @@ def hstu_step(steps: int) -> dict[str, float]:
         rows, bs = tr._epoch_order(0), cfg.train.batch_size
         for s in range(2 * steps + 2):
             which = ("plain", "fast")[s % 2]
-            base.sampled_softmax_loss = plain if which == "plain" else fast
+            base.sampled_softmax_loss = ssm.plain_sampled_softmax if which == "plain" else fast
             start = time.perf_counter()
             _, n_targets, _, _ = tr._step(rows[s * bs : (s + 1) * bs])
             if s >= 2:  # the first pair warms up

@@ -45,21 +45,34 @@ class ChunkedCrossEntropy(torch.autograd.Function):
                     grad_h[s : s + chunk] = p @ weight
                 if need_w:
                     grad_w += (p.T @ h).to(acc)
-        if need_h or need_w:
-            ctx.save_for_backward(
-                grad_h if need_h else torch.empty(0), grad_w if need_w else torch.empty(0)
-            )
-        ctx.n = n
-        ctx.dtypes = (hidden.dtype, weight.dtype)
+        stash_gradients(ctx, grad_h, grad_w, n, hidden, weight)
         return total / n
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.n
-        gh = (grad_h * scale).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
-        gw = (grad_w * scale).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        return gh, gw, None, None
+        return *stashed_gradients(ctx, grad_out), None, None
+
+
+def stash_gradients(ctx, grad_h, grad_w, n: int, hidden, weight) -> None:
+    """Keep the summed gradients a loss computed in its forward pass (None where not needed)
+    for `stashed_gradients`; the loss is their mean over ``n`` rows."""
+    if grad_h is not None or grad_w is not None:
+        ctx.save_for_backward(
+            torch.empty(0) if grad_h is None else grad_h,
+            torch.empty(0) if grad_w is None else grad_w,
+        )
+    ctx.n = n
+    ctx.dtypes = (hidden.dtype, weight.dtype)
+
+
+def stashed_gradients(ctx, grad_out: torch.Tensor) -> tuple:
+    """The backward of a loss whose gradients w.r.t. (hidden, weight) were stashed in forward:
+    scale them by the incoming gradient and the mean's 1/n, in the inputs' dtypes."""
+    grad_h, grad_w = ctx.saved_tensors
+    scale = grad_out / ctx.n
+    gh = (grad_h * scale).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
+    gw = (grad_w * scale).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
+    return gh, gw
 
 
 def chunked_cross_entropy(

@@ -34,6 +34,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from seqrec.objectives.ce import stash_gradients, stashed_gradients
+
 
 def sample_negatives(
     targets: torch.Tensor,
@@ -118,20 +120,12 @@ class ChunkedSampledSoftmax(torch.autograd.Function):
                 if need_w:
                     rows = (dz[:, :, None] * h[:, None, :]).reshape(-1, dim)
                     grad_w.index_add_(0, c.reshape(-1), rows.to(acc))
-        if need_h or need_w:
-            ctx.save_for_backward(
-                grad_h if need_h else torch.empty(0), grad_w if need_w else torch.empty(0)
-            )
-        ctx.n, ctx.dtypes = n, (hidden.dtype, weight.dtype)
+        stash_gradients(ctx, grad_h, grad_w, n, hidden, weight)
         return total / n
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.n
-        gh = (grad_h * scale).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
-        gw = (grad_w * scale).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        return gh, gw, None, None, None, None, None, None
+        return *stashed_gradients(ctx, grad_out), None, None, None, None, None, None
 
 
 def sampled_softmax_loss(

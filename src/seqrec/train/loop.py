@@ -546,17 +546,12 @@ class Trainer:
         res = self.evaluate_view("valid", self.valid_rows)
         ndcg = res.metrics["NDCG@10"]
         improved = ndcg > st["best"]
-        last = self.cfg.train.select == "last"  # keep every validation's weights, never stop
         if improved:
             st.update(best=ndcg, best_epoch=st["epoch"], bad_evals=0)
+            if self.dist.is_main:
+                self._save_weights()
         else:
             st["bad_evals"] += 1
-        if (improved or last) and self.dist.is_main:
-            save_weights(
-                self.run_dir / "best.safetensors",
-                self.model,
-                {"model": self.cfg.model.name, "n_items": str(self.store.n_items)},
-            )
         self.log.write(
             {
                 "event": "valid",
@@ -573,28 +568,33 @@ class Trainer:
         )
         if self.dist.is_main:
             bar.report(st["epoch"], ndcg, res.metrics["HR@10"], st["best"], improved)
-        return not last and st["bad_evals"] >= self.cfg.train.patience
+        # train.select=last runs every epoch: finish() tests (and saves) the final weights
+        return self.cfg.train.select == "best" and st["bad_evals"] >= self.cfg.train.patience
+
+    def _save_weights(self) -> None:
+        """The run's weights file: what finish() tests and evaluate / recommend / export load."""
+        save_weights(
+            self.run_dir / "best.safetensors",
+            self.model,
+            {"model": self.cfg.model.name, "n_items": str(self.store.n_items)},
+        )
 
     def finish(self, acct: dict) -> dict:
         """Reload the best weights and evaluate the test split exactly once."""
         best_path = self.run_dir / "best.safetensors"
+        last = self.cfg.train.select == "last"
 
         def load_best() -> None:
             # no validation happened (e.g. max_steps early), or the last weights are the ones
             # tested and training may have ended between validations
-            if not best_path.is_file() or self.cfg.train.select == "last":
-                save_weights(
-                    best_path,
-                    self.model,
-                    {"model": self.cfg.model.name, "n_items": str(self.store.n_items)},
-                )
+            if not best_path.is_file() or last:
+                self._save_weights()
             load_weights(best_path, self.model)
 
         self.dist.on_main(load_best)  # rank 0 reads the file ...
         self.dist.broadcast_module(self.model)  # ... and hands the weights to the others
         valid = self.evaluate_view("valid")
         test = self.evaluate_view("test")
-        last = self.cfg.train.select == "last"
         # the epoch counter ends one past the last epoch when every epoch ran
         final = self.state["epoch"] - (self.state["epoch"] >= self.cfg.train.epochs)
         return {
