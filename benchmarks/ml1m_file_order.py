@@ -77,7 +77,30 @@ def _rel(paths: list[Path]) -> list[str]:
     return [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths]
 
 
-def compare(ours: list[Path], file_order: list[Path], name: str) -> None:
+TIME_BIAS_NOTES = (
+    "Per-user metrics are averaged over each arm's seeds before pairing. Both arms train on the "
+    "same data (raw ML-1M, timestamps for users 1..2,998, 0 for the rest) and differ in one "
+    "setting; the users without timestamps are the control."
+)
+FILE_ORDER_NOTES = (
+    "Per-user metrics are averaged over each arm's seeds before pairing; the targets of the "
+    "reordered users differ between the arms, so that difference is the point."
+)
+
+
+def compare(
+    ours: list[Path],
+    file_order: list[Path],
+    name: str,
+    arms: tuple[str, str] = ("our copy", "file order"),
+    groups: tuple[str, str] = ("reordered users", "unchanged users"),
+    notes: str = FILE_ORDER_NOTES,
+) -> None:
+    """Paired per-user difference (second arm - first) on users 1..2,998 and on the rest.
+
+    ``arms`` and ``groups`` only name things: the same pairing answers other questions about
+    that user split, e.g. HSTU's time bias on ML-1M whose timestamps exist for exactly
+    those users (benchmarks/ml1m_partial_timestamps.py)."""
     a, users_a = mean_metrics(ours)
     b, users_b = mean_metrics(file_order)
     if not np.array_equal(users_a, users_b):
@@ -86,27 +109,33 @@ def compare(ours: list[Path], file_order: list[Path], name: str) -> None:
     _, reordered_rows, _ = file_order_items(store)
     reordered = np.isin(users_a, np.asarray(store.user_ids).astype(np.int64)[reordered_rows])
     metrics: dict = {"runs per arm": [len(ours), len(file_order)]}
-    for group, sel in (("reordered users", reordered), ("unchanged users", ~reordered)):
+    first, second = arms
+    for group, sel in ((groups[0], reordered), (groups[1], ~reordered)):
         metrics[f"{group}/count"] = int(sel.sum())
         for key in KEYS:
             diff = b[key][sel] - a[key][sel]
-            metrics[f"{group}/our copy {key}"] = float(a[key][sel].mean())
-            metrics[f"{group}/file order {key}"] = float(b[key][sel].mean())
-            metrics[f"{group}/file order - our copy {key}"] = float(diff.mean())
-            metrics[f"{group}/file order - our copy {key} 95% CI"] = list(confidence_interval(diff))
+            metrics[f"{group}/{first} {key}"] = float(a[key][sel].mean())
+            metrics[f"{group}/{second} {key}"] = float(b[key][sel].mean())
+            metrics[f"{group}/{second} - {first} {key}"] = float(diff.mean())
+            metrics[f"{group}/{second} - {first} {key} 95% CI"] = list(confidence_interval(diff))
     for key in KEYS:
-        metrics[f"all users/our copy {key}"] = float(a[key].mean())
-        metrics[f"all users/file order {key}"] = float(b[key].mean())
+        metrics[f"all users/{first} {key}"] = float(a[key].mean())
+        metrics[f"all users/{second} {key}"] = float(b[key].mean())
+    labels = ""
+    if arms != ("our copy", "file order"):
+        labels += " --arms " + " ".join(f"'{x}'" for x in arms)
+    if groups != ("reordered users", "unchanged users"):
+        labels += " --groups " + " ".join(f"'{x}'" for x in groups)
     write_result(
         name,
         metrics,
-        dataset=f"ML-1M, 6,040 users, 3,416 items; {int(reordered.sum()):,} users reordered",
+        dataset=f"ML-1M, 6,040 users; {int(reordered.sum()):,} users in {groups[0]}",
         protocol={"split": "leave-one-out", "ranking": "full", "mask_seen": True},
-        notes="Per-user metrics are averaged over each arm's seeds before pairing; the targets "
-        "of the reordered users differ between the arms, so that difference is the point.",
+        notes=notes,
         command="SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_file_order.py compare "
-        f"--name {name} --ours {' '.join(_rel(ours))} --file-order {' '.join(_rel(file_order))}",
-        extra={"runs": {"ours": _rel(ours), "file order": _rel(file_order)}},
+        f"--name {name} --ours {' '.join(_rel(ours))} --file-order {' '.join(_rel(file_order))}"
+        + labels,
+        extra={"runs": {first: _rel(ours), second: _rel(file_order)}},
     )
 
 
@@ -119,6 +148,13 @@ def main() -> None:
     c.add_argument("--ours", type=Path, nargs="+", required=True)
     c.add_argument("--file-order", type=Path, nargs="+", required=True)
     c.add_argument("--name", default="ml1m_file_order")
+    c.add_argument("--arms", nargs=2, default=["our copy", "file order"], help="arm labels")
+    c.add_argument(
+        "--groups",
+        nargs=2,
+        default=["reordered users", "unchanged users"],
+        help="labels of users 1..2,998 and of the rest",
+    )
     args = ap.parse_args()
     # paths are taken relative to where the command runs, then the work moves to the repository
     # root, which the runs' relative data paths (.devdata/...) are relative to
@@ -129,7 +165,9 @@ def main() -> None:
     else:
         ours, file_order = [p.resolve() for p in args.ours], [p.resolve() for p in args.file_order]
         os.chdir(ROOT)
-        compare(ours, file_order, args.name)
+        default = args.arms == ["our copy", "file order"]
+        notes = FILE_ORDER_NOTES if default else TIME_BIAS_NOTES
+        compare(ours, file_order, args.name, tuple(args.arms), tuple(args.groups), notes)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from seqrec.data.batches import training_batch
 from seqrec.errors import SeqrecError
 from seqrec.models import build_model
 from seqrec.models.common import embed_sequence
-from seqrec.models.hstu import HSTU, flops_per_interaction, time_buckets
+from seqrec.models.hstu import HSTU, bucket_lookup, flops_per_interaction, time_buckets
 from seqrec.objectives import build_objective
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.evaluate_run import evaluate_run
@@ -59,6 +59,31 @@ def test_fast_path_and_last_hidden_match_reference(kw):
     valid = ITEMS != 0
     torch.testing.assert_close(m(b)[valid], ref[valid], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(m.last_hidden(b), ref[torch.arange(3), LAST], atol=1e-5, rtol=1e-5)
+
+
+def test_bucket_lookup_gradient_equals_plain_indexing():
+    table = torch.randn(129, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(0, 129, (3, 7, 7))
+    weight = torch.randn(3, 7, 7, dtype=torch.float64)
+    (plain,) = torch.autograd.grad((table[idx] * weight).sum(), table)
+    out = bucket_lookup(table, idx)
+    (fast,) = torch.autograd.grad((out * weight).sum(), table)
+    torch.testing.assert_close(out, table[idx].detach())
+    torch.testing.assert_close(fast, plain)
+
+
+def test_time_bias_gradients_match_reference():
+    m = _model(time_bias=True).train()
+    b = seq_batch(ITEMS, timestamps=_timestamps(ITEMS))
+    valid = ITEMS != 0
+    grads = []
+    for reference in (True, False):
+        m.zero_grad()
+        m(b, reference=reference)[valid].square().sum().backward()
+        grads.append([layer.time_w.grad.clone() for layer in m.layers])
+    for ref, fast in zip(*grads, strict=True):
+        assert ref.abs().sum() > 0
+        torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_causal_a_later_item_or_time_never_changes_earlier_outputs():
