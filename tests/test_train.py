@@ -341,9 +341,11 @@ def test_select_last_runs_every_epoch_and_tests_the_final_weights(
     if select == "best":
         assert [e[0] for e in valid_events(run)] == [0, 1]
         assert res["selected"] == "best validation NDCG@10" and res["tested_epoch"] == 0
+        assert res["epochs_run"] == 2  # a count after an early stop too, not the last index
         return
     assert [e[0] for e in valid_events(run)] == [0, 1, 2, 3]
     assert res["selected"] == "last epoch" and res["tested_epoch"] == 3
+    assert res["epochs_run"] == 4
     assert res["best_epoch"] == 0  # still reported: the best validation it saw
     weights = load_file(run / "best.safetensors")
     ck = torch.load(run / "checkpoint.pt", weights_only=True)

@@ -59,7 +59,7 @@ from seqrec.train.checkpoint import (
 )
 from seqrec.train.init_from import load_initial_weights
 from seqrec.train.log import RunLog, TrainProgress
-from seqrec.train.loop import close_epoch_loss, pick_device, run_epochs
+from seqrec.train.loop import close_epoch_loss, epochs_completed, pick_device, run_epochs
 from seqrec.train.optim import build_optimizer, build_scheduler
 from seqrec.train.run import load_run_config, machine_info, prepare_run_dir
 
@@ -407,7 +407,7 @@ class RankingTrainer:
         test_probs = self.predict(self.data.test)
         return {
             "best_epoch": st["best_epoch"],
-            "epochs_run": st["epoch"],
+            "epochs_run": epochs_completed(st, self.steps_per_epoch),
             "steps": st["global_step"],
             "train_seconds": st["train_seconds"],
             "wall_seconds": st.get("wall_seconds"),

@@ -102,6 +102,17 @@ def close_epoch_loss(state: dict, count_key: str) -> None:
     state["epoch_loss_sum"], state[count_key] = 0.0, 0
 
 
+def epochs_completed(state: dict, steps_per_epoch: int) -> int:
+    """Whole epochs trained: the ``epochs_run`` of results.json.
+
+    Why not ``state["epoch"]``: the loop advances the counter only when it goes on, so after
+    every epoch ran it is a count, but after a stop by patience or time budget (which come at
+    an epoch's end) it is the last epoch's index, one short. A max_steps stop inside an epoch
+    leaves that epoch incomplete, and it is not counted.
+    """
+    return state["epoch"] + int(state["step_in_epoch"] >= steps_per_epoch)
+
+
 def run_epochs(trainer, bar, handle_sigterm: bool, on_interrupt: Callable[[], None]) -> None:
     """The epoch loop every trainer shares: train, validate when due (or when stopped inside
     an epoch), stop on patience / time budget / max_steps, checkpoint at each epoch end.
@@ -601,7 +612,7 @@ class Trainer:
             "best_epoch": self.state["best_epoch"],
             "selected": "last epoch" if last else "best validation NDCG@10",
             "tested_epoch": final if last else self.state["best_epoch"],
-            "epochs_run": self.state["epoch"],
+            "epochs_run": epochs_completed(self.state, self.steps_per_epoch),
             "steps": self.state["global_step"],
             "train_seconds": self.state["train_seconds"],
             "wall_seconds": self.state.get("wall_seconds"),
