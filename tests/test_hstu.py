@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import cycle_sequences, seq_batch
-from seqrec.config import ModelConfig, ObjectiveConfig
+from seqrec.config import EvalConfig, ModelConfig, ObjectiveConfig
 from seqrec.data import prepare
-from seqrec.data.batches import training_batch
+from seqrec.data.batches import history_batch, training_batch
 from seqrec.errors import SeqrecError
+from seqrec.eval.ranking import evaluate
 from seqrec.models import build_model
 from seqrec.models.common import embed_sequence
 from seqrec.models.hstu import HSTU, bucket_lookup, flops_per_interaction, time_buckets
 from seqrec.objectives import build_objective
+from seqrec.serve.batch import open_recommender
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.evaluate_run import evaluate_run
 from seqrec.train.loop import Trainer
@@ -47,6 +51,7 @@ def _timestamps(items: torch.Tensor, seed: int = 0) -> torch.Tensor:
     [
         {},
         {"time_bias": True},
+        {"time_bias": True, "time_query": "next"},
         {"hstu_rab": False},
         {"hstu_normalizer": "max_len", "l2_norm_output": True},
         {"heads": 1, "attn_dim": 6, "hstu_value_dim": 10, "positions": "from_end"},
@@ -54,7 +59,8 @@ def _timestamps(items: torch.Tensor, seed: int = 0) -> torch.Tensor:
 )
 def test_fast_path_and_last_hidden_match_reference(kw):
     m = _model(**kw)
-    b = seq_batch(ITEMS, timestamps=_timestamps(ITEMS))
+    ts = _timestamps(ITEMS)
+    b = replace(seq_batch(ITEMS, timestamps=ts), next_timestamps=_timestamps(ITEMS, seed=1))
     ref = m(b, reference=True)
     valid = ITEMS != 0
     torch.testing.assert_close(m(b)[valid], ref[valid], atol=1e-5, rtol=1e-5)
@@ -84,6 +90,50 @@ def test_time_bias_gradients_match_reference():
     for ref, fast in zip(*grads, strict=True):
         assert ref.abs().sum() > 0
         torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_next_timestamps_are_each_positions_next_event():
+    items = np.arange(1, 9)
+    ts = np.array([10, 20, 30, 40, 50, 60, 70, 80])
+    train = training_batch(items, ts, np.array([0]), np.array([0]), np.array([5]), 8)
+    assert train.timestamps.tolist() == [[10, 20, 30, 40]]
+    assert train.next_timestamps.tolist() == [[20, 30, 40, 50]]  # the targets' times
+    args = (items, ts, np.array([0, 1]), np.array([0, 4]), np.array([3, 5]), np.zeros(2), 8)
+    own = history_batch(*args)
+    assert own.next_timestamps.tolist() == [[20, 30, 30], [50, 0, 0]]  # last slot: its own
+    asked = history_batch(*args, request_times=np.array([99, 77]))
+    assert asked.next_timestamps.tolist() == [[20, 30, 99], [77, 0, 0]]
+
+
+def test_time_query_next_reads_the_request_time_in_evaluation():
+    """evaluate() hands each held-out item's time to the row's last slot, and only a
+    time_query=next model's output moves with it."""
+    items = np.array([3, 4, 5, 6, 7, 8, 9, 2, 9, 4, 5, 6])
+    ts = np.cumsum(np.array([1, 5, 60, 3600, 7, 9, 30, 1, 2, 3, 86400, 5]))
+    starts, ends = np.array([0, 7]), np.array([6, 11])
+    seen = []
+    m = _model(n_items=10, time_bias=True, time_query="next")
+    plain = m.last_hidden
+    m.last_hidden = lambda batch: seen.append(batch) or plain(batch)
+    evaluate(m, items, starts, ends, items[ends], 8, EvalConfig(ks=[10]), timestamps=ts)
+    (batch,) = seen
+    last = batch.lengths - 1
+    got = batch.next_timestamps[torch.arange(2), last].tolist()
+    assert sorted(got) == sorted(ts[ends].tolist())
+    moved = ts[ends] + 10**7
+    for query, changes in (("own", False), ("next", True)):
+        m = _model(n_items=10, time_bias=True, time_query=query)
+        rows, targets = np.arange(2), items[ends]
+        out = [
+            m.last_hidden(history_batch(items, ts, rows, starts, ends, targets, 8, None, t))
+            for t in (ts[ends], moved)
+        ]
+        assert (not torch.allclose(out[0], out[1])) == changes
+
+
+def test_time_query_next_is_refused_without_the_time_bias():
+    with pytest.raises(ValueError, match=r"time_query=next .* model\.time_bias=false"):
+        ModelConfig(name="hstu", time_query="next")
 
 
 def test_causal_a_later_item_or_time_never_changes_earlier_outputs():
@@ -203,10 +253,12 @@ def test_save_load_gives_identical_scores(tmp_path):
     )
 
 
-def test_trainer_end_to_end_with_time_bias(cycle_log, config_for, tmp_path):
+@pytest.mark.parametrize("query", ["own", "next"])
+def test_trainer_end_to_end_with_time_bias(cycle_log, config_for, tmp_path, query):
+    model = {"name": "hstu", "heads": 1, "time_bias": True, "l2_norm_output": True}
     cfg = config_for(
         cycle_log,
-        model={"name": "hstu", "heads": 1, "time_bias": True, "l2_norm_output": True},
+        model=model | {"time_query": query},
         objective={"name": "ssm", "n_negatives": 16, "temperature": 0.1, "normalize": True},
     )
     res = train_run(cfg, tmp_path / "run", progress=False)
@@ -216,6 +268,9 @@ def test_trainer_end_to_end_with_time_bias(cycle_log, config_for, tmp_path):
     # re-evaluating the saved run (best weights, timestamps from the store) gives the same ranks
     again = evaluate_run(tmp_path / "run")
     assert again.metrics["NDCG@10"] == pytest.approx(res["test"]["metrics"]["NDCG@10"])
+    # serving takes no timestamps: refused when the run is loaded, not at the first request
+    with pytest.raises(SeqrecError, match=r"time_bias=true.*time_bias=false to serve"):
+        open_recommender(tmp_path / "run")
 
 
 def test_time_bias_is_refused_before_training_without_timestamps(tmp_path, config_for):

@@ -219,7 +219,7 @@ def test_cli_train_task_ranking_end_to_end(rating_log, in_tmp_dir):
             "-o", "data.max_len=16", "-o", "model.hidden=16", "-o", "model.layers=1",
             "-o", "train.epochs=1", "-o", "train.batch_size=128", "-o", "train.device=cpu",
             "-o", "task.head_hidden=[8]", "-o", "task.attention=dot",
-            "-o", "model.time_bias=true"]  # fmt: skip
+            "-o", "model.time_bias=true", "-o", "model.time_query=next"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "AUC" in res.output and "GAUC" in res.output

@@ -359,11 +359,12 @@ def serve(
     import torch
 
     from seqrec.package import load
+    from seqrec.serve.batch import refuse_timestamp_models
     from seqrec.serve.index import build_index
 
     if threads:
         torch.set_num_threads(threads)
-    rec = load(package)
+    rec = refuse_timestamp_models(load(package), package)
     rec.index = build_index(index, rec, threads)
     app = create_app(rec, max_batch=max_batch, max_wait_ms=max_wait_ms, index_name=index)
     out.print(f"serving {package} on http://{host}:{port} (docs: /docs)")

@@ -223,6 +223,12 @@ class ModelConfig(_Strict):
     """HSTU relative attention bias on positions (one learned scalar per offset and layer)."""
     time_bias: bool = False
     """HSTU: add a learned bias per log-bucketed time gap; refused for data without timestamps."""
+    time_query: Literal["own", "next"] = "own"
+    """HSTU time bias, the query side's timestamp: ``own`` (t_i, the history alone) or ``next``
+    (t_{i+1}, the time of the event being predicted, as generative-recommenders does). With
+    ``next`` evaluation gives the last slot the held-out item's time (the request time; the
+    ranking task: the candidate's time); where none is known (recommend, serving) the last
+    slot keeps its own time, the research code's rule for its final slot."""
     hstu_normalizer: Literal["length", "max_len"] = "length"
     """HSTU attention normaliser n: each row's true length, or the padded length (research code)."""
     l2_norm_output: bool = False
@@ -272,6 +278,15 @@ class ModelConfig(_Strict):
             bad = {k: v for k, v in self.lacl_random_ratios.items() if not 0 <= v <= 1}
             if bad:
                 raise ValueError(f"model.lacl_random_ratios must lie in [0, 1], got {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def _time_query_fits(self) -> ModelConfig:
+        if self.time_query == "next" and not self.time_bias:
+            raise ValueError(
+                "model.time_query=next picks the time-gap bias's query timestamp, but "
+                "model.time_bias=false; set model.time_bias=true or leave time_query=own"
+            )
         return self
 
     @model_validator(mode="after")

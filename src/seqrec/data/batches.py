@@ -25,6 +25,10 @@ class SeqBatch:
     lengths: torch.Tensor  # [B] int64 true (un-padded, window-clipped) lengths
     users: torch.Tensor  # [B] int64 store rows
     timestamps: torch.Tensor | None = None  # [B, L] int64
+    next_timestamps: torch.Tensor | None = None
+    """[B, L] int64 time of the event each position predicts, t_{i+1} (0 at PAD): the next
+    input's time, and at a row's last slot its target's (training) or the request time
+    (evaluation; its own time where none is known). Present whenever ``timestamps`` is."""
     behaviors: torch.Tensor | None = None
     """[B, L] int64 behaviour code of each input item (0 at PAD), aligned with ``items``;
     only when the store has behaviours and the caller asks for them."""
@@ -100,6 +104,7 @@ def training_batch(
     inp, tgt = seq[:, :-1], seq[:, 1:]
     inp = np.where(tgt != 0, inp, 0)  # a short row's last item has no next item: not an input
     ts = _aligned(timestamps, idx, valid, slice(None, -1))
+    nts = _aligned(timestamps, idx, valid, slice(1, None))  # = each target's time
     beh = tbeh = None
     if behaviors is not None:
         beh = _aligned(behaviors, idx, valid, slice(None, -1)) * torch.from_numpy(inp != 0)
@@ -110,6 +115,7 @@ def training_batch(
         lengths=torch.from_numpy(np.minimum(n - 1, width).astype(np.int64)),
         users=torch.from_numpy(users.astype(np.int64)),
         timestamps=ts,
+        next_timestamps=nts,
         behaviors=beh,
         target_behaviors=tbeh,
     )
@@ -124,13 +130,19 @@ def history_batch(
     targets: np.ndarray,
     max_len: int,
     behaviors: np.ndarray | None = None,
+    request_times: np.ndarray | None = None,
 ) -> SeqBatch:
-    """Evaluation / inference rows: the last ``max_len`` history items and one target each."""
+    """Evaluation / inference rows: the last ``max_len`` history items and one target each.
+
+    ``request_times`` [B] (with ``timestamps``): the time each row is scored at, which becomes
+    the last slot's ``next_timestamps``; None keeps that slot's own time.
+    """
     n = ends - starts
     width = int(min(max_len, max(int(n.max()), 1)))
     idx, valid = window_index(starts, ends, width)
     inp = np.where(valid, items[idx], 0)
     ts = _aligned(timestamps, idx, valid)
+    nts = None if ts is None else _next_times(ts, np.minimum(n, width), request_times)
     beh = _aligned(behaviors, idx, valid)
     return SeqBatch(
         items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
@@ -138,8 +150,26 @@ def history_batch(
         lengths=torch.from_numpy(np.minimum(n, width).astype(np.int64)),
         users=torch.from_numpy(users.astype(np.int64)),
         timestamps=ts,
+        next_timestamps=nts,
         behaviors=beh,
     )
+
+
+def _next_times(
+    ts: torch.Tensor, lengths: np.ndarray, request_times: np.ndarray | None
+) -> torch.Tensor:
+    """History times shifted one slot left; the last real slot gets the request time (or
+    keeps its own), PAD slots 0."""
+    nts = torch.zeros_like(ts)
+    nts[:, :-1] = ts[:, 1:]
+    rows = np.flatnonzero(lengths > 0)
+    last = torch.from_numpy(lengths[rows] - 1)
+    rows_t = torch.from_numpy(rows)
+    if request_times is None:
+        nts[rows_t, last] = ts[rows_t, last]
+    else:
+        nts[rows_t, last] = torch.from_numpy(np.asarray(request_times, dtype=np.int64)[rows])
+    return nts
 
 
 def flat_slices(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

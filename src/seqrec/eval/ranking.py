@@ -58,6 +58,7 @@ def score_chunks(
     mask_seen: bool = True,
     timestamps: np.ndarray | None = None,
     behaviors: np.ndarray | None = None,
+    request_times: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     """Yield (row positions, raw scores [b, V+1], candidate mask [b, V+1]) in length order.
 
@@ -69,8 +70,9 @@ def score_chunks(
     for s in range(0, len(order), chunk):
         pos = order[s : s + chunk]
         st, en = starts[pos], ends[pos]
+        req = None if request_times is None else request_times[pos]
         batch = history_batch(
-            items, timestamps, pos, st, en, np.zeros(len(pos)), max_len, behaviors
+            items, timestamps, pos, st, en, np.zeros(len(pos)), max_len, behaviors, req
         )
         hidden = model.last_hidden(batch.to(device))
         scores = (hidden @ weight.T).float()
@@ -112,7 +114,11 @@ def evaluate(
     behaviors: np.ndarray | None = None,
 ) -> EvalResult:
     """Rank each row's ``targets`` item given the history items[start:end] (and, for a model
-    that reads them, the history's ``timestamps`` / ``behaviors``, aligned with ``items``)."""
+    that reads them, the history's ``timestamps`` / ``behaviors``, aligned with ``items``).
+
+    Where every target is the event right after its history (items[end], true of every split
+    view) and timestamps are given, that event's time is the row's request time (a model with
+    ``time_query=next`` reads it, as at serving time it would read the clock)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -135,6 +141,7 @@ def evaluate(
         cfg.mask_seen,
         timestamps,
         behaviors,
+        _request_times(items, ends, targets, timestamps),
     ):
         tgt = torch.as_tensor(targets[pos], dtype=torch.int64, device=device)
         rows = torch.arange(len(pos), device=device)
@@ -150,6 +157,17 @@ def evaluate(
     return result_from_ranks(
         ranks, cfg, ranking_protocol(cfg, max_len, split_protocol), time.perf_counter() - t0
     )
+
+
+def _request_times(
+    items: np.ndarray, ends: np.ndarray, targets: np.ndarray, timestamps: np.ndarray | None
+) -> np.ndarray | None:
+    """timestamps[end] when each target is the event at ``end``, else None (time unknown)."""
+    if timestamps is None or not len(ends) or int(ends.max()) >= len(items):
+        return None
+    if not np.array_equal(np.asarray(items)[ends], targets):
+        return None
+    return np.asarray(timestamps, dtype=np.int64)[ends]
 
 
 def ranking_protocol(cfg: EvalConfig, max_len: int, split_protocol: dict | None = None) -> dict:

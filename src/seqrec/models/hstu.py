@@ -18,9 +18,11 @@ Choices and why:
   code allocates 2N - 1, of which the N - 1 for future keys are always masked) plus, with
   ``model.time_bias``, a learned scalar per log-bucketed time gap,
   bucket = clamp(floor(ln(max(|t_i - t_j|, 1)) / 0.301), 0, 128) (0.301 kept for parity).
-  The query side uses its *own* timestamp t_i. The research code uses the next event's
-  timestamp t_{i+1}, which at inference is the request time; our evaluation and serving
-  batches carry only history timestamps, so t_i keeps training and inference identical.
+  The query side uses its *own* timestamp t_i by default (``model.time_query=own``): the
+  history alone decides the score. ``time_query=next`` uses the next event's time t_{i+1}
+  as the research code does: in training the target's time, in evaluation the held-out
+  item's (the request time; `SeqBatch.next_timestamps`), and where no request time is
+  known (recommend, serving) the last slot's own time, the research code's final-slot rule.
 * **Dropout**: on the embeddings, on the attention weights (``model.attn_dropout``, None =
   ``model.dropout``; the research code stores this rate but never applies it, so presets that
   match it set 0) and before the output projection (``model.dropout``).
@@ -211,10 +213,15 @@ class HSTULayer(nn.Module):
 
     # ------------------------------------------------------------------ reference
     def forward_reference(
-        self, x: torch.Tensor, items: torch.Tensor, ts: torch.Tensor | None, n: torch.Tensor
+        self,
+        x: torch.Tensor,
+        items: torch.Tensor,
+        ts: torch.Tensor | None,
+        n: torch.Tensor,
+        query_ts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Plain version: explicit [B, H, L, L] bias and boolean mask, built here from scratch;
-        the attention matrix itself is divided by n [B] (float)."""
+        the attention matrix itself is divided by n [B] (float). ``query_ts`` None = ``ts``."""
         b, length, _ = x.shape
         u, v, q, k = self.project(x)
         i = torch.arange(length, device=x.device)[:, None]
@@ -225,7 +232,8 @@ class HSTULayer(nn.Module):
             offset = (i - j).clamp(min=0)
             bias = bias + self.pos_w[offset].expand(b, self.heads, length, length)
         if self.time_w is not None:
-            gap = (ts[:, :, None] - ts[:, None, :]).abs().clamp(min=1).to(torch.float32)
+            qt = ts if query_ts is None else query_ts
+            gap = (qt[:, :, None] - ts[:, None, :]).abs().clamp(min=1).to(torch.float32)
             bucket = torch.floor(gap.log() / TIME_LOG_DIV).clamp(0, TIME_BUCKETS).long()
             bias = bias + self.time_w[bucket][:, None].expand(b, self.heads, length, length)
         scores = q @ k.transpose(-1, -2) + bias
@@ -326,16 +334,31 @@ class HSTU(nn.Module):
             n = lengths.clamp(min=1)
         return n.to(dtype).view(-1, 1, 1, 1)
 
+    def _query_times(self, batch: SeqBatch) -> torch.Tensor | None:
+        """The query side's timestamps: the history's own, or each position's next event's."""
+        if not self.cfg.time_bias:
+            return None
+        if self.cfg.time_query == "own":
+            return batch.timestamps
+        if batch.next_timestamps is None:
+            raise SeqrecError(
+                "model.time_query=next needs each position's next-event time, which this batch "
+                "lacks; build it with seqrec.data.batches (training_batch / history_batch)"
+            )
+        return batch.next_timestamps
+
     def _buckets(self, batch: SeqBatch) -> torch.Tensor | None:
-        return time_buckets(batch.timestamps, batch.timestamps) if self.cfg.time_bias else None
+        query = self._query_times(batch)
+        return None if query is None else time_buckets(query, batch.timestamps)
 
     def forward(self, batch: SeqBatch, reference: bool = False) -> torch.Tensor:
         """States [B, L, D]; ``reference`` runs the explicit-bias, explicit-mask layers."""
         items, x, lengths = self._inputs(batch)
         if reference:
             n = self._norm(lengths, x.dtype).view(-1)
+            query = self._query_times(batch)
             for layer in self.layers:
-                x = layer.forward_reference(x, items, batch.timestamps, n)
+                x = layer.forward_reference(x, items, batch.timestamps, n, query)
             return self._output(x, batch.target_behaviors)
         _, rel, causal = self._slots(items.shape[1], items.device, x.dtype)
         buckets, norm = self._buckets(batch), self._norm(lengths, x.dtype)

@@ -25,11 +25,24 @@ _FILE_MODE = 0o644
 
 
 def open_recommender(path: Path, device: str = "cpu") -> Recommender:
-    """A model package (verified) or a training run folder."""
+    """A model package (verified) or a training run folder, for recommend."""
     from seqrec.package import is_package, load
 
     path = Path(path)
-    return load(path, device) if is_package(path) else Recommender.from_run(path, device)
+    rec = load(path, device) if is_package(path) else Recommender.from_run(path, device)
+    return refuse_timestamp_models(rec, path)
+
+
+def refuse_timestamp_models(rec: Recommender, path: Path) -> Recommender:
+    """``rec`` unless its model reads timestamps: recommend and the server take histories
+    without them, so such a model is refused when it is opened, not at its first request."""
+    if getattr(rec.model, "needs_timestamps", False):
+        raise SeqrecError(
+            f"{path} was trained with model.time_bias=true, so its scores need event "
+            "timestamps, which recommend and the server do not take; score it with "
+            "`seqrec evaluate`, or train with model.time_bias=false to serve it"
+        )
+    return rec
 
 
 def _decode_line(raw: bytes) -> str:

@@ -125,7 +125,7 @@ class RankingInputs:
         """(histories as a SeqBatch with behaviours, candidates, features, labels) on device."""
         seq = history_batch(
             self.store.items, self.timestamps, ex.users, ex.starts, ex.ends, ex.items,
-            self.max_len, behaviors=self.behaviors,
+            self.max_len, behaviors=self.behaviors, request_times=ex.times,
         )  # fmt: skip
         feats = {}
         for name, table, rows in (
