@@ -77,6 +77,8 @@ def _rel(paths: list[Path]) -> list[str]:
     return [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths]
 
 
+ARMS = ("our copy", "file order")
+GROUPS = ("reordered users", "unchanged users")
 TIME_BIAS_NOTES = (
     "Per-user metrics are averaged over each arm's seeds before pairing. Both arms train on the "
     "same data (raw ML-1M, timestamps for users 1..2,998, 0 for the rest) and differ in one "
@@ -92,8 +94,8 @@ def compare(
     ours: list[Path],
     file_order: list[Path],
     name: str,
-    arms: tuple[str, str] = ("our copy", "file order"),
-    groups: tuple[str, str] = ("reordered users", "unchanged users"),
+    arms: tuple[str, str] = ARMS,
+    groups: tuple[str, str] = GROUPS,
     notes: str = FILE_ORDER_NOTES,
 ) -> None:
     """Paired per-user difference (second arm - first) on users 1..2,998 and on the rest.
@@ -122,9 +124,9 @@ def compare(
         metrics[f"all users/{first} {key}"] = float(a[key].mean())
         metrics[f"all users/{second} {key}"] = float(b[key].mean())
     labels = ""
-    if arms != ("our copy", "file order"):
+    if arms != ARMS:
         labels += " --arms " + " ".join(f"'{x}'" for x in arms)
-    if groups != ("reordered users", "unchanged users"):
+    if groups != GROUPS:
         labels += " --groups " + " ".join(f"'{x}'" for x in groups)
     write_result(
         name,
@@ -148,12 +150,9 @@ def main() -> None:
     c.add_argument("--ours", type=Path, nargs="+", required=True)
     c.add_argument("--file-order", type=Path, nargs="+", required=True)
     c.add_argument("--name", default="ml1m_file_order")
-    c.add_argument("--arms", nargs=2, default=["our copy", "file order"], help="arm labels")
+    c.add_argument("--arms", nargs=2, default=list(ARMS), help="arm labels")
     c.add_argument(
-        "--groups",
-        nargs=2,
-        default=["reordered users", "unchanged users"],
-        help="labels of users 1..2,998 and of the rest",
+        "--groups", nargs=2, default=list(GROUPS), help="labels of users 1..2,998 and of the rest"
     )
     args = ap.parse_args()
     # paths are taken relative to where the command runs, then the work moves to the repository
@@ -165,9 +164,9 @@ def main() -> None:
     else:
         ours, file_order = [p.resolve() for p in args.ours], [p.resolve() for p in args.file_order]
         os.chdir(ROOT)
-        default = args.arms == ["our copy", "file order"]
-        notes = FILE_ORDER_NOTES if default else TIME_BIAS_NOTES
-        compare(ours, file_order, args.name, tuple(args.arms), tuple(args.groups), notes)
+        arms, groups = tuple(args.arms), tuple(args.groups)
+        notes = FILE_ORDER_NOTES if arms == ARMS else TIME_BIAS_NOTES
+        compare(ours, file_order, args.name, arms, groups, notes)
 
 
 if __name__ == "__main__":

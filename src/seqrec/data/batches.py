@@ -71,14 +71,22 @@ def gather_window(
     return out, valid
 
 
-def _aligned(
-    flat: np.ndarray | None, idx: np.ndarray, valid: np.ndarray, keep: np.ndarray | None = None
-) -> torch.Tensor | None:
+def _aligned(flat: np.ndarray | None, idx: np.ndarray, valid: np.ndarray) -> torch.Tensor | None:
     """``flat`` (timestamps, behaviours) gathered at the items' window ``idx``, 0 where invalid."""
     if flat is None:
         return None
-    out = np.where(valid, flat[idx], 0).astype(np.int64, copy=False)
-    return torch.from_numpy(np.ascontiguousarray(out if keep is None else out[:, keep]))
+    return torch.from_numpy(np.where(valid, flat[idx], 0).astype(np.int64, copy=False))
+
+
+def _inputs_and_targets(
+    flat: np.ndarray | None, idx: np.ndarray, valid: np.ndarray
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``flat`` over a training window (``max_len + 1`` wide), gathered once and split into
+    the inputs' columns and the targets' (the same values one slot later)."""
+    out = _aligned(flat, idx, valid)
+    if out is None:
+        return None, None
+    return out[:, :-1].contiguous(), out[:, 1:].contiguous()
 
 
 def training_batch(
@@ -103,12 +111,10 @@ def training_batch(
     seq = np.where(valid, items[idx], 0)
     inp, tgt = seq[:, :-1], seq[:, 1:]
     inp = np.where(tgt != 0, inp, 0)  # a short row's last item has no next item: not an input
-    ts = _aligned(timestamps, idx, valid, slice(None, -1))
-    nts = _aligned(timestamps, idx, valid, slice(1, None))  # = each target's time
-    beh = tbeh = None
-    if behaviors is not None:
-        beh = _aligned(behaviors, idx, valid, slice(None, -1)) * torch.from_numpy(inp != 0)
-        tbeh = _aligned(behaviors, idx, valid, slice(1, None))
+    ts, nts = _inputs_and_targets(timestamps, idx, valid)  # nts: each target's time
+    beh, tbeh = _inputs_and_targets(behaviors, idx, valid)
+    if beh is not None:
+        beh = beh * torch.from_numpy(inp != 0)
     return SeqBatch(
         items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
         targets=torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.int64)),
