@@ -199,3 +199,23 @@ def test_truncated_catalog_file_is_refused(tmp_path, monkeypatch):
         r"1,000,209.*pass the file path",
     ):
         build_store(DataConfig(dataset="ml-1m"))
+
+
+def test_sasrec_ml1m_file_keeps_its_order_and_ids(tmp_path, monkeypatch, offline):
+    """ml-1m-sasrec is the 'user item' file the papers train on: read as pairs, in file order
+    (no timestamps, so a user's order is the file's), no extra filtering."""
+    root = tmp_path / "data"
+    monkeypatch.setenv("SEQREC_DATA_DIR", str(root))
+    path = root / "movielens/ml-1m-sasrec/ml-1m.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(f"{u} {i}\n" for u in (1, 2, 3) for i in (5, 3, 9, 1)))
+    assert resolve("ml-1m-sasrec") == (path, "pairs", CATALOG["ml-1m-sasrec"])
+    monkeypatch.setitem(
+        CATALOG,
+        "ml-1m-sasrec",
+        DatasetSpec(**{**CATALOG["ml-1m-sasrec"].__dict__, "expected_interactions": 12}),
+    )
+    store, split = prepare(DataConfig(dataset="ml-1m-sasrec"))
+    ids = store.item_ids
+    first = [int(ids[i]) for i in store.items[store.offsets[0] : store.offsets[1]]]
+    assert first == [5, 3, 9, 1] and store.n_items == 4 and len(split.test) == 3

@@ -91,6 +91,27 @@ def test_fast_paths_match_reference(variant, positions):
     torch.testing.assert_close(m.last_hidden(b), last)
 
 
+@pytest.mark.parametrize("norm", ["pre", "post", "official"])
+def test_attn_residual_dropout_switch(norm):
+    """With the FFN branch zeroed and no dropout on attention probabilities, a training-mode
+    block is random only through the attention output's dropout: the reference code's layout
+    (switch off) must then equal eval mode, and the default must not."""
+    from seqrec.models.sasrec import Block
+
+    x = torch.randn(2, 6, 16)
+    outs = {}
+    for switch in (True, False):
+        torch.manual_seed(0)
+        cfg = ModelConfig(hidden=16, heads=2, dropout=0.5, attn_dropout=0.0, norm=norm)
+        block = Block(cfg.model_copy(update={"attn_residual_dropout": switch}))
+        torch.nn.init.zeros_(block.ffn.fc2.weight)
+        torch.nn.init.zeros_(block.ffn.fc2.bias)
+        expected = block.eval()(x)
+        outs[switch] = (block.train()(x), expected)
+    torch.testing.assert_close(*outs[False])
+    assert not torch.allclose(*outs[True])
+
+
 def test_sdpa_attention_matches_explicit_softmax():
     m = _model()
     attn = m.blocks[0].attn

@@ -93,6 +93,11 @@ class ModelConfig(_Strict):
     h = LN2(x), x = h + FFN(h), with a final LN."""
     attn_out_proj: bool = False
     """Linear projection after attention (torch ``MultiheadAttention`` has one; the paper has none)."""
+    attn_residual_dropout: bool = True
+    """SASRec blocks: dropout (``dropout``) on the attention sub-layer's output before the residual
+    add, as transformer code usually has. The reference SASRec code (kang205/SASRec, pmixer's
+    port, Klenitskiy & Vasilev) has none there: its only attention dropout is on the
+    probabilities (``attn_dropout``)."""
     init: Literal["xavier", "normal", "normal_xavier_qkv"] = "xavier"
     """Weight init of matrices: xavier-normal, or N(0, 0.02) as BERT-style code does, or N(0, 0.02)
     with a xavier-uniform Q/K/V projection (torch MultiheadAttention ports; models/common.py)."""

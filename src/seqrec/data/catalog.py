@@ -84,6 +84,22 @@ CATALOG: dict[str, DatasetSpec] = {
             ("movielens/ml-1m/users.dat", "ml-1m/users.dat"),
         ),
         DatasetSpec(
+            "ml-1m-sasrec",
+            f"{_SASREC}/ml-1m.txt",
+            "b725f3acb3986fe3130bffd1e77a74d182a1f51799567a236dbd60270f95b0a2",
+            "ml-1m.txt",
+            "pairs",
+            (
+                ("movielens/ml-1m-sasrec/ml-1m.txt", "pairs"),
+                ("movielens/ml-1m-sasrec/ml-1m.txt.gz", "pairs"),
+                ("ml-1m-sasrec/ml-1m.txt", "pairs"),
+            ),
+            {},
+            999_611,
+            "MovieLens 1M exactly as SASRec, BERT4Rec, Klenitskiy & Vasilev and gSASRec train on "
+            "it ('user item' per line, ids renumbered): 6,040 users, 3,416 items",
+        ),
+        DatasetSpec(
             "ml-20m",
             "https://files.grouplens.org/datasets/movielens/ml-20m.zip",
             None,

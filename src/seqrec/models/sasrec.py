@@ -8,8 +8,9 @@ the output layer. Choices the paper leaves open are explicit options and recorde
 * ``norm="pre"`` (default) is the paper's g(x) = x + Dropout(g(LN(x))) with a final LayerNorm;
   ``"post"`` is the BERT-style layout; ``"official"`` is the reference code's query-only LN
   (queries and the residual come from LN(x), keys/values from the raw x; METHODS.md 1.4), kept
-  so the reference numbers can be reproduced layout for layout. ``attn_out_proj``, ``init``
-  and ``ln_eps`` cover the other places where public ports differ from the paper.
+  so the reference numbers can be reproduced layout for layout. ``attn_out_proj``, ``init``,
+  ``ln_eps`` and ``attn_residual_dropout`` (the reference code drops attention probabilities
+  only, never the attention output) cover the other places where public ports differ.
 * ``positions="from_start"`` (default) indexes slots from the oldest item of the window, so a
   query's position says only how many items precede it, the same in training and at inference.
   ``"from_end"`` counts back from the most recent item, which is the official code's fixed
@@ -170,16 +171,17 @@ class Block(nn.Module):
         self.attn = make_attention(cfg, max_len, cfg.attn_out_proj)
         self.ffn = FeedForward(cfg.hidden, max(1, round(cfg.ffn_mult * cfg.hidden)), cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
+        self.attn_drop = self.drop if cfg.attn_residual_dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.layout == "pre":
-            x = x + self.drop(self.attn(self.ln1(x), mask))
+            x = x + self.attn_drop(self.attn(self.ln1(x), mask))
             return x + self.drop(self.ffn(self.ln2(x)))
         if self.layout == "official":
             q = self.ln1(x)
-            h = self.ln2(q + self.drop(self.attn(q, mask, x_kv=x)))
+            h = self.ln2(q + self.attn_drop(self.attn(q, mask, x_kv=x)))
             return h + self.drop(self.ffn(h))
-        x = self.ln1(x + self.drop(self.attn(x, mask)))
+        x = self.ln1(x + self.attn_drop(self.attn(x, mask)))
         return self.ln2(x + self.drop(self.ffn(x)))
 
     def forward_last(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
