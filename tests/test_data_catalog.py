@@ -219,3 +219,22 @@ def test_sasrec_ml1m_file_keeps_its_order_and_ids(tmp_path, monkeypatch, offline
     ids = store.item_ids
     first = [int(ids[i]) for i in store.items[store.offsets[0] : store.offsets[1]]]
     assert first == [5, 3, 9, 1] and store.n_items == 4 and len(split.test) == 3
+
+
+def test_copy_with_a_caveat_is_used_with_a_warning_once(tmp_path, monkeypatch, offline, caplog):
+    root = tmp_path / "data"
+    monkeypatch.setenv("SEQREC_DATA_DIR", str(root))
+    monkeypatch.setattr(catalog, "_WARNED", set())
+    seq = ml1m_seq(root / "movielens/ml-1m/ml-1m.seq.txt.gz")
+    with caplog.at_level("WARNING", logger="seqrec.data.catalog"):
+        assert resolve("ml-1m")[0] == seq
+        assert resolve("ml-1m")[0] == seq
+    notes = [r.getMessage() for r in caplog.records if "same second" in r.getMessage()]
+    assert len(notes) == 1 and "dataset=ml-1m-sasrec" in notes[0] and str(seq) in notes[0]
+    caplog.clear()
+    full = root / "ml-1m/ratings.dat"
+    full.parent.mkdir()
+    full.write_text("1::1::5::1\n")
+    with caplog.at_level("WARNING", logger="seqrec.data.catalog"):
+        assert resolve("ml-1m")[0] == full
+    assert not caplog.records

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,11 +50,23 @@ def stage_finished_runs(src: Path, dst: Path) -> None:
     print(f"{src}: {len(done)} finished runs staged in {dst}", flush=True)
 
 
+def stage_sasrec_ml1m(src: Path) -> None:
+    """`dataset=ml-1m-sasrec` (SASRec's ml-1m.txt) is not in shared/data: rebuild it from the two
+    partial copies there (benchmarks/ml1m_sasrec_file.py checks it against the file's git blob)."""
+    out = DEV / "data" / "movielens" / "ml-1m-sasrec" / "ml-1m.txt"
+    if out.is_file():
+        return
+    env = {**os.environ, "SEQREC_DATA_DIR": str(src), "SEQREC_CACHE_DIR": str(DEV / "cache")}
+    script = ROOT / "benchmarks" / "ml1m_sasrec_file.py"
+    subprocess.run([sys.executable, str(script), "write", str(out)], env=env, check=True)
+
+
 def main() -> None:
     src = Path(os.environ.get("SEQREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
     for rel in FILES:
         (DEV / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, DEV / "data" / rel)
+    stage_sasrec_ml1m(src)
     os.environ["SEQREC_DATA_DIR"] = str(DEV / "data")
     os.environ["SEQREC_CACHE_DIR"] = str(DEV / "cache")
     os.chdir(ROOT)  # relative dataset paths in the jobs are relative to the repo root

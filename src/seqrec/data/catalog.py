@@ -56,6 +56,9 @@ class DatasetSpec:
     item_metadata: tuple[str, ...] = ()
     """Item metadata files (relative to a data dir) for ``data.item_features=auto``."""
     user_metadata: tuple[str, ...] = ()
+    caveats: tuple[tuple[str, str], ...] = ()
+    """(local candidate, warning) pairs: a copy that parses fine but differs from the official
+    data in a way that moves results is used with that warning logged once."""
 
     @property
     def download_path(self) -> str:
@@ -82,6 +85,15 @@ CATALOG: dict[str, DatasetSpec] = {
             "MovieLens 1M; SASRec/BERT4Rec filtering -> 6,040 users, 3,416 items",
             ("movielens/ml-1m/movies.dat", "ml-1m/movies.dat"),
             ("movielens/ml-1m/users.dat", "ml-1m/users.dat"),
+            (
+                (
+                    "movielens/ml-1m/ml-1m.seq.txt.gz",
+                    "it is DiffuRec's sequence copy, which puts ratings given in the same second "
+                    "in random order; ratings.dat's order of them is learnable (SASRec scores "
+                    "higher on it, benchmarks/RESULTS.md), so to compare with published numbers "
+                    "use the official ratings.dat or dataset=ml-1m-sasrec",
+                ),
+            ),
         ),
         DatasetSpec(
             "ml-1m-sasrec",
@@ -259,12 +271,23 @@ def resolve(
     for rel, fmt in spec.local_candidates:
         for root in [*roots, downloads]:
             if (root / rel).is_file():
+                _warn_caveat(spec, rel, root / rel)
                 return root / rel, fmt, spec
     target = downloads / spec.download_path
     if target.is_file():
         return target, spec.format, spec
     _download(spec, target, roots)
     return target, spec.format, spec
+
+
+_WARNED: set[Path] = set()
+
+
+def _warn_caveat(spec: DatasetSpec, rel: str, path: Path) -> None:
+    note = dict(spec.caveats).get(rel)
+    if note and path not in _WARNED:
+        _WARNED.add(path)
+        log.warning("%s: using %s; %s", spec.name, path, note)
 
 
 def _download(spec: DatasetSpec, target: Path, roots: list[Path]) -> None:
