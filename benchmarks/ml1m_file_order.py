@@ -77,6 +77,23 @@ def _rel(paths: list[Path]) -> list[str]:
     return [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths]
 
 
+def paired_groups(a: dict, b: dict, groups, arms: tuple[str, str]) -> dict:
+    """For each (label, user mask) and for all users: both arms' means and the paired per-user
+    difference (second - first) with its 95% CI, for every key."""
+    first, second = arms
+    out: dict = {}
+    everyone = np.ones(len(a[KEYS[0]]), dtype=bool)
+    for group, sel in (*groups, ("all users", everyone)):
+        out[f"{group}/count"] = int(sel.sum())
+        for key in KEYS:
+            diff = b[key][sel] - a[key][sel]
+            out[f"{group}/{first} {key}"] = float(a[key][sel].mean())
+            out[f"{group}/{second} {key}"] = float(b[key][sel].mean())
+            out[f"{group}/{second} - {first} {key}"] = float(diff.mean())
+            out[f"{group}/{second} - {first} {key} 95% CI"] = list(confidence_interval(diff))
+    return out
+
+
 ARMS = ("our copy", "file order")
 GROUPS = ("reordered users", "unchanged users")
 TIME_BIAS_NOTES = (
@@ -111,18 +128,8 @@ def compare(
     _, reordered_rows, _ = file_order_items(store)
     reordered = np.isin(users_a, np.asarray(store.user_ids).astype(np.int64)[reordered_rows])
     metrics: dict = {"runs per arm": [len(ours), len(file_order)]}
+    metrics |= paired_groups(a, b, ((groups[0], reordered), (groups[1], ~reordered)), arms)
     first, second = arms
-    for group, sel in ((groups[0], reordered), (groups[1], ~reordered)):
-        metrics[f"{group}/count"] = int(sel.sum())
-        for key in KEYS:
-            diff = b[key][sel] - a[key][sel]
-            metrics[f"{group}/{first} {key}"] = float(a[key][sel].mean())
-            metrics[f"{group}/{second} {key}"] = float(b[key][sel].mean())
-            metrics[f"{group}/{second} - {first} {key}"] = float(diff.mean())
-            metrics[f"{group}/{second} - {first} {key} 95% CI"] = list(confidence_interval(diff))
-    for key in KEYS:
-        metrics[f"all users/{first} {key}"] = float(a[key].mean())
-        metrics[f"all users/{second} {key}"] = float(b[key].mean())
     labels = ""
     if arms != ARMS:
         labels += " --arms " + " ".join(f"'{x}'" for x in arms)
@@ -141,15 +148,24 @@ def compare(
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def write_compare_parser(doc: str, write_help: str, other: str, name: str):
+    """(parser, compare subparser) of a `write OUT` / `compare --ours RUN... --OTHER RUN...`
+    benchmark: runs on our copy against runs on the copy that `write` saves."""
+    ap = argparse.ArgumentParser(description=doc)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write", help="save the reordered copy (a user-per-line sequence file)")
-    w.add_argument("out", type=Path)
+    sub.add_parser("write", help=write_help).add_argument("out", type=Path)
     c = sub.add_parser("compare", help="paired per-user comparison of the two kinds of runs")
     c.add_argument("--ours", type=Path, nargs="+", required=True)
-    c.add_argument("--file-order", type=Path, nargs="+", required=True)
-    c.add_argument("--name", default="ml1m_file_order")
+    c.add_argument(f"--{other}", type=Path, nargs="+", required=True)
+    c.add_argument("--name", default=name)
+    return ap, c
+
+
+def main() -> None:
+    ap, c = write_compare_parser(
+        __doc__, "save the reordered copy (a user-per-line sequence file)", "file-order",
+        "ml1m_file_order",
+    )  # fmt: skip
     c.add_argument("--arms", nargs=2, default=list(ARMS), help="arm labels")
     c.add_argument(
         "--groups", nargs=2, default=list(GROUPS), help="labels of users 1..2,998 and of the rest"

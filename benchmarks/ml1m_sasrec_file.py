@@ -29,7 +29,6 @@ validation/test targets the two copies share and for users whose targets differ.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import os
@@ -41,10 +40,9 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 from common import ROOT, data_dir, write_result
-from ml1m_file_order import KEYS, _rel, mean_metrics
+from ml1m_file_order import _rel, mean_metrics, paired_groups, write_compare_parser
 from seqrec.config import DataConfig
 from seqrec.data import prepare
-from seqrec.eval.metrics import confidence_interval
 
 GIT_BLOB = "9ab8e3edb8742f8d8cc4911e3dee25e82a6fcc24"
 SPLIT = "movielens/ml-1m-sasrec-gsasrec-split"
@@ -195,22 +193,9 @@ def compare(ours: list[Path], runs: list[Path], rebuilt: Path, name: str) -> Non
         raise SystemExit("the two sets of runs rank different test users")
     b = {k: v[order] for k, v in b.items()}
     moved = _targets_moved(ours[0], runs[0], users_a, rebuilt)
-    metrics: dict = {"runs per arm": [len(ours), len(rebuilt)]}
-    for group, sel in (("targets moved", moved), ("same targets", ~moved)):
-        metrics[f"{group}/count"] = int(sel.sum())
-        for key in KEYS:
-            diff = b[key][sel] - a[key][sel]
-            metrics[f"{group}/our copy {key}"] = float(a[key][sel].mean())
-            metrics[f"{group}/SASRec file {key}"] = float(b[key][sel].mean())
-            metrics[f"{group}/SASRec file - our copy {key}"] = float(diff.mean())
-            metrics[f"{group}/SASRec file - our copy {key} 95% CI"] = list(
-                confidence_interval(diff)
-            )
-    for key in KEYS:
-        diff = b[key] - a[key]
-        metrics[f"all users/our copy {key}"] = float(a[key].mean())
-        metrics[f"all users/SASRec file {key}"] = float(b[key].mean())
-        metrics[f"all users/SASRec file - our copy {key} 95% CI"] = list(confidence_interval(diff))
+    metrics: dict = {"runs per arm": [len(ours), len(runs)]}
+    groups = (("targets moved", moved), ("same targets", ~moved))
+    metrics |= paired_groups(a, b, groups, ("our copy", "SASRec file"))
     write_result(
         name,
         metrics,
@@ -261,15 +246,10 @@ def _map_path(rebuilt: Path, kind: str) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write", help="rebuild ml-1m.txt and check its git blob id")
-    w.add_argument("out", type=Path)
-    c = sub.add_parser("compare", help="paired per-user comparison of the two kinds of runs")
-    c.add_argument("--ours", type=Path, nargs="+", required=True)
-    c.add_argument("--sasrec-file", type=Path, nargs="+", required=True)
+    ap, c = write_compare_parser(
+        __doc__, "rebuild ml-1m.txt and check its git blob id", "sasrec-file", "ml1m_sasrec_file"
+    )
     c.add_argument("--rebuilt", type=Path, required=True, help="the file `write` saved")
-    c.add_argument("--name", default="ml1m_sasrec_file")
     args = ap.parse_args()
     if args.cmd == "write":
         out = args.out.resolve()

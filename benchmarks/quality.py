@@ -53,6 +53,7 @@ def main() -> None:
         action="store_true",
         help="a run stopped early (Ctrl-C, time budget): evaluate its best-on-validation weights",
     )
+    ap.add_argument("--note", default="", help="appended to the result's notes (e.g. the data)")
     args = ap.parse_args()
     data_dir()
     run_dir = args.run_dir or ROOT / "runs" / args.preset
@@ -121,6 +122,7 @@ def main() -> None:
                     float(v.min()),
                     float(v.max()),
                 ]
+    notes = "; ".join(n for n in (notes, args.note) if n)
     write_result(
         args.name,
         metrics,

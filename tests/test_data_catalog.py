@@ -238,3 +238,17 @@ def test_copy_with_a_caveat_is_used_with_a_warning_once(tmp_path, monkeypatch, o
     with caplog.at_level("WARNING", logger="seqrec.data.catalog"):
         assert resolve("ml-1m")[0] == full
     assert not caplog.records
+
+
+def test_catalogue_file_passed_by_path_keeps_its_catalogue_name(tmp_path, monkeypatch):
+    path = tmp_path / "copies" / "ml-1m.txt"
+    path.parent.mkdir()
+    path.write_text("".join(f"{u} {i}\n" for u in (1, 2) for i in (4, 5, 6)))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert build_store(DataConfig(dataset=str(path))).name == "ml-1m"  # named after the file
+    monkeypatch.setitem(
+        CATALOG,
+        "ml-1m-sasrec",
+        DatasetSpec(**{**CATALOG["ml-1m-sasrec"].__dict__, "sha256": digest}),
+    )
+    assert build_store(DataConfig(dataset=str(path))).name == "ml-1m-sasrec"

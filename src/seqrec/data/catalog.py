@@ -185,6 +185,11 @@ CATALOG: dict[str, DatasetSpec] = {
 }
 
 
+def spec_by_sha256(digest: str) -> DatasetSpec | None:
+    """The catalogue entry whose published file has this sha256 (a copy passed by path)."""
+    return next((s for s in CATALOG.values() if s.sha256 == digest), None)
+
+
 def list_datasets() -> list[DatasetSpec]:
     return [CATALOG[k] for k in sorted(CATALOG)]
 

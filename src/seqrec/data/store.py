@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from seqrec.config import DataConfig
-from seqrec.data.catalog import cache_root, resolve, sha256_file, with_catalog_defaults
+from seqrec.data.catalog import (
+    cache_root,
+    resolve,
+    sha256_file,
+    spec_by_sha256,
+    with_catalog_defaults,
+)
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import swap_dir
 
@@ -229,9 +235,12 @@ def build_store(cfg: DataConfig) -> SequenceStore:
         from seqrec.data.ingest import detect_format
 
         fmt = detect_format(path)
-    name = spec.name if spec else _store_name(path)
+    digest = sha256_file(path)
+    # a catalogue file passed by path keeps its catalogue name (results say what data they used)
+    named = spec or spec_by_sha256(digest)
+    name = named.name if named else _store_name(path)
     fields = {k: getattr(cfg, k) for k in _KEY_FIELDS}
-    fields.update(format=fmt, name=name, version=STORE_VERSION, file=sha256_file(path))
+    fields.update(format=fmt, name=name, version=STORE_VERSION, file=digest)
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
     cached = cache_root(cfg.cache_dir) / "stores" / key
     if (cached / "meta.json").is_file():
