@@ -161,6 +161,14 @@ def write_compare_parser(doc: str, write_help: str, other: str, name: str):
     return ap, c
 
 
+def at_root(*args):
+    """Each command-line Path (or list of them) made absolute, then the work moves to the
+    repository root, which the runs' relative data paths (.devdata/...) are relative to."""
+    out = [[p.resolve() for p in a] if isinstance(a, list) else a.resolve() for a in args]
+    os.chdir(ROOT)
+    return out
+
+
 def main() -> None:
     ap, c = write_compare_parser(
         __doc__, "save the reordered copy (a user-per-line sequence file)", "file-order",
@@ -171,15 +179,10 @@ def main() -> None:
         "--groups", nargs=2, default=list(GROUPS), help="labels of users 1..2,998 and of the rest"
     )
     args = ap.parse_args()
-    # paths are taken relative to where the command runs, then the work moves to the repository
-    # root, which the runs' relative data paths (.devdata/...) are relative to
     if args.cmd == "write":
-        out = args.out.resolve()
-        os.chdir(ROOT)
-        write(out)
+        write(*at_root(args.out))
     else:
-        ours, file_order = [p.resolve() for p in args.ours], [p.resolve() for p in args.file_order]
-        os.chdir(ROOT)
+        ours, file_order = at_root(args.ours, args.file_order)
         arms, groups = tuple(args.arms), tuple(args.groups)
         notes = FILE_ORDER_NOTES if arms == ARMS else TIME_BIAS_NOTES
         compare(ours, file_order, args.name, arms, groups, notes)

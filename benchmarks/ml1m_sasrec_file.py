@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from itertools import pairwise
 from pathlib import Path
 
@@ -39,10 +38,11 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
-from common import ROOT, data_dir, write_result
-from ml1m_file_order import _rel, mean_metrics, paired_groups, write_compare_parser
+from common import data_dir, write_result
+from ml1m_file_order import _rel, at_root, mean_metrics, paired_groups, write_compare_parser
 from seqrec.config import DataConfig
 from seqrec.data import prepare
+from seqrec.train.checkpoint import atomic_write_bytes
 
 GIT_BLOB = "9ab8e3edb8742f8d8cc4911e3dee25e82a6fcc24"
 SPLIT = "movielens/ml-1m-sasrec-gsasrec-split"
@@ -137,28 +137,21 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write(out: Path) -> None:
     text, raw_users, raw_items = rebuild(data_dir())
     blob = git_blob_id(text)
     if blob != GIT_BLOB:
         raise SystemExit(f"rebuilt file has git blob {blob}, not {GIT_BLOB}: nothing written")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, text)
+    atomic_write_bytes(out, text)
     for kind, raw in (("users", raw_users), ("items", raw_items)):
         table = f"sasrec_{kind[:-1]},raw_{kind[:-1]}\n" + "".join(
             f"{k + 1},{r}\n" for k, r in enumerate(raw.tolist())
         )
-        _atomic_write(_map_path(out, kind), table.encode())
+        atomic_write_bytes(_map_path(out, kind), table.encode())
     sha = hashlib.sha256(text).hexdigest()
     print(f"{out}: git blob {blob} (= SASRec's data/ml-1m.txt), sha256 {sha}")
     raw = raw_id_copy(text, raw_users, raw_items)
-    _atomic_write(raw_copy_path(out), gzip.compress(raw, mtime=0))
+    atomic_write_bytes(raw_copy_path(out), gzip.compress(raw, mtime=0))
     print(f"{raw_copy_path(out)}: the same interactions and order in raw MovieLens ids")
 
 
@@ -192,7 +185,7 @@ def compare(ours: list[Path], runs: list[Path], rebuilt: Path, name: str) -> Non
     if not np.array_equal(users_b[order], users_a):
         raise SystemExit("the two sets of runs rank different test users")
     b = {k: v[order] for k, v in b.items()}
-    moved = _targets_moved(ours[0], runs[0], users_a, rebuilt)
+    moved = _targets_moved(ours[0], runs[0], users_a, raw_of, rebuilt)
     metrics: dict = {"runs per arm": [len(ours), len(runs)]}
     groups = (("targets moved", moved), ("same targets", ~moved))
     metrics |= paired_groups(a, b, groups, ("our copy", "SASRec file"))
@@ -232,12 +225,12 @@ def _last_two(run: Path, user_of: dict[int, int] | None, item_of: dict[int, int]
     }
 
 
-def _targets_moved(run_a: Path, run_b: Path, users: np.ndarray, rebuilt: Path) -> np.ndarray:
+def _targets_moved(
+    run_a: Path, run_b: Path, users: np.ndarray, raw_user_of: dict[int, int], rebuilt: Path
+) -> np.ndarray:
     """Per raw user in ``users``: do their validation or test items differ between the copies?"""
     ours = _last_two(run_a, None, None)
-    theirs = _last_two(
-        run_b, _read_map(_map_path(rebuilt, "users")), _read_map(_map_path(rebuilt, "items"))
-    )
+    theirs = _last_two(run_b, raw_user_of, _read_map(_map_path(rebuilt, "items")))
     return np.array([ours[u] != theirs[u] for u in users.tolist()])
 
 
@@ -252,15 +245,9 @@ def main() -> None:
     c.add_argument("--rebuilt", type=Path, required=True, help="the file `write` saved")
     args = ap.parse_args()
     if args.cmd == "write":
-        out = args.out.resolve()
-        os.chdir(ROOT)
-        write(out)
+        write(*at_root(args.out))
     else:
-        ours = [p.resolve() for p in args.ours]
-        runs = [p.resolve() for p in args.sasrec_file]
-        rebuilt = args.rebuilt.resolve()
-        os.chdir(ROOT)
-        compare(ours, runs, rebuilt, args.name)
+        compare(*at_root(args.ours, args.sasrec_file, args.rebuilt), args.name)
 
 
 if __name__ == "__main__":
