@@ -112,9 +112,19 @@ TARGETS = [
      "sasrec_ml1m_ce_official_s1", "sasrec_ml1m_ce_official_s2", "sasrec_ml1m_ce_kv_cpu"],
      [("test/NDCG@10", 0.180), ("test/HR@10", 0.310)]),
     # the same model on SASRec's ml-1m.txt (dataset=ml-1m-sasrec), the file behind the published
-    # 0.1821: the offline copy above orders same-second ratings at random, this file does not
+    # 0.1821: the offline copy above orders same-second ratings at random, this file does not.
+    # Every run on that file with the standard dropout counts: [KV]'s code exactly on CPU, GPU
+    # round 12 (patience 4 validations) and round 13 (patience 10, preset sasrec-ml-1m-kv)
     ("2", "SASRec CE, ML-1M 3,416 items, SASRec's ml-1m.txt", [
-     "sasrec_ml1m_ce_kv_sasrecfile_cpu", "sasrec_ml1m_ce_kv_sasrecfile_nodrop_cpu"],
+     "sasrec_ml1m_ce_kv_sasrecfile_cpu", "sasrec_ml1m_ce_sasrecfile_s42",
+     "sasrec_ml1m_ce_sasrecfile_s1", "sasrec_ml1m_ce_sasrecfile_s2",
+     "sasrec_ml1m_ce_sasrecfile_p10_s42", "sasrec_ml1m_ce_sasrecfile_p10_s1",
+     "sasrec_ml1m_ce_sasrecfile_p10_s2", "sasrec_ml1m_ce_sasrecfile_p10_s3",
+     "sasrec_ml1m_ce_sasrecfile_p10_s4"],
+     [("test/NDCG@10", 0.180), ("test/HR@10", 0.310)]),
+    ("2", "the same, no attention-output dropout", ["sasrec_ml1m_ce_kv_sasrecfile_nodrop_cpu",
+     "sasrec_ml1m_ce_sasrecfile_p10_nodrop_s42", "sasrec_ml1m_ce_sasrecfile_p10_nodrop_s1",
+     "sasrec_ml1m_ce_sasrecfile_p10_nodrop_s2"],
      [("test/NDCG@10", 0.180), ("test/HR@10", 0.310)]),
     ("2", "SASRec BCE, sampled-100 (within 2% of the paper)", ["sasrec_ml1m_bce_official_cpu"],
      BCE_SAMPLED),
@@ -127,6 +137,8 @@ TARGETS = [
     # bert4rec_ml1m_kv_e400_s42 reproduced bert4rec_ml1m_kv exactly, so it is not counted twice
     ("3", "BERT4Rec, ML-1M 3,416 items", ["bert4rec_ml1m_kv", "bert4rec_ml1m_kv_e400_s1"],
      [("test/NDCG@10", 0.154), ("test/HR@10", 0.284)]),
+    ("3", "BERT4Rec, ML-1M 3,416 items, SASRec's ml-1m.txt", ["bert4rec_ml1m_kv_sasrecfile_s42",
+     "bert4rec_ml1m_kv_sasrecfile_s1"], [("test/NDCG@10", 0.154), ("test/HR@10", 0.284)]),
     # hstu_ml1m_s1 is superseded by _e300_s1 (its 101-epoch cap bound); _s2 equals _e300_s2
     ("3", "HSTU, ML-1M 3,706 items", ["hstu_ml1m", "hstu_ml1m_e300_s42", "hstu_ml1m_e300_s1",
      "hstu_ml1m_e300_s2"],

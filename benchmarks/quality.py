@@ -87,6 +87,12 @@ def main() -> None:
                 f"{res.get('best_epoch')}; train_seconds is the process's wall time on the "
                 "shared GPU"
             )
+    if res.get("stopped_by") == "time_budget" and not notes:
+        notes = (
+            f"stopped by train.time_budget_s after {res['epochs_run']} epochs, before early "
+            f"stopping would have; best-on-validation weights (epoch {res['best_epoch']}), "
+            "test evaluated once"
+        )
     per_user = per_user_metrics(ranks, [5, 10, 20])
     metrics = {f"test/{k}": res["test"]["metrics"][k] for k in KEYS}
     metrics.update(

@@ -2,6 +2,7 @@
 
     python benchmarks/significance.py runs/sasrec-beauty runs/cl4srec-beauty
     python benchmarks/significance.py RUN_A RUN_B RUN_C --name beauty_significance
+    python benchmarks/significance.py A_s42,A_s1,A_s2 B_s42,B_s1,B_s2   # seed means, paired
 
 Every run folder holds `test_ranks.npy`: the 1-based full-ranking rank of each test user's
 held-out item, in the split's user order (train/run.py). Per-user HR@K and NDCG@K follow from
@@ -50,25 +51,64 @@ _PROTOCOL_FREE = {"max_len", "valid", "valid_users", "others_train_on_second_to_
 
 
 class Run:
-    """A finished run's per-user test metrics and what must match for a paired comparison."""
+    """A finished run's per-user test metrics and what must match for a paired comparison.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        ranks_file = path / "test_ranks.npy"
-        results_file = path / "results.json"
-        if not ranks_file.is_file() or not results_file.is_file():
-            sys.exit(f"{path} is not a finished run (no test_ranks.npy / results.json)")
-        self.ranks = np.load(ranks_file)
-        self.results = json.loads(results_file.read_text())
-        self.name = path.name
-        self.item_ids = np.load(path / "item_ids.npy") if (path / "item_ids.npy").exists() else None
+    Several folders (the seeds of one configuration) make one run whose per-user metrics are
+    the mean over the seeds: pairing seed means user by user removes most of the seed noise
+    that a single pair of runs carries, without pretending the seeds are more users.
+    """
+
+    def __init__(self, paths: Path | list[Path]) -> None:
+        paths = [paths] if isinstance(paths, Path) else list(paths)
+        self.paths, self.path = paths, paths[0]
+        self.seed_ranks: list[np.ndarray] = []
+        for path in paths:
+            if not (path / "test_ranks.npy").is_file() or not (path / "results.json").is_file():
+                sys.exit(f"{path} is not a finished run (no test_ranks.npy / results.json)")
+            self.seed_ranks.append(np.load(path / "test_ranks.npy"))
+            results = json.loads((path / "results.json").read_text())
+            if path == self.path:
+                self.results, self.item_ids = results, _item_ids(path)
+            elif _pairing_key(results, len(self.seed_ranks[-1])) != self.pairing_key() or not (
+                _ids_agree(_item_ids(path), self.item_ids)
+            ):
+                sys.exit(f"{path} cannot be averaged with {self.path}: its data or protocol differ")
+        self.ranks = self.seed_ranks[0]
+        self.name = self.path.name if len(paths) == 1 else _group_name(paths)
+
+    def per_user(self, ks: list[int]) -> dict[str, np.ndarray]:
+        """Per-user metrics, averaged over the seeds."""
+        tables = [per_user_metrics(r, ks) for r in self.seed_ranks]
+        return {k: np.mean([t[k] for t in tables], axis=0) for k in tables[0]}
 
     def pairing_key(self) -> dict:
-        data = {k: v for k, v in self.results["config"]["data"].items() if k not in _DATA_FREE}
-        protocol = {
-            k: v for k, v in self.results["test"]["protocol"].items() if k not in _PROTOCOL_FREE
-        }
-        return {"data": data, "protocol": protocol, "n_users": len(self.ranks)}
+        return _pairing_key(self.results, len(self.seed_ranks[0]))
+
+
+def _pairing_key(results: dict, n_users: int) -> dict:
+    data = {k: v for k, v in results["config"]["data"].items() if k not in _DATA_FREE}
+    protocol = {k: v for k, v in results["test"]["protocol"].items() if k not in _PROTOCOL_FREE}
+    return {"data": data, "protocol": protocol, "n_users": n_users}
+
+
+def _item_ids(path: Path) -> np.ndarray | None:
+    return np.load(path / "item_ids.npy") if (path / "item_ids.npy").exists() else None
+
+
+def _ids_agree(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is None or b is None or np.array_equal(a, b)
+
+
+def _group_name(paths: list[Path]) -> str:
+    """`name_s42,name_s1,name_s2` -> `name (3 seeds)`."""
+    names = [p.name for p in paths]
+    n = next(
+        (i for i, c in enumerate(zip(*names, strict=False)) if len(set(c)) > 1),
+        min(map(len, names)),
+    )
+    prefix = names[0][:n].rstrip("_")
+    prefix = prefix[:-2] if prefix.endswith("_s") else prefix
+    return f"{prefix or paths[0].name} ({len(paths)} seeds)"
 
 
 def check_pairable(a: Run, b: Run) -> None:
@@ -83,17 +123,15 @@ def check_pairable(a: Run, b: Run) -> None:
                     if ka[section].get(k) != kb[section].get(k)
                 }
             sys.exit(f"{a.path} and {b.path} cannot be paired: {section} differs {diff}")
-    if (
-        a.item_ids is not None
-        and b.item_ids is not None
-        and not np.array_equal(a.item_ids, b.item_ids)
-    ):
+    if not _ids_agree(a.item_ids, b.item_ids):
         sys.exit(f"{a.path} and {b.path} cannot be paired: their item id maps differ")
 
 
-def summarise(ranks: np.ndarray, keys: list[str], level: float = 0.95) -> dict[str, dict]:
-    """Metric -> {mean, ci_low, ci_high} from per-user test ranks."""
-    per_user = per_user_metrics(ranks, _ks(keys))
+def summarise(run: Run | np.ndarray, keys: list[str], level: float = 0.95) -> dict[str, dict]:
+    """Metric -> {mean, ci_low, ci_high} from a run's per-user test ranks (seeds averaged per
+    user) or from one array of ranks."""
+    ks = _ks(keys)
+    per_user = run.per_user(ks) if isinstance(run, Run) else per_user_metrics(run, ks)
     out = {}
     for key in keys:
         low, high = confidence_interval(per_user[key], level)
@@ -145,11 +183,11 @@ def compare(runs: list[Run], keys: list[str], level: float = 0.95, baseline: boo
     """
     for a, b in itertools.combinations(runs, 2):
         check_pairable(a, b)
-    per_run = {r.name: summarise(r.ranks, keys, level) for r in runs}
+    per_run = {r.name: summarise(r, keys, level) for r in runs}
     pairs = {}
     tested = [(runs[0], r) for r in runs[1:]] if baseline else itertools.combinations(runs, 2)
     for a, b in tested:
-        ua, ub = per_user_metrics(a.ranks, _ks(keys)), per_user_metrics(b.ranks, _ks(keys))
+        ua, ub = a.per_user(_ks(keys)), b.per_user(_ks(keys))
         pairs[f"{b.name} - {a.name}"] = {k: paired_test(ua[k], ub[k], level) for k in keys}
     flat = [(p, k) for p in pairs for k in keys]
     for (p, k), adj in zip(flat, holm([pairs[p][k]["p_ttest"] for p, k in flat]), strict=True):
@@ -196,7 +234,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("runs", nargs="+", type=Path, help="finished run folders (same data)")
+    ap.add_argument(
+        "runs",
+        nargs="+",
+        help="finished run folders (same data); RUN_S42,RUN_S1,... averages seeds per user",
+    )
     ap.add_argument("--name", help="result file name (default significance_<run names>)")
     ap.add_argument("--level", type=float, default=0.95, help="confidence level of the CIs")
     ap.add_argument(
@@ -206,7 +248,7 @@ def main() -> None:
     )
     ap.add_argument("--no-write", action="store_true", help="print only, write no result file")
     args = ap.parse_args()
-    runs = [Run(p) for p in args.runs]
+    runs = [Run([Path(p) for p in arg.split(",")]) for arg in args.runs]
     _unique_names(runs)
     report = compare(runs, KEYS, args.level, baseline=args.baseline)
     print_report(report, KEYS)
@@ -227,7 +269,7 @@ def main() -> None:
             + ("(first run, other run)" if args.baseline else "pair")
             + " x metric t-tests"
         ),
-        extra={"runs": {r.name: str(r.path) for r in runs}, "report": report},
+        extra={"runs": {r.name: [str(p) for p in r.paths] for r in runs}, "report": report},
     )
 
 

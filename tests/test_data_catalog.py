@@ -128,6 +128,10 @@ def test_offline_error_names_url_and_where_to_put_the_file(tmp_path, offline):
     assert "https://files.grouplens.org/datasets/movielens/ml-1m.zip" in msg
     assert "ratings.dat" in msg and "SEQREC_DATA_DIR" in msg and "\n" not in msg
     assert not list((tmp_path / "cache/downloads/ml-1m").iterdir())  # no partial file left
+    with pytest.raises(SeqrecError) as err:  # a file that can be rebuilt offline says how
+        resolve("ml-1m-sasrec")
+    assert "benchmarks/ml1m_sasrec_file.py write" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_sha256_mismatch_deletes_the_download(tmp_path, monkeypatch):

@@ -112,3 +112,27 @@ def test_baseline_mode_tests_only_the_first_run_against_the_others(tmp_path):
         got, full = vs_first["pairs"][pair]["HR@10"], every["pairs"][pair]["HR@10"]
         assert got["diff"] == full["diff"] and got["p_ttest"] == full["p_ttest"]
         assert got["p_ttest_holm"] <= full["p_ttest_holm"]
+
+
+def test_seed_groups_average_per_user_metrics_before_pairing(tmp_path, monkeypatch, capsys):
+    """`A_s42,A_s1` is one run whose per-user metrics are the seeds' mean: user u's NDCG@10 is
+    the mean of its two seeds' values, and a seed on other data is refused."""
+    rng = np.random.default_rng(2)
+    r1, r2, r3 = (rng.integers(1, 60, 300) for _ in range(3))
+    a = [fake_run(tmp_path / "arm_s42", r1), fake_run(tmp_path / "arm_s1", r2)]
+    b = fake_run(tmp_path / "other", r3)
+    group = S.Run(a)
+    assert group.name == "arm (2 seeds)"
+    want = (S.per_user_metrics(r1, [10])["NDCG@10"] + S.per_user_metrics(r2, [10])["NDCG@10"]) / 2
+    np.testing.assert_allclose(group.per_user([10])["NDCG@10"], want)
+    pair = S.compare([group, S.Run(b)], S.KEYS)["pairs"]["other - arm (2 seeds)"]["NDCG@10"]
+    assert pair["diff"] == pytest.approx(
+        S.per_user_metrics(r3, [10])["NDCG@10"].mean() - want.mean()
+    )
+
+    monkeypatch.setattr(sys, "argv", ["significance.py", f"{a[0]},{a[1]}", str(b), "--no-write"])
+    S.main()
+    assert "arm (2 seeds)" in capsys.readouterr().out
+    odd = fake_run(tmp_path / "odd", r2, dataset="amazon-beauty")
+    with pytest.raises(SystemExit, match="cannot be averaged"):
+        S.Run([a[0], odd])

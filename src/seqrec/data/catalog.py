@@ -59,6 +59,8 @@ class DatasetSpec:
     caveats: tuple[tuple[str, str], ...] = ()
     """(local candidate, warning) pairs: a copy that parses fine but differs from the official
     data in a way that moves results is used with that warning logged once."""
+    offline_hint: str = ""
+    """Appended to the not-found error: another way to get the file without a download."""
 
     @property
     def download_path(self) -> str:
@@ -110,6 +112,10 @@ CATALOG: dict[str, DatasetSpec] = {
             999_611,
             "MovieLens 1M exactly as SASRec, BERT4Rec, Klenitskiy & Vasilev and gSASRec train on "
             "it ('user item' per line, ids renumbered): 6,040 users, 3,416 items",
+            offline_hint=(
+                "; or rebuild it byte for byte from DiffuRec's ml-1m.seq.txt.gz and gSASRec's "
+                "split with benchmarks/ml1m_sasrec_file.py write (seqrec repository)"
+            ),
         ),
         DatasetSpec(
             "ml-20m",
@@ -322,7 +328,7 @@ def _download(spec: DatasetSpec, target: Path, roots: list[Path]) -> None:
         raise SeqrecError(
             f"dataset '{spec.name}' not found locally and could not be downloaded ({reason}); "
             f"download {spec.url} and put {Path(spec.member).name} at "
-            f"{where / spec.local_candidates[0][0]} or set SEQREC_DATA_DIR"
+            f"{where / spec.local_candidates[0][0]} or set SEQREC_DATA_DIR{spec.offline_hint}"
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
