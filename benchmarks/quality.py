@@ -107,6 +107,10 @@ def main() -> None:
             "params": res["params"]["total"],
         }
     )
+    peek = test_peeks(run_dir)
+    if peek:
+        metrics.update(peek)
+        notes = "; ".join(n for n in (notes, PEEK_NOTE) if n)
     protocol = res["test"]["protocol"]
     if res.get("selected") == "last epoch":  # train.select=last: no model selection
         metrics["tested_epoch"] = res["tested_epoch"]
@@ -144,6 +148,31 @@ def main() -> None:
         + (" --unfinished-ok" if unfinished else ""),
         extra={"config": res["config"], "train_machine": res.get("machine")},
     )
+
+
+PEEK_NOTE = (
+    "test-peek/* were read off the test split at every validation (train.log_test): the best of "
+    "them is selected on test, a diagnostic of numbers read off test curves, not a result"
+)
+
+
+def test_peeks(run_dir: Path) -> dict:
+    """The best test NDCG@10 over a train.log_test run's evaluations, with its epoch and HR@10."""
+    log = run_dir / "metrics.jsonl"
+    if not log.is_file():
+        return {}
+    rows = [json.loads(line) for line in log.read_text().splitlines() if '"test_peek"' in line]
+    rows = [r for r in rows if r.get("event") == "test_peek"]
+    if not rows:
+        return {}
+    top = max(rows, key=lambda r: r["test/NDCG@10"])
+    return {
+        "test-peek/evaluations": len(rows),
+        "test-peek/max NDCG@10": top["test/NDCG@10"],
+        "test-peek/HR@10 at that epoch": top["test/HR@10"],
+        "test-peek/epoch of the max": top["epoch"],
+        "test-peek/last NDCG@10": rows[-1]["test/NDCG@10"],
+    }
 
 
 def unfinished_results(run_dir: Path) -> tuple[dict, np.ndarray]:

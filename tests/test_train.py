@@ -357,3 +357,23 @@ def test_select_last_is_refused_for_the_ranking_task():
     with pytest.raises(SeqrecError, match="select=last is implemented for next-item"):
         build_config({"task": {"name": "ranking"}, "data": {"split": "temporal"},
                       "train": {"select": "last"}})  # fmt: skip
+
+
+def test_log_test_peeks_at_every_validation_without_changing_the_run(
+    cycle_log, config_for, tmp_path
+):
+    """train.log_test logs the test metrics of the weights at each validation; the peek at the
+    best epoch equals the final test of the best weights, and the run (selection, weights,
+    final metrics) is the same as without it."""
+    base = {"epochs": 4, "patience": 50}
+    res = train_run(config_for(cycle_log, train={**base, "log_test": True}), tmp_path / "peek")
+    plain = train_run(config_for(cycle_log, train=base), tmp_path / "plain")
+    lines = (tmp_path / "peek" / "metrics.jsonl").read_text().splitlines()
+    peeks = {r["epoch"]: r for r in map(json.loads, lines) if r.get("event") == "test_peek"}
+    assert sorted(peeks) == [0, 1, 2, 3]
+    best = peeks[res["best_epoch"]]
+    assert best["test/NDCG@10"] == pytest.approx(res["test"]["metrics"]["NDCG@10"], abs=1e-12)
+    assert best["test/HR@10"] == pytest.approx(res["test"]["metrics"]["HR@10"], abs=1e-12)
+    assert res["best_epoch"] == plain["best_epoch"]
+    assert res["test"]["metrics"] == plain["test"]["metrics"]
+    assert "test_peek" not in (tmp_path / "plain" / "metrics.jsonl").read_text()

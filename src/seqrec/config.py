@@ -369,6 +369,12 @@ class TrainConfig(_Strict):
     recommend and export use them too."""
     eval_every: int = Field(1, ge=1)
     """Validate every this many epochs."""
+    log_test: bool = False
+    """Also evaluate the test split at every validation and log it (event ``test_peek`` in
+    metrics.jsonl). A diagnostic, never used for selection or stopping: it shows what a number
+    read off test curves during training would be, as with code that evaluates its test item
+    every epoch and has no validation split (generative-recommenders). It costs one more full
+    evaluation per validation."""
     max_steps: int | None = None
     time_budget_s: float | None = Field(None, gt=0)
     """Stop after the first validation past this many wall-clock seconds (training + validation,

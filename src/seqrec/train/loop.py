@@ -577,6 +577,16 @@ class Trainer:
                 },
             }
         )
+        if self.cfg.train.log_test:
+            peek = self.evaluate_view("test")
+            self.log.write(
+                {
+                    "event": "test_peek",
+                    "epoch": st["epoch"],
+                    "step": st["global_step"],
+                    **{f"test/{k}": peek.metrics[k] for k in ("HR@10", "NDCG@10")},
+                }
+            )
         if self.dist.is_main:
             bar.report(st["epoch"], ndcg, res.metrics["HR@10"], st["best"], improved)
         # train.select=last runs every epoch: finish() tests (and saves) the final weights
