@@ -4,6 +4,11 @@
 # .devdata/ (opening a cached store needs no polars). SKIP_WHEELS=1 skips the install (local
 # dry runs); JOBS picks the jobs file (default jobs.yaml, round 1). Extra arguments go to
 # run_jobs.py (e.g. --budget 470).
+# .whl/ is git-ignored; on a fresh checkout rebuild it for the device's Python 3.12 with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl pydantic==2.13.4 \
+#     pydantic_core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2 \
+#     typing_extensions==4.15.0 typer==0.29.2
 set -u
 if [ -z "${SKIP_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
