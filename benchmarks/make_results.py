@@ -148,10 +148,11 @@ TARGETS = [
      [("test/NDCG@10", 0.189), ("test/HR@10", 0.329)]),
     # generative-recommenders' shipped protocol: 512 validation users, everyone else trains
     # through the second-to-last item, a fixed 101 epochs, the last epoch tested
-    # hstu_ml1m_last_peek_cpu also logged the test curve (train.log_test, a diagnostic); its
+    # hstu_ml1m_last_peek_*cpu also logged the test curve (train.log_test, a diagnostic); their
     # tested weights are the last epoch's, as the others', so it counts here
     ("3", "HSTU, same data, fixed 101 epochs (GR protocol)", ["hstu_ml1m_last_s42",
-     "hstu_ml1m_last_s1", "hstu_ml1m_last_s2", "hstu_ml1m_last_peek_cpu"],
+     "hstu_ml1m_last_s1", "hstu_ml1m_last_s2", "hstu_ml1m_last_peek_cpu",
+     "hstu_ml1m_last_peek_s1_cpu"],
      [("test/NDCG@10", 0.172), ("test/HR@10", 0.310)]),
     ("3", "HSTU-large, same data, fixed 101 epochs (GR protocol)", ["hstu_large_ml1m_last_s42"],
      [("test/NDCG@10", 0.189), ("test/HR@10", 0.329)]),
