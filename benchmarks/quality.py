@@ -62,11 +62,11 @@ def main() -> None:
         + " ".join(f"-o {o}" for o in args.set)
         + f" --out {run_dir}"
     )
-    notes = ""
+    notes: list[str] = []
     unfinished = args.unfinished_ok and not (run_dir / "results.json").is_file()
     if unfinished:
         res, ranks = unfinished_results(run_dir)
-        notes = (
+        notes.append(
             f"training was stopped (Ctrl-C, session time budget) after epoch "
             f"{res['epochs_run'] - 1}, not by early stopping; metrics are from the "
             f"best-on-validation weights (epoch {res['best_epoch']}), test evaluated once"
@@ -78,7 +78,7 @@ def main() -> None:
         res = json.loads((run_dir / "results.json").read_text())
         ranks = np.load(run_dir / "test_ranks.npy")
         if res.get("recovered"):
-            notes = (
+            notes.append(
                 "trained on the lent H100 next to the other GPU jobs "
                 "(benchmarks/gpu/run_jobs.py); the run folder was rebuilt from the returned "
                 "best weights by benchmarks/gpu/recover.py and every metric re-evaluated on "
@@ -87,12 +87,12 @@ def main() -> None:
                 f"{res.get('best_epoch')}; train_seconds is the process's wall time on the "
                 "shared GPU"
             )
-    if res.get("stopped_by") == "time_budget" and not notes:
-        notes = (
-            f"stopped by train.time_budget_s after {res['epochs_run']} epochs, before early "
-            f"stopping would have; best-on-validation weights (epoch {res['best_epoch']}), "
-            "test evaluated once"
-        )
+        elif res.get("stopped_by") == "time_budget":
+            notes.append(
+                f"stopped by train.time_budget_s after {res['epochs_run']} epochs, before early "
+                f"stopping would have; best-on-validation weights (epoch {res['best_epoch']}), "
+                "test evaluated once"
+            )
     per_user = per_user_metrics(ranks, [5, 10, 20])
     metrics = {f"test/{k}": res["test"]["metrics"][k] for k in KEYS}
     metrics.update(
@@ -110,7 +110,7 @@ def main() -> None:
     peek = test_peeks(run_dir)
     if peek:
         metrics.update(peek)
-        notes = "; ".join(n for n in (notes, PEEK_NOTE) if n)
+        notes.append(PEEK_NOTE)
     protocol = res["test"]["protocol"]
     if res.get("selected") == "last epoch":  # train.select=last: no model selection
         metrics["tested_epoch"] = res["tested_epoch"]
@@ -132,11 +132,10 @@ def main() -> None:
                     float(v.min()),
                     float(v.max()),
                 ]
-    notes = "; ".join(n for n in (notes, args.note) if n)
     write_result(
         args.name,
         metrics,
-        notes=notes,
+        notes="; ".join([*notes, args.note] if args.note else notes),
         dataset=f"{res['dataset']['name']} "
         f"({res['dataset']['users']:,} users, {res['dataset']['items']:,} items, "
         f"{res['dataset']['interactions']:,} interactions)",

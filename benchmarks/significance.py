@@ -61,20 +61,24 @@ class Run:
     def __init__(self, paths: Path | list[Path]) -> None:
         paths = [paths] if isinstance(paths, Path) else list(paths)
         self.paths, self.path = paths, paths[0]
-        self.seed_ranks: list[np.ndarray] = []
-        for path in paths:
+        if len(paths) > 1:
+            seeds = [Run(p) for p in paths]
+            for other in seeds[1:]:
+                check_pairable(seeds[0], other, "averaged")
+            self.results, self.item_ids = seeds[0].results, seeds[0].item_ids
+            self.seed_ranks = [r.ranks for r in seeds]
+            self.name = _group_name(paths)
+        else:
+            path = self.path
             if not (path / "test_ranks.npy").is_file() or not (path / "results.json").is_file():
                 sys.exit(f"{path} is not a finished run (no test_ranks.npy / results.json)")
-            self.seed_ranks.append(np.load(path / "test_ranks.npy"))
-            results = json.loads((path / "results.json").read_text())
-            if path == self.path:
-                self.results, self.item_ids = results, _item_ids(path)
-            elif _pairing_key(results, len(self.seed_ranks[-1])) != self.pairing_key() or not (
-                _ids_agree(_item_ids(path), self.item_ids)
-            ):
-                sys.exit(f"{path} cannot be averaged with {self.path}: its data or protocol differ")
+            self.seed_ranks = [np.load(path / "test_ranks.npy")]
+            self.results = json.loads((path / "results.json").read_text())
+            self.item_ids = (
+                np.load(path / "item_ids.npy") if (path / "item_ids.npy").exists() else None
+            )
+            self.name = path.name
         self.ranks = self.seed_ranks[0]
-        self.name = self.path.name if len(paths) == 1 else _group_name(paths)
 
     def per_user(self, ks: list[int]) -> dict[str, np.ndarray]:
         """Per-user metrics, averaged over the seeds."""
@@ -82,21 +86,11 @@ class Run:
         return {k: np.mean([t[k] for t in tables], axis=0) for k in tables[0]}
 
     def pairing_key(self) -> dict:
-        return _pairing_key(self.results, len(self.seed_ranks[0]))
-
-
-def _pairing_key(results: dict, n_users: int) -> dict:
-    data = {k: v for k, v in results["config"]["data"].items() if k not in _DATA_FREE}
-    protocol = {k: v for k, v in results["test"]["protocol"].items() if k not in _PROTOCOL_FREE}
-    return {"data": data, "protocol": protocol, "n_users": n_users}
-
-
-def _item_ids(path: Path) -> np.ndarray | None:
-    return np.load(path / "item_ids.npy") if (path / "item_ids.npy").exists() else None
-
-
-def _ids_agree(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    return a is None or b is None or np.array_equal(a, b)
+        data = {k: v for k, v in self.results["config"]["data"].items() if k not in _DATA_FREE}
+        protocol = {
+            k: v for k, v in self.results["test"]["protocol"].items() if k not in _PROTOCOL_FREE
+        }
+        return {"data": data, "protocol": protocol, "n_users": len(self.ranks)}
 
 
 def _group_name(paths: list[Path]) -> str:
@@ -111,7 +105,8 @@ def _group_name(paths: list[Path]) -> str:
     return f"{prefix or paths[0].name} ({len(paths)} seeds)"
 
 
-def check_pairable(a: Run, b: Run) -> None:
+def check_pairable(a: Run, b: Run, verb: str = "paired") -> None:
+    """Exit naming the difference unless a and b rank the same users, items and targets."""
     ka, kb = a.pairing_key(), b.pairing_key()
     for section in ka:
         if ka[section] != kb[section]:
@@ -122,9 +117,13 @@ def check_pairable(a: Run, b: Run) -> None:
                     for k in sorted(set(ka[section]) | set(kb[section]))
                     if ka[section].get(k) != kb[section].get(k)
                 }
-            sys.exit(f"{a.path} and {b.path} cannot be paired: {section} differs {diff}")
-    if not _ids_agree(a.item_ids, b.item_ids):
-        sys.exit(f"{a.path} and {b.path} cannot be paired: their item id maps differ")
+            sys.exit(f"{a.path} and {b.path} cannot be {verb}: {section} differs {diff}")
+    if (
+        a.item_ids is not None
+        and b.item_ids is not None
+        and not np.array_equal(a.item_ids, b.item_ids)
+    ):
+        sys.exit(f"{a.path} and {b.path} cannot be {verb}: their item id maps differ")
 
 
 def summarise(run: Run | np.ndarray, keys: list[str], level: float = 0.95) -> dict[str, dict]:
