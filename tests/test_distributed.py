@@ -10,13 +10,17 @@ the same world size is compared bitwise, with dropout.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -44,6 +48,9 @@ pytestmark = [
 
 WORLD = 2
 TIMEOUT_S = 90  # per group of processes; a healthy one takes a few seconds
+# a collective (or the rendezvous) stuck this long raises in the worker, naming the operation,
+# well before the harness gives up on the whole group
+COLLECTIVE_TIMEOUT_S = 60
 KEY_BIAS = slice(16, 32)  # in qkv.bias of the 16-wide test model: [query | key | value]
 
 
@@ -54,7 +61,14 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------------------- process harness
-def _worker(rank: int, task: str, port: int, env: dict, cwd: str, args: tuple) -> None:
+_STACK_FILES: list = []  # a worker's stack file, open for its lifetime
+
+
+def _worker(rank: int, task: str, port: int, env: dict, cwd: str, stacks: str, args: tuple) -> None:
+    # where this process writes every thread's Python stack when the harness sends SIGUSR1
+    # (a hang then says where it is)
+    _STACK_FILES.append(open(Path(stacks) / f"rank{rank}.txt", "w"))  # noqa: SIM115
+    faulthandler.register(signal.SIGUSR1, file=_STACK_FILES[-1], all_threads=True)
     # a fork-server child starts with the server's environment and folder, not the test's
     for key, value in env.items():
         if value is None:
@@ -69,6 +83,7 @@ def _worker(rank: int, task: str, port: int, env: dict, cwd: str, args: tuple) -
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
         OMP_NUM_THREADS="1",
+        SEQREC_DIST_TIMEOUT=str(COLLECTIVE_TIMEOUT_S),
     )
     torch.set_num_threads(1)
     TASKS[task](rank, *args)
@@ -79,36 +94,77 @@ def _worker(rank: int, task: str, port: int, env: dict, cwd: str, args: tuple) -
 PRELOAD = ["torch", "torch._dynamo", "seqrec.train.run", "safetensors.torch", "yaml", "pytest"]
 
 
-def spawn(task: str, *args) -> None:
+def spawn(task: str, *args, retry_hang: bool = False) -> None:
     """Run TASKS[task](rank, *args) in WORLD processes; raise if any fails or hangs.
 
     Started through a fork server where the platform has one: the server imports torch and
     seqrec once per session and forks each worker from that clean state (plain fork from
     pytest would copy the parent's polars thread pool, which deadlocks; spawn would import
     torch again for every process, seconds each).
+
+    A group still running after TIMEOUT_S is asked for its Python stacks, which go into the
+    error. One CI run (of several hundred spawns) saw a group hang that never recurred here;
+    ``retry_hang`` reruns a task whose outputs a rerun simply overwrites once after a hang,
+    with the stacks in a warning, so that a rare stall costs one rerun and leaves evidence.
+    A wrong result or a crash is never retried, and a second hang fails.
     """
+    try:
+        _spawn_once(task, args)
+    except _Hang as hang:
+        if not retry_hang:
+            raise TimeoutError(str(hang)) from None
+        warnings.warn(f"retried after a hang: {hang}", RuntimeWarning, stacklevel=2)
+        try:
+            _spawn_once(task, args)
+        except _Hang as again:
+            raise TimeoutError(f"hung twice: {again}") from None
+
+
+class _Hang(Exception):
+    """A process group still running after TIMEOUT_S (message: every rank's stacks)."""
+
+
+def _spawn_once(task: str, args: tuple) -> None:
     if "forkserver" in mp.get_all_start_methods():
         method = "forkserver"
         multiprocessing.set_forkserver_preload(PRELOAD)  # no-op once the server runs
     else:
         method = "spawn"
     env = {k: os.environ.get(k) for k in ("SEQREC_CACHE_DIR", "SEQREC_DATA_DIR")}
-    ctx = mp.start_processes(
-        _worker,
-        args=(task, free_port(), env, os.getcwd(), args),
-        nprocs=WORLD,
-        join=False,
-        start_method=method,
-    )
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{task} processes still running after {TIMEOUT_S}s")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
+    with tempfile.TemporaryDirectory(prefix="ddp-stacks-") as stacks:
+        ctx = mp.start_processes(
+            _worker,
+            args=(task, free_port(), env, os.getcwd(), stacks, args),
+            nprocs=WORLD,
+            join=False,
+            start_method=method,
+        )
+        deadline = time.monotonic() + TIMEOUT_S
+        try:
+            while not ctx.join(timeout=1):
+                if time.monotonic() > deadline:
+                    raise _Hang(
+                        f"{task} processes still running after {TIMEOUT_S}s"
+                        + (_stacks(ctx.processes, Path(stacks)))
+                    )
+        finally:
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.kill()
+
+
+def _stacks(processes: list, folder: Path) -> str:
+    """Every live rank's Python stacks (SIGUSR1 -> faulthandler), as text for an error."""
+    alive = [(rank, p) for rank, p in enumerate(processes) if p.is_alive()]
+    for _, p in alive:
+        os.kill(p.pid, signal.SIGUSR1)
+    time.sleep(2)
+    parts = []
+    for rank, _ in alive:
+        f = folder / f"rank{rank}.txt"
+        text = f.read_text() if f.exists() else ""
+        parts.append(f"\n--- rank {rank} ---\n{text.strip() or '(no stack written)'}")
+    return "".join(parts)
 
 
 def task_steps(rank: int, raw: dict, out: Path, batches: list[list[int]]) -> None:
@@ -233,7 +289,7 @@ def test_ddp_steps_equal_single_process_steps_and_sharded_eval_equals_full(cycle
     batches = [order[:7], order[7:14], order[14:15]]
     want = steps(single, batches)
 
-    spawn("steps", raw, tmp_path, [b.tolist() for b in batches])
+    spawn("steps", raw, tmp_path, [b.tolist() for b in batches], retry_hang=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["losses"] == pytest.approx(want["losses"], rel=1e-5)
