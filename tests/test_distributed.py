@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 from safetensors.torch import load_file
-from torch.multiprocessing.spawn import ProcessException
+from torch.multiprocessing.spawn import ProcessException, ProcessRaisedException
 
 from conftest import N_USERS, tiny_config
 from seqrec.config import build_config
@@ -141,7 +141,7 @@ def _spawn_once(task: str, args: tuple) -> None:
         )
         deadline = time.monotonic() + TIMEOUT_S
         try:
-            while not ctx.join(timeout=1):
+            while not _joined(ctx):
                 if time.monotonic() > deadline:
                     raise _Hang(
                         f"{task} processes still running after {TIMEOUT_S}s"
@@ -151,6 +151,17 @@ def _spawn_once(task: str, args: tuple) -> None:
             for p in ctx.processes:
                 if p.is_alive():
                     p.kill()
+
+
+def _joined(ctx) -> bool:
+    """ctx.join for one second; a worker whose collective or rendezvous timed out (gloo,
+    COLLECTIVE_TIMEOUT_S) is a hang that already says where it stopped, not a crash."""
+    try:
+        return ctx.join(timeout=1)
+    except ProcessRaisedException as e:
+        if "timed out" in str(e).lower():
+            raise _Hang(str(e)) from None
+        raise
 
 
 def _stacks(processes: list, folder: Path) -> str:
