@@ -21,6 +21,8 @@ from conftest import (
 )
 from seqrec import cli
 from seqrec.cli import app
+from seqrec.errors import SeqrecError
+from seqrec.train.evaluate_run import evaluate_run
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("in_tmp_dir")
@@ -137,7 +139,7 @@ def evaluate_json(run, tmp_path, *args) -> tuple[dict, str]:
 def test_evaluate_full_sampled_and_keep_seen(trained_run, tmp_path):
     results = json.loads((trained_run / "results.json").read_text())
     full, out = evaluate_json(trained_run, tmp_path)
-    assert "full, seen masked" in out
+    assert "full, seen items masked" in out
     assert full["protocol"]["ranking"] == "full" and full["protocol"]["mask_seen"] is True
     assert full["protocol"]["split"] == "leave-one-out" and full["protocol"]["evaluated"] == "test"
     assert full["metrics"] == pytest.approx(results["test"]["metrics"])  # same weights, same data
@@ -158,9 +160,16 @@ def test_evaluate_full_sampled_and_keep_seen(trained_run, tmp_path):
     assert popular["protocol"]["ranking"] == "sampled (100 popularity negatives)"
 
     kept, out = evaluate_json(trained_run, tmp_path, "--keep-seen")
-    assert "full, seen kept" in out and kept["protocol"]["mask_seen"] is False
+    assert "full, seen items kept" in out and kept["protocol"]["mask_seen"] is False
     # unmasked history items are extra candidates: the target can only drop
     assert kept["metrics"]["MRR"] <= full["metrics"]["MRR"]
+
+    window, out = evaluate_json(trained_run, tmp_path, "--mask-window")
+    assert "seen items in the model's window masked" in out
+    assert window["protocol"]["mask_seen"] == "window"
+    assert kept["metrics"]["MRR"] <= window["metrics"]["MRR"] <= full["metrics"]["MRR"]
+    with pytest.raises(SeqrecError, match="contradict each other"):
+        evaluate_run(trained_run, keep_seen=True, mask_window=True)
 
 
 def check_recs(df: pl.DataFrame, histories: dict[str, list[str]], k: int) -> float:

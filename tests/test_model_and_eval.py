@@ -151,14 +151,16 @@ def _brute_force_ranks(m, items, starts, ends, targets, mask_seen):
             SeqBatch(items=seq, targets=seq, lengths=torch.tensor([1]), users=torch.tensor([0]))
         )[0]
         sc = (w @ h).tolist()
-        seen = set(items[s:e].tolist()) if mask_seen else set()
+        first = max(s, e - m.max_len) if mask_seen == "window" else s
+        seen = set(items[first:e].tolist()) if mask_seen else set()
         better = sum(1 for j in range(1, len(sc)) if j != t and j not in seen and sc[j] > sc[t])
         ranks.append(1 + better)
     return np.array(ranks)
 
 
-@pytest.mark.parametrize("mask_seen", [True, False])
+@pytest.mark.parametrize("mask_seen", [True, False, "window"])
 def test_evaluator_matches_brute_force(mask_seen):
+    """Histories of up to 11 items, a window of 6: "window" masks only what the model reads."""
     m = _model(n_items=40, max_len=6)
     rng = np.random.default_rng(0)
     lens = rng.integers(1, 12, size=23)
@@ -177,7 +179,10 @@ def test_evaluator_matches_brute_force(mask_seen):
     )
     ref = _brute_force_ranks(m, items, starts, ends, targets, mask_seen)
     assert res.ranks.tolist() == ref.tolist()
-    assert res.protocol["ranking"] == "full"
+    assert res.protocol["ranking"] == "full" and res.protocol["mask_seen"] == mask_seen
+    if mask_seen == "window":  # items seen before the window compete again with the target
+        whole = _brute_force_ranks(m, items, starts, ends, targets, True)
+        assert (res.ranks >= whole).all() and (res.ranks > whole).any()
 
 
 def test_sampled_metrics_are_labelled_and_bounded():

@@ -36,6 +36,13 @@ Overrides = Annotated[
 ]
 
 
+def seen_label(mask_seen: bool | str) -> str:
+    """How a result's protocol treated already-seen items, for table titles."""
+    if mask_seen == "window":
+        return "seen items in the model's window masked"
+    return "seen items masked" if mask_seen else "seen items kept"
+
+
 def _metrics_table(
     title: str, sections: dict[str, dict[str, float]], ks=(1, 5, 10, 20, 50, 100)
 ) -> Table:
@@ -180,7 +187,7 @@ def train(
     params = results["params"]
     protocol = results["test"]["protocol"]
     label = protocol["ranking"] + (" ranking" if protocol["ranking"] == "full" else "")
-    label += ", seen items masked" if protocol["mask_seen"] else ", seen items kept"
+    label += ", " + seen_label(protocol["mask_seen"])
     tested = f"best epoch {results['best_epoch']}"
     if results.get("selected") == "last epoch":
         tested = f"last epoch {results['tested_epoch']}, best validation {results['best_epoch']}"
@@ -241,6 +248,13 @@ def evaluate(
     ] = None,
     negatives: Annotated[int, typer.Option(help="Negatives for sampled metrics.")] = 100,
     keep_seen: Annotated[bool, typer.Option(help="Do not mask already-seen items.")] = False,
+    mask_window: Annotated[
+        bool,
+        typer.Option(
+            help="Mask only the seen items inside the model's window (the last data.max_len), "
+            "as generative-recommenders evaluates."
+        ),
+    ] = False,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the result here.")
     ] = None,
@@ -256,10 +270,10 @@ def evaluate(
         metrics = evaluate_ranking_run(run, split, json_out, overwrite)
         _print_ctr_table(f"{run} — ranking task, real events", {split: metrics})
         return
-    res = evaluate_run(run, split, sampled, negatives, keep_seen, json_out, overwrite)
-    label = res.protocol["ranking"] + (
-        ", seen masked" if res.protocol["mask_seen"] else ", seen kept"
+    res = evaluate_run(
+        run, split, sampled, negatives, keep_seen, json_out, overwrite, mask_window=mask_window
     )
+    label = res.protocol["ranking"] + ", " + seen_label(res.protocol["mask_seen"])
     _print_table(_metrics_table(f"{run} — {label}", {split: res.metrics}))
 
 

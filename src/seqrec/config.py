@@ -396,7 +396,11 @@ class TrainConfig(_Strict):
 
 class EvalConfig(_Strict):
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20, 50, 100])
-    mask_seen: bool = True
+    mask_seen: bool | Literal["window"] = True
+    """Which history items leave the candidate list: True every item of the user's whole
+    history; ``"window"`` only the last ``data.max_len`` the model reads, as
+    generative-recommenders' evaluation filters its padded input ids (so an item seen before
+    the window can be recommended again and push the target down); False none."""
     batch_users: int = Field(256, ge=1)
     sampled: Literal["uniform", "popularity"] | None = None
     """None = full ranking over every item (default). Otherwise rank among n_negatives sampled ones."""

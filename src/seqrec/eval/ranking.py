@@ -3,8 +3,9 @@
 Protocol (written into every result):
 * scores = user representation . item table, one [chunk, V] block at a time;
 * PAD is never a candidate; items in the user's *whole* history (not only the model's window)
-  are removed from the candidates by default (``mask_seen``), except the target itself, which is
-  always ranked by its own score (so a re-consumed item is not an automatic miss);
+  are removed from the candidates by default (``mask_seen``; ``"window"`` removes only the last
+  ``max_len``, as generative-recommenders does), except the target itself, which is always ranked
+  by its own score (so a re-consumed item is not an automatic miss);
 * rank = 1 + number of candidates scored strictly higher than the target (ties go to the
   target; with float scores from a trained model ties are vanishingly rare);
 * sampled metrics (only when asked) rank the target among ``n_negatives`` items drawn outside
@@ -55,7 +56,7 @@ def score_chunks(
     max_len: int,
     chunk: int,
     device: torch.device,
-    mask_seen: bool = True,
+    mask_seen: bool | str = True,
     timestamps: np.ndarray | None = None,
     behaviors: np.ndarray | None = None,
     request_times: np.ndarray | None = None,
@@ -79,7 +80,8 @@ def score_chunks(
         allowed = torch.ones_like(scores, dtype=torch.bool)
         allowed[:, 0] = False
         if mask_seen:
-            rows, flat = flat_slices(st, en)
+            seen_from = np.maximum(st, en - max_len) if mask_seen == "window" else st
+            rows, flat = flat_slices(seen_from, en)
             allowed[
                 torch.from_numpy(rows).to(device),
                 torch.from_numpy(items[flat].astype(np.int64)).to(device),

@@ -24,13 +24,17 @@ def evaluate_run(
     json_out: Path | None = None,
     overwrite: bool = False,
     seed: int = 0,
+    mask_window: bool = False,
 ) -> EvalResult:
     """Evaluate a finished run's best weights on one split; ``seed`` draws the sampled
-    negatives (sampled metrics only), so several draws show the protocol's own noise."""
+    negatives (sampled metrics only), so several draws show the protocol's own noise;
+    ``mask_window`` masks only the history items inside the model's window."""
     if split not in {"valid", "test"}:
         raise SeqrecError(f"--split must be 'valid' or 'test', not '{split}'")
     if sampled not in {None, "uniform", "popularity"}:
         raise SeqrecError(f"--sampled must be 'uniform' or 'popularity', not '{sampled}'")
+    if keep_seen and mask_window:
+        raise SeqrecError("--keep-seen and --mask-window contradict each other; pass one")
     if json_out is not None and json_out.exists() and not overwrite:
         raise SeqrecError(f"{json_out} already exists; pass --overwrite or choose another path")
     cfg = load_run_config(Path(run_dir))
@@ -43,7 +47,11 @@ def evaluate_run(
             f"{len(rec.item_ids) - 1} the run was trained on; evaluate with the data the run used"
         )
     ecfg = cfg.eval.model_copy(
-        update={"sampled": sampled, "n_negatives": negatives, "mask_seen": not keep_seen}
+        update={
+            "sampled": sampled,
+            "n_negatives": negatives,
+            "mask_seen": "window" if mask_window else not keep_seen,
+        }
     )
     view = getattr(sp, split)
     res = evaluate(
