@@ -154,6 +154,18 @@ TARGETS = [
      "hstu_ml1m_last_s1", "hstu_ml1m_last_s2", "hstu_ml1m_last_peek_cpu",
      "hstu_ml1m_last_peek_s1_cpu"],
      [("test/NDCG@10", 0.172), ("test/HR@10", 0.310)]),
+    # the same protocol with attention divided by the padded length, as the research code does
+    # (model.hstu_normalizer=max_len; the preset divides by each row's true length): CPU seeds
+    # 42 / 1 / 2, paired with hstu_ml1m_last_peek*_cpu in significance_hstu_normalizer_cpu.json
+    ("3", "HSTU, GR protocol, attention / padded length", ["hstu_ml1m_last_maxlen_cpu",
+     "hstu_ml1m_last_maxlen_s1_cpu", "hstu_ml1m_last_maxlen_s2_cpu"],
+     [("test/NDCG@10", 0.172), ("test/HR@10", 0.310), ("window-test/NDCG@10", 0.172),
+      ("window-test/HR@10", 0.310)]),
+    # scored as GR's eval scores (quality.py --window-masked): only the seen items inside the
+    # model's 200-item window leave the candidates, so older ones compete with the target
+    ("3", "HSTU, GR protocol, scored as GR scores", ["hstu_ml1m_last_peek_cpu",
+     "hstu_ml1m_last_peek_s1_cpu"],
+     [("window-test/NDCG@10", 0.172), ("window-test/HR@10", 0.310)]),
     ("3", "HSTU-large, same data, fixed 101 epochs (GR protocol)", ["hstu_large_ml1m_last_s42"],
      [("test/NDCG@10", 0.189), ("test/HR@10", 0.329)]),
     ("4", "CL4SRec, Beauty", ["cl4srec_beauty_conv"], [("test/NDCG@10", 0.040)]),
