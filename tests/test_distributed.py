@@ -103,7 +103,7 @@ def spawn(task: str, *args, retry_hang: bool = False) -> None:
     torch again for every process, seconds each).
 
     A group still running after TIMEOUT_S is asked for its Python stacks, which go into the
-    error. One CI run (of several hundred spawns) saw a group hang that never recurred here;
+    error; a worker whose gloo collective timed out counts as a hang too. One CI run (of several hundred spawns) saw a group hang that never recurred here;
     ``retry_hang`` reruns a task whose outputs a rerun simply overwrites once after a hang,
     with the stacks in a warning, so that a rare stall costs one rerun and leaves evidence.
     A wrong result or a crash is never retried, and a second hang fails.
@@ -121,7 +121,8 @@ def spawn(task: str, *args, retry_hang: bool = False) -> None:
 
 
 class _Hang(Exception):
-    """A process group still running after TIMEOUT_S (message: every rank's stacks)."""
+    """A process group that hung: still running after TIMEOUT_S (message: every rank's
+    stacks), or a worker whose collective timed out (message: its traceback)."""
 
 
 def _spawn_once(task: str, args: tuple) -> None:
