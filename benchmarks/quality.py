@@ -147,10 +147,12 @@ def main() -> None:
         notes.append(WINDOW_NOTE)
     if other_protocols:
         protocol = {"full": protocol, **other_protocols}
+    if args.note:
+        notes.append(args.note)
     write_result(
         args.name,
         metrics,
-        notes="; ".join([*notes, args.note] if args.note else notes),
+        notes="; ".join(notes),
         dataset=f"{res['dataset']['name']} "
         f"({res['dataset']['users']:,} users, {res['dataset']['items']:,} items, "
         f"{res['dataset']['interactions']:,} interactions)",

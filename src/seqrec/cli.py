@@ -36,7 +36,7 @@ Overrides = Annotated[
 ]
 
 
-def seen_label(mask_seen: bool | str) -> str:
+def _seen_label(mask_seen: bool | str) -> str:
     """How a result's protocol treated already-seen items, for table titles."""
     if mask_seen == "window":
         return "seen items in the model's window masked"
@@ -187,7 +187,7 @@ def train(
     params = results["params"]
     protocol = results["test"]["protocol"]
     label = protocol["ranking"] + (" ranking" if protocol["ranking"] == "full" else "")
-    label += ", " + seen_label(protocol["mask_seen"])
+    label += ", " + _seen_label(protocol["mask_seen"])
     tested = f"best epoch {results['best_epoch']}"
     if results.get("selected") == "last epoch":
         tested = f"last epoch {results['tested_epoch']}, best validation {results['best_epoch']}"
@@ -273,7 +273,7 @@ def evaluate(
     res = evaluate_run(
         run, split, sampled, negatives, keep_seen, json_out, overwrite, mask_window=mask_window
     )
-    label = res.protocol["ranking"] + ", " + seen_label(res.protocol["mask_seen"])
+    label = res.protocol["ranking"] + ", " + _seen_label(res.protocol["mask_seen"])
     _print_table(_metrics_table(f"{run} — {label}", {split: res.metrics}))
 
 
