@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=Path, default=ROOT / "benchmarks/gpu/jobs.yaml")
     ap.add_argument("--budget", type=float, default=425, help="time_budget_s the jobs ran with")
     ap.add_argument("--only", nargs="*", help="collect only these job names")
+    ap.add_argument("--window-masked", action="store_true",
+                    help="also score HSTU runs as generative-recommenders does (quality.py)")  # fmt: skip
     args = ap.parse_args()
     if args.archive.is_file():  # else: gpu-runs/ is already in place (e.g. from recover.py)
         with tarfile.open(args.archive) as tar:
@@ -49,6 +51,8 @@ def main() -> None:
         cmd += [a for s in sets for a in ("-o", s)]
         if job["name"].startswith(SAMPLED):
             cmd += ["--sampled", "uniform", "--sampled-draws", "5"]
+        if args.window_masked and job["preset"].startswith("hstu"):
+            cmd += ["--window-masked"]
         subprocess.run(cmd, check=True, cwd=ROOT)
 
 

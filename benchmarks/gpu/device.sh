@@ -22,8 +22,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 if command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  # a warm machine may still run the daemon from the previous call: reuse it
-  if { nvidia-cuda-mps-control -d || pgrep -x nvidia-cuda-mps-control >/dev/null; } \
+  # a warm machine may still run the daemon from the previous call: reuse it (pgrep -f, as
+  # -x compares only the first 15 characters of the name and never matches this one)
+  if { nvidia-cuda-mps-control -d || pgrep -f nvidia-cuda-mps-control >/dev/null; } \
       && timeout 40 python3 -c \
       "import torch; print('MPS client ok', torch.ones(2, device='cuda').sum().item())"; then
     echo "MPS on"
