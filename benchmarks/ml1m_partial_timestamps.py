@@ -12,6 +12,11 @@ bucket real same-second ratings use). Training HSTU on it with and without `mode
 and pairing the runs per user (`ml1m_file_order.py compare`: its "reordered users" are exactly
 users 1..2,998) measures what the time bias is worth where timestamps exist, with the other
 users as the control.
+
+With ``--timed-only`` the file holds users 1..2,998 alone, in our copy's order (same-second
+ratings at random, which is also what generative-recommenders' pandas sort leaves them in,
+benchmarks/gr_tie_order.py) with each rating's real timestamp: data on which the time bias can
+be switched on and off with nothing untimed in training.
 """
 
 from __future__ import annotations
@@ -30,9 +35,23 @@ from seqrec.config import DataConfig
 from seqrec.data import build_store
 
 
+def timed_in_our_order(ours: pl.DataFrame, timed: pl.DataFrame) -> pl.DataFrame:
+    """The timed users' ratings in our copy's order (``pos``), each with its ratings.dat
+    timestamp; refuses the result unless every rating found its time and times never fall."""
+    frame = ours.join(timed, on=["user_id", "item_id"], how="left").sort("pos")
+    if frame["timestamp"].null_count() or frame.height != timed.height:
+        raise SystemExit("our copy and ratings.dat disagree on the timed users' items")
+    falls = frame.select((pl.col("timestamp").diff().over("user_id") < 0).any()).item()
+    if falls:
+        raise SystemExit("our copy's order is not chronological for the timed users")
+    return frame.select("user_id", "item_id", "timestamp")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=Path, help="the CSV to write (.csv or .csv.gz)")
+    ap.add_argument("--timed-only", action="store_true",
+                    help="only the users with timestamps, in our copy's (random) tie order")  # fmt: skip
     args = ap.parse_args()
     timed = official_order(data_dir() / PARTIAL).select(
         pl.col("u").alias("user_id"), pl.col("i").cast(pl.Int64).alias("item_id"),
@@ -44,12 +63,15 @@ def main() -> None:
     ours = pl.DataFrame({
         "user_id": users[rows],
         "item_id": np.asarray(store.item_ids)[store.items].astype(np.int64),
-    }).filter(~pl.col("user_id").is_in(timed["user_id"].unique().implode()))  # fmt: skip
-    if timed.height + ours.height != len(store.items):
+    }).with_row_index("pos")  # fmt: skip
+    has_time = pl.col("user_id").is_in(timed["user_id"].unique().implode())
+    if timed.height + ours.filter(~has_time).height != len(store.items):
         raise SystemExit("the partial ratings file does not cover its users completely")
-    frame = pl.concat([timed, ours.with_columns(timestamp=pl.lit(0, pl.Int64))]).sort(
-        "user_id", maintain_order=True
-    )
+    if args.timed_only:
+        frame = timed_in_our_order(ours.filter(has_time), timed)
+    else:
+        untimed = ours.filter(~has_time).drop("pos").with_columns(timestamp=pl.lit(0, pl.Int64))
+        frame = pl.concat([timed, untimed]).sort("user_id", maintain_order=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     with gzip.open(tmp, "wb") if args.out.suffix == ".gz" else open(tmp, "wb") as fh:

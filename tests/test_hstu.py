@@ -217,6 +217,20 @@ def test_published_shapes_follow_hidden_and_heads():
     assert f["train"] == 3 * f["forward"] > 0
 
 
+@pytest.mark.parametrize(
+    "init, std", [("trunc_normal", (1 / 50) ** 0.5), ("xavier", (2 / 250) ** 0.5)]
+)
+def test_position_table_init(init, std):
+    """Truncated N(0, 1/d) stays inside 2 std (a narrower spread than std itself); xavier-normal
+    has std sqrt(2 / (fan_in + fan_out)) and is not truncated."""
+    torch.manual_seed(0)
+    w = HSTU(ModelConfig(name="hstu", hidden=50, hstu_pos_init=init), 100, 200).pos_emb.weight
+    if init == "trunc_normal":
+        assert w.abs().max() <= 2 * std and 0.8 * std < w.std() < 0.9 * std
+    else:
+        assert w.abs().max() > 2 * std and abs(w.std().item() - std) < 0.05 * std
+
+
 def test_sampled_softmax_loss_falls_on_generated_sequences():
     torch.manual_seed(0)
     cfg = ModelConfig(name="hstu", hidden=16, layers=1, heads=1, dropout=0.0, l2_norm_output=True)

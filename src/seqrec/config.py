@@ -236,6 +236,10 @@ class ModelConfig(_Strict):
     slot keeps its own time, the research code's rule for its final slot."""
     hstu_normalizer: Literal["length", "max_len"] = "length"
     """HSTU attention normaliser n: each row's true length, or the padded length (research code)."""
+    hstu_pos_init: Literal["trunc_normal", "xavier"] = "trunc_normal"
+    """HSTU position table init: N(0, 1/hidden) truncated at 2 std (what the research code's
+    preprocessor sets), or xavier-normal (what that table ends up with there: HSTU.reset_params
+    re-initialises every parameter outside the HSTU stack and the item table)."""
     l2_norm_output: bool = False
     """L2-normalise user states and the item table, so scores are cosines; must match
     objective.normalize of the sampled softmax (training and evaluation then score alike)."""

@@ -273,12 +273,17 @@ class HSTU(nn.Module):
         self.side.attach_features(features)
 
     def reset_parameters(self) -> None:
-        """Research-code init: items N(0, 0.02) and positions N(0, 1/d), both truncated at 2
-        std; W_uvqk N(0, 0.02); W_o Xavier-uniform; rab scalars N(0, 0.02)."""
+        """Research-code init: items N(0, 0.02) truncated at 2 std; positions N(0, 1/d)
+        truncated at 2 std or, with ``model.hstu_pos_init=xavier``, xavier-normal (the research
+        code's effective init, see the config field); W_uvqk N(0, 0.02); W_o Xavier-uniform;
+        rab scalars N(0, 0.02)."""
         d = self.cfg.hidden
         nn.init.trunc_normal_(self.item_emb.weight, std=0.02, a=-0.04, b=0.04)
-        std = math.sqrt(1.0 / d)
-        nn.init.trunc_normal_(self.pos_emb.weight, std=std, a=-2 * std, b=2 * std)
+        if self.cfg.hstu_pos_init == "xavier":
+            nn.init.xavier_normal_(self.pos_emb.weight)
+        else:
+            std = math.sqrt(1.0 / d)
+            nn.init.trunc_normal_(self.pos_emb.weight, std=std, a=-2 * std, b=2 * std)
         for layer in self.layers:
             layer.reset_parameters()
         with torch.no_grad():
