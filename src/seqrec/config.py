@@ -239,7 +239,8 @@ class ModelConfig(_Strict):
     hstu_pos_init: Literal["trunc_normal", "xavier"] = "trunc_normal"
     """HSTU position table init: N(0, 1/hidden) truncated at 2 std (what the research code's
     preprocessor sets), or xavier-normal (what that table ends up with there: HSTU.reset_params
-    re-initialises every parameter outside the HSTU stack and the item table)."""
+    re-initialises every parameter outside the HSTU stack and the item table). Measured on
+    the 2-block model (2 CPU seeds, paired): -0.0022 [-0.0068, +0.0023] NDCG@10 for xavier."""
     l2_norm_output: bool = False
     """L2-normalise user states and the item table, so scores are cosines; must match
     objective.normalize of the sampled softmax (training and evaluation then score alike)."""
