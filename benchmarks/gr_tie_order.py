@@ -21,8 +21,7 @@ import sys
 import numpy as np
 
 from common import data_dir, write_result
-
-PARTIAL = "movielens/ml-1m/ratings.PARTIAL_first487650lines.dat.gz"
+from ml1m_tie_order import PARTIAL
 
 
 def kept_fraction(frame, kind: str) -> tuple[int, float]:

@@ -103,9 +103,10 @@ def spawn(task: str, *args, retry_hang: bool = False) -> None:
     torch again for every process, seconds each).
 
     A group still running after TIMEOUT_S is asked for its Python stacks, which go into the
-    error; a worker whose gloo collective timed out counts as a hang too. One CI run (of several hundred spawns) saw a group hang that never recurred here;
-    ``retry_hang`` reruns a task whose outputs a rerun simply overwrites once after a hang,
-    with the stacks in a warning, so that a rare stall costs one rerun and leaves evidence.
+    error; a worker whose gloo collective timed out counts as a hang too. One CI run (of
+    several hundred spawns) saw a group hang that never recurred here; ``retry_hang`` reruns
+    a task whose outputs a rerun simply overwrites once after a hang, with the stacks in a
+    warning, so that a rare stall costs one rerun and leaves evidence.
     A wrong result or a crash is never retried, and a second hang fails.
     """
     try:
