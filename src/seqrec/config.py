@@ -390,6 +390,9 @@ class TrainConfig(_Strict):
     seed: int = 42
     device: str = "auto"
     threads: int | None = None
+    log_every: int = Field(50, ge=1)
+    """Write a training line (loss, lr, throughput) to metrics.jsonl every this many steps;
+    1 records every step's loss (the redesign's golden runs compare them step by step)."""
     checkpoint_every: int = Field(500, ge=1)
     """Write a resumable checkpoint every this many steps (and at every epoch end)."""
     init_from: str | None = None

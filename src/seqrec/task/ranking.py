@@ -339,7 +339,7 @@ class RankingTrainer:
             st["epoch_loss_sum"] += loss * n
             st["epoch_examples"] += n
             bar.step(loss, n / max(dt, 1e-9))
-            if st["global_step"] % 50 == 0:
+            if st["global_step"] % cfg.log_every == 0:
                 self.log.write({"step": st["global_step"], "epoch": st["epoch"], "loss": loss,
                                 "lr": self.sched.get_last_lr()[0], "examples_per_s": n / dt})  # fmt: skip
             if st["global_step"] % cfg.checkpoint_every == 0:

@@ -485,7 +485,7 @@ class Trainer:
             st["epoch_loss_sum"] += loss * n_targets
             st["epoch_targets"] += n_targets
             bar.step(loss, n_targets / max(dt, 1e-9))
-            if st["global_step"] % 50 == 0:
+            if st["global_step"] % cfg.log_every == 0:
                 record = {
                     "step": st["global_step"],
                     "epoch": st["epoch"],

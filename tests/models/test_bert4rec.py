@@ -217,9 +217,10 @@ def test_trainer_end_to_end(cycle_log, tmp_path, monkeypatch):
 
 def test_interrupted_cloze_run_resumes_exactly(cycle_log, tmp_path, monkeypatch):
     """Masks come from torch's global CPU generator, which the checkpoint holds."""
+    from test_train import interrupt_after
+
     from seqrec.train.loop import TrainingInterrupted
     from seqrec.train.run import train_run
-    from test_train import interrupt_after
 
     monkeypatch.chdir(tmp_path)
     cfg = build_config(

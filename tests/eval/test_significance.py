@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import significance as S  # noqa: E402
 

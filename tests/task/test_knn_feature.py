@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_ranking import ranking_raw, write_rating_log
 
 from seqrec.config import build_config
 from seqrec.errors import SeqrecError
@@ -15,7 +16,6 @@ from seqrec.task.ranking import (
     load_ranking_data,
     train_ranking_run,
 )
-from test_ranking import ranking_raw, write_rating_log
 
 
 @pytest.fixture

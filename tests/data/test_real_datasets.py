@@ -15,7 +15,7 @@ from seqrec.data import prepare
 pytestmark = pytest.mark.realdata
 
 DATA_DIR = Path(
-    os.environ.get("SEQREC_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
+    os.environ.get("SEQREC_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data"
 )
 
 

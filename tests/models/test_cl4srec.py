@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_train import interrupt_after
 
 from conftest import N_ITEMS, cycle_sequences, tiny_config
 from seqrec.config import ModelConfig, ObjectiveConfig, build_config
@@ -17,7 +18,6 @@ from seqrec.models.cl4srec import CL4SRec, nt_xent
 from seqrec.models.registry import build_model
 from seqrec.objectives.base import build_objective
 from seqrec.train.run import train_run
-from test_train import interrupt_after
 
 
 def cfg(**kw) -> ModelConfig:

@@ -288,9 +288,10 @@ def test_config_rejects_a_random_op_without_ratio():
 def test_trainer_end_to_end_and_resume_across_the_phase_switch(
     cycle_log, tmp_path, monkeypatch, in_tmp_dir
 ):
+    from test_train import interrupt_after
+
     from conftest import tiny_config
     from seqrec.train.loop import TrainingInterrupted
-    from test_train import interrupt_after
 
     raw = tiny_config(
         cycle_log,

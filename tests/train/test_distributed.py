@@ -42,6 +42,8 @@ from seqrec.train.loop import Trainer, TrainingInterrupted
 from seqrec.train.run import train_run
 
 pytestmark = [
+    pytest.mark.distributed,
+    pytest.mark.slow,
     pytest.mark.skipif(not dist.is_available(), reason="torch built without torch.distributed"),
     pytest.mark.usefixtures("in_tmp_dir"),
 ]
