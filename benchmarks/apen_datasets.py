@@ -25,8 +25,8 @@ DATASETS = ["ml-1m", "ml-100k", "amazon-beauty", "amazon-video", "lastfm"]
 
 
 def one(name: str) -> dict:
-    from seqrec.config import load_config
     from seqrec.data import prepare
+    from seqrec.recipe import load_config
     from seqrec.scaling.apen import apen_store
 
     t0 = time.perf_counter()

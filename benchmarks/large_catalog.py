@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from common import write_result
-from seqrec.config import RunConfig
 from seqrec.data.split import leave_one_out
 from seqrec.data.store import SequenceStore
+from seqrec.recipe import RunConfig
 from seqrec.serve.recommender import Recommender
 from seqrec.train.loop import Trainer
 

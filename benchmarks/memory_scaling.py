@@ -26,7 +26,7 @@ CHILD = r"""
 import json, resource, sys, numpy as np, torch
 from pathlib import Path
 torch.set_num_threads(1)
-from seqrec.config import load_config
+from seqrec.recipe import load_config
 from seqrec.data import prepare
 from seqrec.train.loop import Trainer
 path, max_len, out, only_prepare = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"

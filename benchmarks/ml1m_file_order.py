@@ -29,9 +29,9 @@ import polars as pl
 
 from common import ROOT, write_result
 from ml1m_tie_order import file_order_items
-from seqrec.config import DataConfig
 from seqrec.data import prepare
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
+from seqrec.options import DataConfig
 from seqrec.train.run import load_run_config
 
 KEYS = ("NDCG@10", "HR@10")

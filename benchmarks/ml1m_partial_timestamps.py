@@ -31,8 +31,8 @@ import polars as pl
 
 from common import data_dir
 from ml1m_tie_order import PARTIAL, official_order
-from seqrec.config import DataConfig
 from seqrec.data import build_store
+from seqrec.options import DataConfig
 
 
 def timed_in_our_order(ours: pl.DataFrame, timed: pl.DataFrame) -> pl.DataFrame:

@@ -40,8 +40,8 @@ from scipy.optimize import linear_sum_assignment
 
 from common import data_dir, write_result
 from ml1m_file_order import _rel, at_root, mean_metrics, paired_groups, write_compare_parser
-from seqrec.config import DataConfig
 from seqrec.data import prepare
+from seqrec.options import DataConfig
 from seqrec.train.checkpoint import atomic_write_bytes
 
 GIT_BLOB = "9ab8e3edb8742f8d8cc4911e3dee25e82a6fcc24"

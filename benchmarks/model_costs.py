@@ -27,7 +27,7 @@ PRESETS = {
 CHILD = r"""
 import json, resource, sys, tempfile, time
 import numpy as np, torch
-from seqrec.config import load_config
+from seqrec.recipe import load_config
 from seqrec.data import prepare
 from seqrec.models.common import count_parameters
 from seqrec.train.loop import Trainer

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, data_dir, write_result
-from seqrec.config import load_config
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
+from seqrec.recipe import load_config
 from seqrec.train.evaluate_run import evaluate_run
 from seqrec.train.run import train_run
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, data_dir, write_result
-from seqrec.config import load_config
 from seqrec.eval.ctr import auc, group_auc, per_group_auc
+from seqrec.recipe import load_config
 from seqrec.task.ranking import train_ranking_run
 
 PRESETS = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from common import data_dir, write_result
-from seqrec.config import load_config
+from seqrec.recipe import load_config
 from seqrec.task.ranking import load_ranking_data
 
 DAY = 86_400

@@ -60,8 +60,8 @@ def tiny_package(n_users: int = 400, n_items: int = 500, seed: int = 0) -> Path:
     """A small SASRec (width 16, 1 block) trained for 2 epochs on generated cycle data."""
     import numpy as np
 
-    from seqrec.config import build_config
     from seqrec.package import is_package
+    from seqrec.recipe import build_config
     from seqrec.train.run import train_run
 
     root = ROOT / ".cache" / "tiny-serving"

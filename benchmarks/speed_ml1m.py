@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from common import ROOT, data_dir, write_result
-from seqrec.config import load_config
 from seqrec.data import prepare
 from seqrec.eval.ranking import evaluate
 from seqrec.models import build_model
+from seqrec.recipe import load_config
 from seqrec.train.loop import Trainer
 
 VENV = Path("/tmp/recbole-venv/bin/python")

@@ -35,13 +35,13 @@ import numpy as np
 import torch
 
 from common import ROOT, data_dir, write_result
-from seqrec.config import load_config
 from seqrec.data import prepare
 from seqrec.data.item_tokens import catalogue_tokens
 from seqrec.eval.metrics import per_user_metrics
 from seqrec.eval.ranking import evaluate
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
+from seqrec.recipe import load_config
 from seqrec.train.init_from import load_initial_weights
 from seqrec.train.run import train_run
 from significance import Run, compare, holm, paired_test, summarise

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.config import build_config
 from seqrec.data.batches import SeqBatch
+from seqrec.recipe import build_config
 
 N_ITEMS = 30
 N_USERS = 40
@@ -147,3 +147,28 @@ def run_copy(trained_run, tmp_path) -> Path:
     dst = tmp_path / "run"
     shutil.copytree(trained_run, dst)
     return dst
+
+
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_after(monkeypatch, n_steps: int, interrupt=_ctrl_c) -> None:
+    """Simulate Ctrl-C (or ``interrupt``) inside the objective on step ``n_steps`` (0-based)."""
+    from seqrec.train import loop
+
+    real = loop.build_objective
+
+    def build(cfg):
+        objective = real(cfg)
+        calls = [0]
+
+        def interrupted(model, batch):
+            if calls[0] == n_steps:
+                interrupt()
+            calls[0] += 1
+            return objective(model, batch)
+
+        return interrupted
+
+    monkeypatch.setattr(loop, "build_objective", build)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqrec.config import load_config
+from seqrec.recipe import load_config
 from seqrec.train.run import train_run
 
 pytestmark = pytest.mark.realdata

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from conftest import N_ITEMS, USER_OFFSET, cycle_sequences, tiny_config, write_csv_log
 from seqrec import cli
-from seqrec.config import load_config
 from seqrec.errors import SeqrecError
+from seqrec.recipe import load_config
 from seqrec.train.checkpoint import load_checkpoint
 from seqrec.train.run import train_run
 

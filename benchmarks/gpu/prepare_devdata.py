@@ -70,9 +70,9 @@ def main() -> None:
     os.environ["SEQREC_DATA_DIR"] = str(DEV / "data")
     os.environ["SEQREC_CACHE_DIR"] = str(DEV / "cache")
     os.chdir(ROOT)  # relative dataset paths in the jobs are relative to the repo root
-    from seqrec.config import load_config
     from seqrec.data import build_store
     from seqrec.data.features import load_item_features
+    from seqrec.recipe import load_config
     from seqrec.scaling.sweep import expand, load_spec
     from seqrec.task.ranking import load_ranking_data
 

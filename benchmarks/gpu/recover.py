@@ -70,7 +70,7 @@ def write_run(run_dir: Path, cfg, weights: Path, extra: dict) -> dict:
 
 
 def recover_jobs(src: Path, summary: dict, budget: float) -> None:
-    from seqrec.config import load_config
+    from seqrec.recipe import load_config
 
     jobs = yaml.safe_load((ROOT / "benchmarks/gpu/jobs.yaml").read_text())
     for job in jobs:

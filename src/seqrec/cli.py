@@ -79,7 +79,7 @@ def data_list() -> None:
 
 
 def _data_config(dataset: str, preset: str | None, overrides: list[str] | None):
-    from seqrec.config import load_config
+    from seqrec.recipe import load_config
 
     return load_config(preset, [f"data.dataset={dataset}", *(overrides or [])]).data
 
@@ -143,7 +143,7 @@ def train(
 
     Multi-process: `torchrun --nproc_per_node N -m seqrec train ...` (docs/DISTRIBUTED.md).
     """
-    from seqrec.config import load_config
+    from seqrec.recipe import load_config
     from seqrec.train.run import train_run
 
     if resume is not None:
@@ -450,10 +450,11 @@ def models(
     backward per scored position at an attended length of half the window."""
     import torch
 
-    from seqrec.config import ModelConfig, load_config
     from seqrec.models import build_model, model_names
     from seqrec.models.common import count_parameters
     from seqrec.models.registry import flops_per_interaction
+    from seqrec.options import ModelConfig
+    from seqrec.recipe import load_config
 
     cfg = load_config(config, set_ or [])
     width = max_len or cfg.data.max_len
@@ -631,7 +632,7 @@ def fit(
 @app.command()
 def presets() -> None:
     """List the YAML presets in configs/."""
-    from seqrec.config import list_presets
+    from seqrec.options import list_presets
 
     for name in list_presets():
         out.print(name)

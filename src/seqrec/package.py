@@ -304,8 +304,8 @@ def load(path: str | os.PathLike, device: str = "cpu"):
     import torch
     from safetensors import SafetensorError, safe_open
 
-    from seqrec.config import build_config
     from seqrec.models import build_model
+    from seqrec.recipe import build_config
     from seqrec.serve.recommender import Recommender
 
     path = Path(path)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.config import DataConfig, ModelConfig
 from seqrec.data.batches import history_batch, training_batch
 from seqrec.data.store import SequenceStore, build_store
 from seqrec.errors import SeqrecError
 from seqrec.models.common import gather_last
 from seqrec.models.hstu import HSTU
 from seqrec.models.sasrec import SASRec
+from seqrec.options import DataConfig, ModelConfig
 
 
 def _ml_dat(path: Path) -> Path:

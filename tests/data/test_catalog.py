@@ -11,11 +11,11 @@ import zipfile
 
 import pytest
 
-from seqrec.config import DataConfig
 from seqrec.data import catalog, list_datasets, prepare, resolve
 from seqrec.data.catalog import CATALOG, DatasetSpec, with_catalog_defaults
 from seqrec.data.store import build_store
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqrec.config import DataConfig
 from seqrec.data.features import align, load_item_features, load_user_features, parse_file
 from seqrec.data.store import build_store
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 REAL = Path(os.environ.get("SEQREC_DATA_DIR", "/work/shared/data"))
 MOVIES = [

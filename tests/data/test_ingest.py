@@ -7,9 +7,9 @@ import gzip
 import polars as pl
 import pytest
 
-from seqrec.config import DataConfig
 from seqrec.data.ingest import detect_format, read_interactions
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 
 def write(tmp_path, name: str, content: str | bytes, gz: bool = False):

@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from seqrec.config import DataConfig
 from seqrec.data.preprocess import dedupe, kcore, preprocess
 from seqrec.data.store import SequenceStore, _store_name, build_store
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqrec.config import DataConfig
 from seqrec.data import prepare
+from seqrec.options import DataConfig
 
 pytestmark = pytest.mark.realdata
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqrec.config import DataConfig
 from seqrec.data.split import leave_one_out, make_split, temporal_split
 from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 
 def store_from(seqs: list[list[int]], times: list[list[int]] | None = None) -> SequenceStore:

@@ -117,7 +117,7 @@ def _floats(node) -> dict:
 def record(name: str, runs: Path) -> dict:
     import yaml
 
-    from seqrec.config import load_config
+    from seqrec.recipe import load_config
 
     raw = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()) or {}
     cfg = load_config(name, overrides(name, raw, runs))

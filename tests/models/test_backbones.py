@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from conftest import N_ITEMS, seq_batch, tiny_config
 from seqrec.cli import app
-from seqrec.config import ModelConfig, ObjectiveConfig, build_config
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models import build_model, model_names
@@ -27,6 +26,8 @@ from seqrec.models.gpt import flops_per_interaction as gpt_flops
 from seqrec.models.gru4rec import flops_per_interaction as gru_flops
 from seqrec.models.llama import flops_per_interaction as llama_flops
 from seqrec.objectives import build_objective
+from seqrec.options import ModelConfig, ObjectiveConfig
+from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 
 BACKBONES = ["gru4rec", "llama", "gpt"]
@@ -216,7 +217,7 @@ def test_cli_train_model_option(cycle_log, in_tmp_dir):
 
 
 def test_backbone_presets_keep_sasrec_budgets():
-    from seqrec.config import load_config
+    from seqrec.recipe import load_config
 
     for data in ("ml-1m", "beauty"):
         base = load_config(f"sasrec-{data}")

@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from conftest import cycle_sequences, seq_batch, tiny_config
-from seqrec.config import ModelConfig, build_config
 from seqrec.data.batches import training_batch
 from seqrec.errors import SeqrecError
 from seqrec.models.bert4rec import BERT4Rec, key_mask
 from seqrec.models.registry import flops_per_interaction
 from seqrec.objectives.base import build_objective
 from seqrec.objectives.cloze import cloze_mask, cloze_sequences
+from seqrec.options import ModelConfig
+from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 
 
@@ -217,8 +218,7 @@ def test_trainer_end_to_end(cycle_log, tmp_path, monkeypatch):
 
 def test_interrupted_cloze_run_resumes_exactly(cycle_log, tmp_path, monkeypatch):
     """Masks come from torch's global CPU generator, which the checkpoint holds."""
-    from test_train import interrupt_after
-
+    from conftest import interrupt_after
     from seqrec.train.loop import TrainingInterrupted
     from seqrec.train.run import train_run
 

@@ -7,16 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_train import interrupt_after
 
-from conftest import N_ITEMS, cycle_sequences, tiny_config
-from seqrec.config import ModelConfig, ObjectiveConfig, build_config
+from conftest import N_ITEMS, cycle_sequences, interrupt_after, tiny_config
 from seqrec.data.batches import SeqBatch, training_batch
 from seqrec.errors import SeqrecError
 from seqrec.models.augment import mask_token
 from seqrec.models.cl4srec import CL4SRec, nt_xent
 from seqrec.models.registry import build_model
 from seqrec.objectives.base import build_objective
+from seqrec.options import ModelConfig, ObjectiveConfig
+from seqrec.recipe import build_config
 from seqrec.train.run import train_run
 
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from conftest import cycle_sequences, seq_batch
-from seqrec.config import EvalConfig, ModelConfig, ObjectiveConfig
 from seqrec.data import prepare
 from seqrec.data.batches import history_batch, training_batch
 from seqrec.errors import SeqrecError
@@ -18,6 +17,7 @@ from seqrec.models import build_model
 from seqrec.models.common import embed_sequence
 from seqrec.models.hstu import HSTU, bucket_lookup, flops_per_interaction, time_buckets
 from seqrec.objectives import build_objective
+from seqrec.options import EvalConfig, ModelConfig, ObjectiveConfig
 from seqrec.serve.batch import open_recommender
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.evaluate_run import evaluate_run

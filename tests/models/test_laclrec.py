@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from conftest import N_ITEMS
-from seqrec.config import ModelConfig, build_config
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models.lacl_augmenter import (
@@ -22,6 +21,8 @@ from seqrec.models.lacl_augmenter import (
     corrupt_with,
 )
 from seqrec.models.laclrec import LACLRec, triplet_loss
+from seqrec.options import ModelConfig
+from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.run import train_run
 
@@ -241,8 +242,8 @@ def test_frozen_augmenter_gets_no_gradient_after_pretraining():
 
 def test_losses_fall_on_generated_data():
     """Restore loss (pre-training), then rec + contrastive loss, on cycle sequences."""
-    from seqrec.config import ObjectiveConfig
     from seqrec.objectives.base import build_objective
+    from seqrec.options import ObjectiveConfig
 
     m = _model(lacl_augmenter_pretrain_steps=25).train()
     objective = build_objective(ObjectiveConfig(name="ce"))
@@ -288,9 +289,7 @@ def test_config_rejects_a_random_op_without_ratio():
 def test_trainer_end_to_end_and_resume_across_the_phase_switch(
     cycle_log, tmp_path, monkeypatch, in_tmp_dir
 ):
-    from test_train import interrupt_after
-
-    from conftest import tiny_config
+    from conftest import interrupt_after, tiny_config
     from seqrec.train.loop import TrainingInterrupted
 
     raw = tiny_config(

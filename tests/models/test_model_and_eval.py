@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.config import EvalConfig, ModelConfig
 from seqrec.data.batches import flat_slices, training_batch
 from seqrec.eval.ranking import evaluate
 from seqrec.models.sasrec import SASRec, attention_mask, count_parameters
+from seqrec.options import EvalConfig, ModelConfig
 
 
 def _model(n_items=30, max_len=8, **kw):

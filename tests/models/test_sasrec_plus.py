@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from conftest import N_ITEMS, seq_batch
-from seqrec.config import ModelConfig, ObjectiveConfig, build_config
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import count_parameters
 from seqrec.models.sasrec import SASRec, attention_mask, flops_per_interaction
 from seqrec.models.sasrec_plus import GatedBlock, RelativePositionBias
 from seqrec.objectives import build_objective
+from seqrec.options import ModelConfig, ObjectiveConfig
+from seqrec.recipe import build_config
 
 VARIANTS = [
     {"rab": True},

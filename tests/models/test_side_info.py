@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from conftest import ITEM_OFFSET, N_ITEMS, cycle_sequences, tiny_config, write_csv_log
-from seqrec.config import ModelConfig, build_config
 from seqrec.data.batches import training_batch
 from seqrec.data.features import align, parse_file
 from seqrec.errors import SeqrecError
 from seqrec.models.hstu import HSTU
 from seqrec.models.sasrec import SASRec
 from seqrec.objectives import build_objective
+from seqrec.options import ModelConfig
+from seqrec.recipe import build_config
 from seqrec.serve.recommender import Recommender
 
 

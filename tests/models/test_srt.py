@@ -15,13 +15,14 @@ import pytest
 import torch
 
 from conftest import ITEM_OFFSET, cycle_sequences, tiny_config, write_csv_log
-from seqrec.config import ModelConfig, build_config
 from seqrec.data.batches import SeqBatch
 from seqrec.data.item_tokens import hash_tokens, item_tokens
 from seqrec.errors import SeqrecError
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
 from seqrec.models.srt import SRT
+from seqrec.options import ModelConfig
+from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.init_from import load_initial_weights
 

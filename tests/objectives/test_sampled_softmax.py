@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.config import ModelConfig, build_config
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models.sasrec import SASRec
@@ -17,6 +16,8 @@ from seqrec.objectives.sampled_softmax import (
     sample_negatives,
     sampled_softmax_loss,
 )
+from seqrec.options import ModelConfig
+from seqrec.recipe import build_config
 
 
 def _inputs(n=7, d=5, v=12, r=6, seed=0):

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from conftest import tiny_config
-from seqrec.config import build_config
 from seqrec.errors import SeqrecError
+from seqrec.recipe import build_config
 from seqrec.scaling.sweep import (
     COLUMNS,
     adopt_run_folders,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from test_ranking import ranking_raw, write_rating_log
 
-from seqrec.config import build_config
 from seqrec.errors import SeqrecError
+from seqrec.recipe import build_config
 from seqrec.task.itemknn import ItemKNN
 from seqrec.task.ranking import (
     RankingTrainer,

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from seqrec.cli import app
-from seqrec.config import build_config
 from seqrec.errors import SeqrecError
+from seqrec.recipe import build_config
 from seqrec.task.examples import (
     epoch_examples,
     history_ends,

@@ -34,8 +34,8 @@ from safetensors.torch import load_file
 from torch.multiprocessing.spawn import ProcessException, ProcessRaisedException
 
 from conftest import N_USERS, tiny_config
-from seqrec.config import build_config
 from seqrec.data import prepare
+from seqrec.recipe import build_config
 from seqrec.train import loop
 from seqrec.train.distributed import DistContext, rank_seed
 from seqrec.train.loop import Trainer, TrainingInterrupted

@@ -10,10 +10,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ITEM_OFFSET, N_ITEMS, N_USERS
-from seqrec.config import build_config
+from conftest import ITEM_OFFSET, N_ITEMS, N_USERS, interrupt_after
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
+from seqrec.recipe import build_config
 from seqrec.train import loop
 from seqrec.train.loop import Trainer, TrainingInterrupted
 from seqrec.train.run import train_run
@@ -49,29 +49,6 @@ def record_losses(monkeypatch) -> list[float]:
 
     monkeypatch.setattr(loop, "build_objective", build)
     return losses
-
-
-def _ctrl_c() -> None:
-    raise KeyboardInterrupt
-
-
-def interrupt_after(monkeypatch, n_steps: int, interrupt=_ctrl_c) -> None:
-    """Simulate Ctrl-C (or ``interrupt``) inside the objective on step ``n_steps`` (0-based)."""
-    real = loop.build_objective
-
-    def build(cfg):
-        objective = real(cfg)
-        calls = [0]
-
-        def interrupted(model, batch):
-            if calls[0] == n_steps:
-                interrupt()
-            calls[0] += 1
-            return objective(model, batch)
-
-        return interrupted
-
-    monkeypatch.setattr(loop, "build_objective", build)
 
 
 def valid_events(run_dir) -> list[tuple]:
@@ -283,7 +260,7 @@ def test_random_windows_cover_long_histories_and_are_reproducible(tmp_path):
         name="t",
     )
     split = leave_one_out(store)
-    from seqrec.config import load_config
+    from seqrec.recipe import load_config
 
     cfg = load_config(None, ["data.max_len=4", "model.hidden=8", "train.window=random"])
     t = Trainer(cfg, store, split, tmp_path / "run", progress=False)
@@ -321,7 +298,7 @@ def test_sigterm_checkpoints_and_resumes_like_ctrl_c(cycle_log, config_for, tmp_
 
 
 def test_fingerprint_hashes_only_non_default_values():
-    from seqrec.config import RunConfig
+    from seqrec.recipe import RunConfig
 
     base = RunConfig()
     explicit = RunConfig.model_validate({"train": {"epochs": 200, "betas": [0.9, 0.98]}})

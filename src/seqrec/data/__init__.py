@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from seqrec.config import DataConfig
 from seqrec.data.catalog import DatasetSpec, list_datasets, resolve, with_catalog_defaults
 from seqrec.data.split import Split, SplitView, leave_one_out, make_split, temporal_split
 from seqrec.data.store import SequenceStore, build_store
+from seqrec.options import DataConfig
 
 __all__ = [
     "DatasetSpec",

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqrec.config import DataConfig
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 log = logging.getLogger(__name__)
 

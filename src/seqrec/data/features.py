@@ -31,8 +31,8 @@ from typing import Literal
 
 import numpy as np
 
-from seqrec.config import DataConfig
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 Kind = Literal["categorical", "multi", "numeric", "vector"]
 TITLE_BUCKETS = 4096

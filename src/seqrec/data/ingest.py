@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 import polars as pl
 
-from seqrec.config import DataConfig
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 log = logging.getLogger(__name__)
 

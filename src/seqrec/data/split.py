@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqrec.config import DataConfig
 from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
+from seqrec.options import DataConfig
 
 log = logging.getLogger(__name__)
 

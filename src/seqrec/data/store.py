@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from seqrec.config import DataConfig
 from seqrec.data.catalog import (
     cache_root,
     resolve,
@@ -31,6 +30,7 @@ from seqrec.data.catalog import (
 )
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import swap_dir
+from seqrec.options import DataConfig
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqrec.config import EvalConfig
 from seqrec.data.batches import flat_slices, history_batch
 from seqrec.eval.metrics import per_user_metrics, summarize
+from seqrec.options import EvalConfig
 
 
 @dataclass

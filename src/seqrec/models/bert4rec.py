@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models.common import (
@@ -42,6 +41,7 @@ from seqrec.models.common import (
     position_ids,
     split_heads,
 )
+from seqrec.options import ModelConfig
 
 
 def key_mask(items: torch.Tensor) -> torch.Tensor:

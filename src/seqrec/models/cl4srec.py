@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.augment import random_augment, two_view_choices
 from seqrec.models.sasrec import SASRec
+from seqrec.options import ModelConfig
 
 
 def nt_xent(

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import (
     CausalAttention,
@@ -32,6 +31,7 @@ from seqrec.models.common import (
     last_from_forward,
     output_flops,
 )
+from seqrec.options import ModelConfig
 
 __all__ = ["GPT", "count_parameters", "flops_per_interaction"]
 

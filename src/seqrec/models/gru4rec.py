@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import (
     check_width,
@@ -31,6 +30,7 @@ from seqrec.models.common import (
     last_from_forward,
     output_flops,
 )
+from seqrec.options import ModelConfig
 
 __all__ = ["GRU4Rec", "count_parameters", "flops_per_interaction"]
 

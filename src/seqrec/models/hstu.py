@@ -49,11 +49,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models.common import check_width, embed_sequence
 from seqrec.models.side_info import SideInputs
+from seqrec.options import ModelConfig
 
 TIME_BUCKETS = 128
 """Time-gap buckets 0..128 (129 learned scalars per layer), as in the research code."""

@@ -57,10 +57,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.sasrec import Block, SASRec
 from seqrec.objectives.ce import chunked_cross_entropy
+from seqrec.options import ModelConfig
 
 KEEP, DELETE, INSERT = 0, 1, 2
 

@@ -51,12 +51,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.augment import random_augment
 from seqrec.models.cl4srec import nt_xent
 from seqrec.models.lacl_augmenter import LearnableAugmenter, corrupt
 from seqrec.models.sasrec import SASRec
+from seqrec.options import ModelConfig
 
 
 def triplet_loss(

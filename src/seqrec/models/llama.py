@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models.common import (
@@ -41,6 +40,7 @@ from seqrec.models.common import (
     output_flops,
     rope_tables,
 )
+from seqrec.options import ModelConfig
 
 __all__ = ["Llama", "count_parameters", "flops_per_interaction"]
 

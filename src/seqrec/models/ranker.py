@@ -33,9 +33,9 @@ import math
 import torch
 from torch import nn
 
-from seqrec.config import ModelConfig, TaskConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import gather_last
+from seqrec.options import ModelConfig, TaskConfig
 
 
 def mlp(sizes: list[int], dropout: float) -> nn.Sequential:

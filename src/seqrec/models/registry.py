@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.errors import SeqrecError
 from seqrec.models import bert4rec, gpt, gru4rec, hstu, llama, sasrec, srt
 from seqrec.models.bert4rec import BERT4Rec
@@ -18,6 +17,7 @@ from seqrec.models.laclrec import LACLRec
 from seqrec.models.llama import Llama
 from seqrec.models.sasrec import SASRec
 from seqrec.models.srt import SRT
+from seqrec.options import ModelConfig
 
 _MODELS: dict[str, type[nn.Module]] = {
     "sasrec": SASRec,

@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import (
     check_width,
@@ -52,6 +51,7 @@ from seqrec.models.common import (
 from seqrec.models.common import count_parameters as count_parameters  # re-export
 from seqrec.models.sasrec_plus import GatedBlock, RelativePositionBias, make_norm
 from seqrec.models.side_info import SideInputs
+from seqrec.options import ModelConfig
 
 
 def attention_mask(items: torch.Tensor) -> torch.Tensor:

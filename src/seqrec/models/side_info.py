@@ -34,8 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.errors import SeqrecError
+from seqrec.options import ModelConfig
 
 
 class FieldEncoder(nn.Module):

@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.config import ModelConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import check_width, embed_sequence, init_matrices
 from seqrec.models.sasrec import Block
 from seqrec.models.sasrec import flops_per_interaction as sasrec_flops
+from seqrec.options import ModelConfig
 
 
 class SRT(nn.Module):

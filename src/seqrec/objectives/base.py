@@ -7,12 +7,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from seqrec.config import ObjectiveConfig
 from seqrec.data.batches import SeqBatch
 from seqrec.objectives.bce import sampled_bce_loss
 from seqrec.objectives.ce import chunked_cross_entropy
 from seqrec.objectives.cloze import cloze_loss
 from seqrec.objectives.sampled_softmax import sample_negatives, sampled_softmax_loss
+from seqrec.options import ObjectiveConfig
 
 Objective = Callable[[nn.Module, SeqBatch], torch.Tensor]
 

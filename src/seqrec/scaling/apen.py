@@ -233,8 +233,8 @@ def dataset_apen(
 ) -> ApEnResult:
     """ApEn of a catalogue dataset or path, prepared by `seqrec.data.prepare` (with ``-o data.*``
     overrides). The timing covers the ApEn computation only, not loading."""
-    from seqrec.config import load_config
     from seqrec.data import prepare
+    from seqrec.recipe import load_config
 
     cfg = load_config(None, [f"data.dataset={dataset}", *(overrides or [])]).data
     store, _ = prepare(cfg)

@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from seqrec.config import RunConfig, apply_overrides, build_config, load_config
 from seqrec.errors import SeqrecError
+from seqrec.recipe import RunConfig, apply_overrides, build_config, load_config
 
 SPEC_KEYS = ("base", "overrides", "grid", "runs", "apen", "description", "order")
 ORDERS = ("spec", "largest_first")

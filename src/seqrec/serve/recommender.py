@@ -19,11 +19,11 @@ import polars as pl
 import torch
 from torch import nn
 
-from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
 from seqrec.eval.ranking import score_chunks
 from seqrec.models import build_model
 from seqrec.models.side_info import attach_run_features
+from seqrec.recipe import RunConfig
 from seqrec.train.checkpoint import load_weights
 
 

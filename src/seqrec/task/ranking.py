@@ -26,7 +26,6 @@ import torch
 import yaml
 from torch import nn
 
-from seqrec.config import RunConfig
 from seqrec.data.batches import SeqBatch, history_batch
 from seqrec.data.catalog import with_catalog_defaults
 from seqrec.data.features import Features, load_item_features, load_user_features
@@ -36,6 +35,7 @@ from seqrec.eval.ctr import ctr_metrics
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
 from seqrec.models.ranker import LogisticRanker, Ranker
+from seqrec.recipe import RunConfig
 from seqrec.task.examples import (
     Examples,
     RankingData,

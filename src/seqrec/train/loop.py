@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqrec.config import RunConfig
 from seqrec.data.batches import training_batch
 from seqrec.data.split import Split
 from seqrec.data.store import SequenceStore
@@ -34,6 +33,7 @@ from seqrec.models.common import count_parameters
 from seqrec.models.registry import flops_per_interaction
 from seqrec.models.side_info import setup_side
 from seqrec.objectives import build_objective
+from seqrec.recipe import RunConfig
 from seqrec.train.checkpoint import (
     load_checkpoint,
     load_weights,

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from seqrec.config import TrainConfig
+from seqrec.options import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import yaml
 
-from seqrec.config import RunConfig, build_config
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
+from seqrec.recipe import RunConfig, build_config
 from seqrec.train.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
 from seqrec.train.distributed import DistContext
 from seqrec.train.loop import Trainer
