@@ -339,10 +339,10 @@ def load(path: str | os.PathLike, device: str = "cpu"):
     model = build_model(cfg.model, n_items, cfg.data.max_len)
     if "item_emb.weight" not in names:
         raise SeqrecError(f"model package {path}: {WEIGHTS} holds no {cfg.model.name} weights")
-    from seqrec.models.side_info import attach_run_features
+    from seqrec.models.inputs import attach_for_catalogue
     from seqrec.train.checkpoint import load_weights
 
-    attach_run_features(model, cfg, item_ids)  # features are data: re-read from data.item_features
+    attach_for_catalogue(model, cfg, item_ids)  # features are data: re-read from data.item_features
     load_weights(path / WEIGHTS, model)
     return Recommender(
         model.to(device).eval(),

@@ -22,7 +22,7 @@ from torch import nn
 from seqrec.errors import SeqrecError
 from seqrec.eval.ranking import score_chunks
 from seqrec.models import build_model
-from seqrec.models.side_info import attach_run_features
+from seqrec.models.inputs import attach_for_catalogue
 from seqrec.recipe import RunConfig
 from seqrec.train.checkpoint import load_weights
 
@@ -68,7 +68,7 @@ class Recommender:
             raise SeqrecError(f"{run_dir} has no item_ids.npy; it is not a finished seqrec run")
         item_ids = np.load(ids_path, allow_pickle=False)
         model = build_model(cfg.model, len(item_ids) - 1, cfg.data.max_len)
-        attach_run_features(model, cfg, item_ids)
+        attach_for_catalogue(model, cfg, item_ids)
         load_weights(run_dir / "best.safetensors", model)
         return cls(model.to(device).eval(), item_ids, cfg.data.max_len, torch.device(device))
 

@@ -30,8 +30,8 @@ from seqrec.errors import SeqrecError
 from seqrec.eval.ranking import EvalResult, evaluate, ranking_protocol, result_from_ranks
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
+from seqrec.models.inputs import prepare_inputs
 from seqrec.models.registry import flops_per_interaction
-from seqrec.models.side_info import setup_side
 from seqrec.objectives import build_objective
 from seqrec.recipe import RunConfig
 from seqrec.train.checkpoint import (
@@ -191,25 +191,12 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
         self.model = build_model(cfg.model, store.n_items, cfg.data.max_len)
-        # item features (attached before .to and the optimiser) and behaviours, when configured
-        _, self.behaviors = setup_side(self.model, cfg, store)
+        # item features (attached before .to and the optimiser), and the per-event arrays
+        # (timestamps, behaviours) this model's batches carry
+        inputs = prepare_inputs(self.model, cfg, store)
+        self.timestamps, self.behaviors = inputs.timestamps, inputs.behaviors
+        self.item_features = inputs.item_features or None
         self.model = self.model.to(self.device)
-        # timestamps travel in batches only for a model that reads them (HSTU's time bias)
-        self.timestamps = None
-        if getattr(self.model, "needs_timestamps", False):
-            if store.timestamps is None:
-                raise SeqrecError(
-                    f"model.name={cfg.model.name} with model.time_bias=true needs timestamps, "
-                    f"but dataset '{store.name}' has none; set model.time_bias=false"
-                )
-            self.timestamps = store.timestamps
-        # an SRT model's items are their features: the catalogue's tokens go in before training
-        self.item_features = None
-        if getattr(self.model, "needs_item_features", False):
-            from seqrec.data.item_tokens import catalogue_tokens
-
-            tokens, self.item_features = catalogue_tokens(cfg.data, cfg.model, store)
-            self.model.set_item_tokens(torch.from_numpy(tokens))
         self.ddp = None
         if self.dist.enabled:
             self.ddp = self.dist.wrap(self.model)
