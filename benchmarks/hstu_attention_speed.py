@@ -5,7 +5,7 @@
 
 Both sides run the same causal attention problem, forward + backward, from q, k, v [B, h, L, d]:
 
-* ``hstu``: `seqrec.models.hstu.hstu_attention`, the code the model trains with: SiLU(q k^T +
+* ``hstu``: `seqrec.models.hstu_layer.hstu_attention`, the code the model trains with: SiLU(q k^T +
   rab) * causal, times v, divided by n, with a learned [L, L] position bias. It is plain
   PyTorch and materialises [B, h, L, L] (no fused kernel; the research repo's Triton/CUDA
   kernels are not used here).
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from common import write_result
-from seqrec.models.hstu import hstu_attention
+from seqrec.models.hstu_layer import hstu_attention
 
 LENGTHS = (200, 1000, 4000)
 HEADS, HEAD_DIM = 2, 32
@@ -122,7 +122,7 @@ def main() -> None:
             "head_dim": HEAD_DIM,
             "tokens_per_call": {d: TOKENS[d] for d in devices},
             "timing": "median of repeats after one warm-up; CPU L=4000: one call, no warm-up",
-            "hstu": "seqrec.models.hstu.hstu_attention (plain PyTorch, materialises [B,h,L,L])",
+            "hstu": "seqrec.models.hstu_layer.hstu_attention (plain PyTorch, materialises [B,h,L,L])",
             "sdpa": "torch scaled_dot_product_attention(is_causal=True)",
         },
         notes="ratio > 1 means the HSTU attention is slower than the fused softmax kernel",

@@ -60,7 +60,7 @@ def time_training(store, split, objective: dict, args, run_dir: Path) -> dict:
         }
     )
     trainer = Trainer(cfg, store, split, run_dir, progress=False)
-    rows = trainer.train_rows
+    rows = trainer.task.train_rows
     times, targets = [], 0
     for s in range(args.steps + 2):
         batch_rows = rows[s * args.batch : (s + 1) * args.batch]
@@ -89,7 +89,7 @@ def time_serving(rec: Recommender, histories: list[np.ndarray], index=None) -> d
     return {"p50_ms": float(np.percentile(lat_ms, 50)), "p99_ms": float(np.percentile(lat_ms, 99))}
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--users", type=int, default=100_000)

@@ -1,8 +1,6 @@
 """Rebuild SASRec's `data/ml-1m.txt` byte for byte from the two partial copies in shared/data.
 
     SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_sasrec_file.py write OUT/ml-1m.txt
-    SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_sasrec_file.py compare \\
-        --ours RUN [RUN ...] --sasrec-file RUN [RUN ...] --rebuilt OUT/ml-1m.txt
 
 The file SASRec, BERT4Rec, Klenitskiy & Vasilev and gSASRec all train on (git blob 9ab8e3ed;
 6,040 users, 3,416 items, 999,611 interactions) is not in shared/data, and neither is the raw
@@ -20,15 +18,15 @@ again by co-occurrence over the matched users; one round already matches every u
 exactly. A user's missing item is then the one item of their DiffuRec set that gSASRec's files
 lack. The result is accepted only if its git blob id is 9ab8e3ed, i.e. it equals the published
 file. The raw user and item behind every SASRec id are saved beside it (`<out>.users.csv`,
-`<out>.items.csv`), which is how `compare` pairs users across the two copies.
-
-`compare` pairs runs trained on the catalogue's ML-1M (our copy) with the same configuration
-trained on the rebuilt file, user by user (seeds averaged per user), separately for users whose
-validation/test targets the two copies share and for users whose targets differ.
+`<out>.items.csv`), which is how experiments/ml1m_tie_order/ml1m_sasrec_file_compare.py pairs
+users across the two copies. `dataset=ml-1m-sasrec` reads the file from
+`$SEQREC_DATA_DIR/movielens/ml-1m-sasrec/ml-1m.txt`, where benchmarks/gpu/prepare_devdata.py
+writes it.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 from itertools import pairwise
@@ -38,8 +36,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
-from common import data_dir, write_result
-from ml1m_file_order import _rel, at_root, mean_metrics, paired_groups, write_compare_parser
+from common import data_dir
 from seqrec.data import prepare
 from seqrec.options import DataConfig
 from seqrec.train.checkpoint import atomic_write_bytes
@@ -147,7 +144,7 @@ def write(out: Path) -> None:
         table = f"sasrec_{kind[:-1]},raw_{kind[:-1]}\n" + "".join(
             f"{k + 1},{r}\n" for k, r in enumerate(raw.tolist())
         )
-        atomic_write_bytes(_map_path(out, kind), table.encode())
+        atomic_write_bytes(map_path(out, kind), table.encode())
     sha = hashlib.sha256(text).hexdigest()
     print(f"{out}: git blob {blob} (= SASRec's data/ml-1m.txt), sha256 {sha}")
     raw = raw_id_copy(text, raw_users, raw_items)
@@ -175,79 +172,19 @@ def raw_id_copy(text: bytes, raw_users: np.ndarray, raw_items: np.ndarray) -> by
     return ("\n".join(lines) + "\n").encode()
 
 
-def compare(ours: list[Path], runs: list[Path], rebuilt: Path, name: str) -> None:
-    """Paired per-user difference (rebuilt file - our copy), by whether the targets moved."""
-    a, users_a = mean_metrics(ours)
-    b, users_b = mean_metrics(runs)
-    raw_of = _read_map(_map_path(rebuilt, "users"))
-    users_b = np.array([raw_of[u] for u in users_b.tolist()])
-    order = np.argsort(users_b)[np.searchsorted(users_b, users_a, sorter=np.argsort(users_b))]
-    if not np.array_equal(users_b[order], users_a):
-        raise SystemExit("the two sets of runs rank different test users")
-    b = {k: v[order] for k, v in b.items()}
-    moved = _targets_moved(ours[0], runs[0], users_a, raw_of, rebuilt)
-    metrics: dict = {"runs per arm": [len(ours), len(runs)]}
-    groups = (("targets moved", moved), ("same targets", ~moved))
-    metrics |= paired_groups(a, b, groups, ("our copy", "SASRec file"))
-    write_result(
-        name,
-        metrics,
-        dataset="ML-1M, 6,040 users, 3,416 items: the catalogue's copy vs SASRec's ml-1m.txt",
-        protocol={"split": "leave-one-out", "ranking": "full", "mask_seen": True},
-        notes="Per-user metrics are averaged over each arm's seeds, then paired through the "
-        "rebuilt file's user map. 'targets moved' = users whose validation or test item differs "
-        "between the copies (ratings given in the same second, ordered differently).",
-        command="SEQREC_DATA_DIR=../shared/data python benchmarks/ml1m_sasrec_file.py compare "
-        f"--name {name} --ours {' '.join(_rel(ours))} --sasrec-file {' '.join(_rel(runs))} "
-        f"--rebuilt {_rel([rebuilt])[0]}",
-        extra={"runs": {"our copy": _rel(ours), "SASRec file": _rel(runs)}},
-    )
-
-
-def _read_map(path: Path) -> dict[int, int]:
-    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    return dict(zip(table[:, 0].tolist(), table[:, 1].tolist(), strict=True))
-
-
-def _last_two(run: Path, user_of: dict[int, int] | None, item_of: dict[int, int] | None):
-    """Raw user id -> (second-to-last, last) raw item ids of that run's data."""
-    from seqrec.train.run import load_run_config
-
-    store, _ = prepare(load_run_config(run).data)
-    ends = np.asarray(store.offsets)[1:]
-    ids = np.asarray(store.item_ids)[np.asarray(store.items)].astype(np.int64)
-    tails = np.stack([ids[ends - 2], ids[ends - 1]], 1)
-    users = np.asarray(store.user_ids).astype(np.int64).tolist()
-    if item_of is not None:
-        tails = np.vectorize(item_of.__getitem__)(tails)
-    return {
-        user_of[u] if user_of else u: tuple(t) for u, t in zip(users, tails.tolist(), strict=True)
-    }
-
-
-def _targets_moved(
-    run_a: Path, run_b: Path, users: np.ndarray, raw_user_of: dict[int, int], rebuilt: Path
-) -> np.ndarray:
-    """Per raw user in ``users``: do their validation or test items differ between the copies?"""
-    ours = _last_two(run_a, None, None)
-    theirs = _last_two(run_b, raw_user_of, _read_map(_map_path(rebuilt, "items")))
-    return np.array([ours[u] != theirs[u] for u in users.tolist()])
-
-
-def _map_path(rebuilt: Path, kind: str) -> Path:
+def map_path(rebuilt: Path, kind: str) -> Path:
     return rebuilt.with_name(f"{rebuilt.name}.{kind}.csv")
 
 
 def main() -> None:
-    ap, c = write_compare_parser(
-        __doc__, "rebuild ml-1m.txt and check its git blob id", "sasrec-file", "ml1m_sasrec_file"
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    c.add_argument("--rebuilt", type=Path, required=True, help="the file `write` saved")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    write_cmd = sub.add_parser("write", help="rebuild ml-1m.txt and check its git blob id")
+    write_cmd.add_argument("out", type=Path)
     args = ap.parse_args()
-    if args.cmd == "write":
-        write(*at_root(args.out))
-    else:
-        compare(*at_root(args.ours, args.sasrec_file, args.rebuilt), args.name)
+    write(args.out.resolve())
 
 
 if __name__ == "__main__":

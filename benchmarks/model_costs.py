@@ -37,7 +37,7 @@ cfg = load_config(preset, [f"train.device={device}", f"train.threads={threads}"]
 store, split = prepare(cfg.data)
 with tempfile.TemporaryDirectory() as tmp:
     tr = Trainer(cfg, store, split, tmp, progress=False)
-    rows = tr._epoch_order(0)
+    rows = tr.task.epoch_order(0)
     bs = cfg.train.batch_size
     times, targets = [], 0
     for s in range(steps + 3):

@@ -13,8 +13,9 @@ import numpy as np
 from seqrec.errors import SeqrecError
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.scaling.compute import budgets_between, frontier, iso_flop, run_curve
-from seqrec.scaling.fit import fit_curve, fit_table, holdout_mask
-from seqrec.scaling.perf_law import data_term, performance_law
+from seqrec.scaling.curves import fit_curve, holdout_mask
+from seqrec.scaling.fit import fit_table
+from seqrec.scaling.perf_law_forms import data_term, performance_law
 
 FAMILIES = ("sasrec", "hstu", "llama")
 N_BOOT = 500

@@ -31,16 +31,9 @@ import scaling_analysis as sa
 import scaling_figures as figs
 from common import RESULTS, ROOT, data_dir, write_result
 from scaling_summary import write_summary
-from seqrec.scaling.sweep import (
-    SweepRun,
-    _data_key,
-    _prepare_data,
-    adopt_run_folders,
-    expand,
-    load_spec,
-    row_from_run,
-    write_table,
-)
+from seqrec.scaling.sweep import _data_key, _prepare_data
+from seqrec.scaling.sweep_spec import SweepRun, adopt_run_folders, expand, load_spec
+from seqrec.scaling.sweep_table import row_from_run, write_table
 
 SPECS = {
     "ml1m": "benchmarks/sweeps/ml1m-sasrec-hstu.yaml",
@@ -64,10 +57,10 @@ def complete_accounting(run_dir: Path, cfg) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cpu = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
         tr = Trainer(cpu, store, split, Path(tmp), progress=False)
-        res.update(tr.accounting())
+        res.update(tr.task.accounting())
         res["train_data"] = {
-            "users": len(tr.train_rows),
-            "interactions": int(split.train.lengths()[tr.train_rows].sum()),
+            "users": len(tr.task.train_rows),
+            "interactions": int(split.train.lengths()[tr.task.train_rows].sum()),
             "fraction": cfg.data.train_fraction,
         }
     res.setdefault("train_seconds", None)

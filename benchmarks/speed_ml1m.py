@@ -49,7 +49,7 @@ def seqrec_side(threads: int, epochs: int) -> dict:
     n_targets, seconds = 0, 0.0
     for epoch in range(epochs):
         trainer.state["epoch"] = epoch
-        order = trainer._epoch_order(epoch)
+        order = trainer.task.epoch_order(epoch)
         t0 = time.perf_counter()  # wall time of the trainer's own step, batch building included
         for i in range(trainer.steps_per_epoch):
             n_targets += trainer._step(order[i * bs : (i + 1) * bs])[1]

@@ -80,7 +80,7 @@ def hstu_step(steps: int) -> dict[str, float]:
     rate: dict[str, list[float]] = {"plain": [], "fast": []}
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, store, split, tmp, progress=False)
-        rows, bs = tr._epoch_order(0), cfg.train.batch_size
+        rows, bs = tr.task.epoch_order(0), cfg.train.batch_size
         for s in range(2 * steps + 2):
             which = ("plain", "fast")[s % 2]
             base.sampled_softmax_loss = ssm.plain_sampled_softmax if which == "plain" else fast

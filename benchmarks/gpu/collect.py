@@ -1,10 +1,12 @@
 """Turn a GPU session's archive (run_jobs.py) into benchmarks/results/<job>.json files.
 
-    python benchmarks/gpu/collect.py /path/to/results.tar.gz [--jobs benchmarks/gpu/jobs.yaml]
-    python benchmarks/gpu/collect.py gpu-runs        # run folders already in place
+    python benchmarks/gpu/collect.py /path/to/results.tar.gz --jobs benchmarks/gpu/jobs/zoo.yaml
+    python benchmarks/gpu/collect.py gpu-runs --jobs JOBS.yaml   # run folders already in place
 
 Each finished run goes through benchmarks/quality.py with the same overrides the GPU session
 used (so the recorded command reproduces the run), reading the run instead of training it.
+A job's ``budget_s`` (else --budget) is the time budget it trained with; ``window_masked: true``
+(or --window-masked for every HSTU job) also scores it as generative-recommenders does.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ SAMPLED = "sasrec_ml1m_bce"  # jobs named so also get the SASRec paper's 100-neg
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("archive", type=Path)
-    ap.add_argument("--jobs", type=Path, default=ROOT / "benchmarks/gpu/jobs.yaml")
+    ap.add_argument("--jobs", type=Path, required=True, help="the jobs file the session ran")
     ap.add_argument("--budget", type=float, default=425, help="time_budget_s the jobs ran with")
     ap.add_argument("--only", nargs="*", help="collect only these job names")
     ap.add_argument("--window-masked", action="store_true",
@@ -51,7 +53,7 @@ def main() -> None:
         cmd += [a for s in sets for a in ("-o", s)]
         if job["name"].startswith(SAMPLED):
             cmd += ["--sampled", "uniform", "--sampled-draws", "5"]
-        if args.window_masked and job["preset"].startswith("hstu"):
+        if job.get("window_masked") or (args.window_masked and job["preset"].startswith("hstu")):
             cmd += ["--window-masked"]
         subprocess.run(cmd, check=True, cwd=ROOT)
 

@@ -2,8 +2,8 @@
 # What the lent-GPU session runs (see run_jobs.py). The device image has torch but not pydantic
 # (nor a recent typer): their wheels travel in .whl/, and the prepared dataset caches in
 # .devdata/ (opening a cached store needs no polars). SKIP_WHEELS=1 skips the install (local
-# dry runs); JOBS picks the jobs file (default jobs.yaml, round 1). Extra arguments go to
-# run_jobs.py (e.g. --budget 470).
+# dry runs); JOBS names the jobs file (benchmarks/gpu/jobs/NAME.yaml). Extra arguments go to
+# run_jobs.py (e.g. --budget 470 --only JOB ...). How to run a session: benchmarks/gpu/README.md.
 # .whl/ is git-ignored; on a fresh checkout rebuild it for the device's Python 3.12 with
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl pydantic==2.13.4 \
@@ -36,7 +36,7 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
 fi
 python3 -c "import torch, pydantic, typer, seqrec; print('torch', torch.__version__, torch.cuda.is_available(), 'pydantic', pydantic.VERSION, 'typer', typer.__version__)" || exit 1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 20 >"$OUT/gpu_util.csv" 2>&1 &
-python3 benchmarks/gpu/run_jobs.py "${JOBS:-benchmarks/gpu/jobs.yaml}" --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
+python3 benchmarks/gpu/run_jobs.py "${JOBS:?set JOBS=benchmarks/gpu/jobs/NAME.yaml}" --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
 # HSTU attention vs SDPA on the GPU (seconds; measured in round 1, SKIP_ATTN_SPEED=1 skips it);
 # its result file travels back in $OUT
 if [ -z "${SKIP_ATTN_SPEED:-}" ]; then

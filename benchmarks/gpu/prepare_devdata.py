@@ -2,7 +2,7 @@
 
     python benchmarks/gpu/prepare_devdata.py [JOBS.yaml ...]   # fills .devdata/ (git-ignored)
 
-Without arguments it prepares for every jobs*.yaml in benchmarks/gpu/.
+Without arguments it prepares for every jobs file in benchmarks/gpu/jobs/.
 
 The device image has no polars, so every store the jobs (and sweep specs) use is parsed here
 into .devdata/cache; a cached store opens with numpy alone. Data files are copied from
@@ -61,6 +61,30 @@ def stage_sasrec_ml1m(src: Path) -> None:
     subprocess.run([sys.executable, str(script), "write", str(out)], env=env, check=True)
 
 
+# copies of ML-1M that experiments write (not in shared/data): a job's data path -> the script
+# and arguments that write it there (OUT)
+DERIVED = {
+    ".devdata/data/movielens/ml-1m/ml-1m.fileorder-u2998.seq.txt.gz": [
+        "experiments/ml1m_tie_order/ml1m_file_order.py", "write", "OUT"],
+    ".devdata/data/movielens/ml-1m/ml-1m.partial-ts.csv.gz": [
+        "experiments/hstu_time_bias/ml1m_partial_timestamps.py", "OUT"],
+    ".devdata/data/movielens/ml-1m/ml-1m.timed-only.csv.gz": [
+        "experiments/hstu_time_bias/ml1m_partial_timestamps.py", "OUT", "--timed-only"],
+}  # fmt: skip
+
+
+def stage_derived(src: Path, jobs: list[dict]) -> None:
+    """Write each experiment's copy of ML-1M that a job trains on, unless it is already there."""
+    wanted = {s.split("=", 1)[1] for job in jobs for s in job.get("set", [])
+              if s.startswith("data.dataset=")}  # fmt: skip
+    env = {**os.environ, "SEQREC_DATA_DIR": str(src), "SEQREC_CACHE_DIR": str(DEV / "cache")}
+    for rel in sorted(wanted & DERIVED.keys()):
+        if not (ROOT / rel).is_file():
+            script, *args = DERIVED[rel]
+            args = [str(ROOT / rel) if a == "OUT" else a for a in args]
+            subprocess.run([sys.executable, str(ROOT / script), *args], env=env, check=True)
+
+
 def main() -> None:
     src = Path(os.environ.get("SEQREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
     for rel in FILES:
@@ -73,11 +97,12 @@ def main() -> None:
     from seqrec.data import build_store
     from seqrec.data.features import load_item_features
     from seqrec.recipe import load_config
-    from seqrec.scaling.sweep import expand, load_spec
-    from seqrec.task.ranking import load_ranking_data
+    from seqrec.scaling.sweep_spec import expand, load_spec
+    from seqrec.tasks.ranking.inputs import load_ranking_data
 
-    files = [Path(a) for a in sys.argv[1:]] or sorted((ROOT / "benchmarks/gpu").glob("jobs*.yaml"))
+    files = [Path(a) for a in sys.argv[1:]] or sorted((ROOT / "benchmarks/gpu/jobs").glob("*.yaml"))
     jobs = [job for f in files for job in yaml.safe_load(f.read_text())]
+    stage_derived(src, jobs)
     configs, sweep_outs = [], []
     for job in jobs:
         if "preset" in job:

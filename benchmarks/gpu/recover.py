@@ -1,6 +1,6 @@
 """Rebuild GPU-trained run folders from their best weights when the rest did not come back.
 
-    python benchmarks/gpu/recover.py WEIGHTS_ROOT SUMMARY.json [--sweeps]
+    python benchmarks/gpu/recover.py WEIGHTS_ROOT SUMMARY.json [--jobs JOBS.yaml ...] [--sweeps]
 
 The 2026-11-26 session's results archive was over the device's file-size limit and its run
 folders were cleared before a second call, so only the best-on-validation weights
@@ -69,10 +69,10 @@ def write_run(run_dir: Path, cfg, weights: Path, extra: dict) -> dict:
     return res
 
 
-def recover_jobs(src: Path, summary: dict, budget: float) -> None:
+def recover_jobs(src: Path, summary: dict, budget: float, files: list[Path]) -> None:
     from seqrec.recipe import load_config
 
-    jobs = yaml.safe_load((ROOT / "benchmarks/gpu/jobs.yaml").read_text())
+    jobs = [job for f in files for job in yaml.safe_load(f.read_text())]
     for job in jobs:
         weights = src / job["name"] / "best.safetensors"
         if "preset" not in job or not weights.is_file():
@@ -95,7 +95,7 @@ def recover_jobs(src: Path, summary: dict, budget: float) -> None:
 
 
 def recover_sweeps(src: Path, jobs_per_sweep: dict[str, tuple[str, int]]) -> None:
-    from seqrec.scaling.sweep import expand, load_spec
+    from seqrec.scaling.sweep_spec import expand, load_spec
 
     for name, (spec, jobs) in jobs_per_sweep.items():
         runs = expand(load_spec(ROOT / spec), device="cpu")
@@ -117,10 +117,12 @@ def main() -> None:
     ap.add_argument("src", type=Path, help="folder holding gpu-runs/<job>/best.safetensors")
     ap.add_argument("summary", type=Path)
     ap.add_argument("--budget", type=float, default=425)
+    ap.add_argument("--jobs", type=Path, nargs="+", help="jobs files (default: every one in jobs/)")
     ap.add_argument("--sweeps", action="store_true")
     args = ap.parse_args()
     summary = json.loads(args.summary.read_text())
-    recover_jobs(args.src, summary, args.budget)
+    files = args.jobs or sorted((ROOT / "benchmarks/gpu/jobs").glob("*.yaml"))
+    recover_jobs(args.src, summary, args.budget, files)
     if args.sweeps:
         recover_sweeps(
             args.src,

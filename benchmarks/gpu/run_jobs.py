@@ -1,6 +1,6 @@
 """Run many trainings side by side on one GPU within a wall-clock budget, then pack the results.
 
-    python benchmarks/gpu/run_jobs.py benchmarks/gpu/jobs.yaml --budget 480 --out $OUT
+    python benchmarks/gpu/run_jobs.py benchmarks/gpu/jobs/zoo.yaml --budget 480 --out $OUT
 
 A lent GPU session is short and single-shot, and the models here are small: one process per
 run keeps the GPU busy while each process's Python overhead sits on its own CPU core. Every
@@ -9,7 +9,7 @@ before the deadline; a run still alive at the hard deadline is sent SIGTERM (the
 checkpoints) and reported as unfinished. A job that dies early has its log tail printed at
 once, so a broken job costs seconds, not the session.
 
-The jobs file is a list of ``{name, preset, set: [overrides], budget_s?, nice?}`` or
+The jobs file is a list of ``{name, preset, set: [overrides], budget_s?, nice?, window_masked?}`` or
 ``{name, cmd: "shell command", nice?}`` entries (``nice`` lowers the CPU priority of background
 work such as sweeps, so the headline runs get the cores first). Everything comes back from the same call:
 ``results.tar.gz`` (results, logs, configs, per-user test ranks, sweep tables) and

@@ -157,7 +157,7 @@ def count_batches(it, n: int, counter: list[int]):
         yield inter
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> dict:  # noqa: PLR0915
     import torch
 
     torch.set_num_threads(args.threads)

@@ -1,13 +1,4 @@
-"""Evaluation: full-ranking (default) and sampled metrics from exact ranks."""
-
-from seqrec.eval.metrics import confidence_interval, per_user_metrics, summarize
-from seqrec.eval.ranking import EvalResult, evaluate, score_chunks
-
-__all__ = [
-    "EvalResult",
-    "confidence_interval",
-    "evaluate",
-    "per_user_metrics",
-    "score_chunks",
-    "summarize",
-]
+"""Evaluation: full-ranking (default) and sampled metrics from exact ranks (`ranking`),
+metrics from ranks (`metrics`), CTR metrics (`ctr`), confidence intervals and paired tests
+(`stats`). Import the submodule you need: this package imports nothing at import time, so
+`seqrec.eval.stats` (numpy and scipy) never pulls in torch."""
