@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from seqrec.errors import SeqrecError
-from seqrec.scaling.fit import (
-    compute_optimal,
-    fit_curve,
-    fit_table,
-    holdout_mask,
-    nonlinear_fit,
-    plot_fit,
-    power_fit,
-)
+from seqrec.scaling.curve_solvers import nonlinear_fit, power_fit
+from seqrec.scaling.curves import compute_optimal, fit_curve, holdout_mask
+from seqrec.scaling.fit import fit_table
+from seqrec.scaling.fit_plot import plot_fit
 from seqrec.scaling.perf_law import _r2
 
 X = np.geomspace(1e4, 1e8, 24)
@@ -178,8 +173,9 @@ def test_cli_fit_reports_the_leave_one_out_score(tmp_path):
     from typer.testing import CliRunner
 
     from seqrec.cli import app
-    from seqrec.scaling.perf_law import data_term, fit_from_table
-    from seqrec.scaling.sweep import write_table
+    from seqrec.scaling.perf_law_forms import data_term
+    from seqrec.scaling.perf_law_table import fit_from_table
+    from seqrec.scaling.sweep_table import write_table
 
     rows = [r for r in sweep_rows() if r["model"] == "sasrec" and r["layers"] != 2]
     rows = rows[::2]  # 9 runs: each refit is a nonlinear least-squares fit
@@ -204,7 +200,7 @@ def test_cli_fit_reports_the_leave_one_out_score(tmp_path):
 def test_bad_fit_choices_are_refused_before_fitting(tmp_path):
     """A misspelt law, data form or family is one clear error, never a table row or 0 runs."""
     from seqrec.scaling.fit import load_rows
-    from seqrec.scaling.sweep import write_table
+    from seqrec.scaling.sweep_table import write_table
 
     rows = sweep_rows()
     with pytest.raises(SeqrecError, match=r"--law 'perf': use one of seed, code"):

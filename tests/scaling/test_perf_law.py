@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 
 from seqrec.errors import SeqrecError
-from seqrec.scaling.perf_law import (
-    best_shape,
-    cross_validate,
-    data_term,
-    fit,
-    fit_from_table,
-    performance_law,
-    predict,
-)
+from seqrec.scaling.perf_law import best_shape, fit, predict
+from seqrec.scaling.perf_law_forms import data_term, performance_law
+from seqrec.scaling.perf_law_table import cross_validate, fit_from_table
 
 # an interior optimum: N* ~ 9 layers, d* ~ 71 wide (w1, w2 < 0 and p > 0)
 SEED_TRUE = {"w1": -0.05, "w2": -0.04, "w3": 1.2, "w4": 0.3, "w5": 0.4, "p": 12.0, "p2": 30.0}

@@ -12,17 +12,17 @@ import yaml
 from conftest import tiny_config
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
-from seqrec.scaling.sweep import (
-    COLUMNS,
+from seqrec.scaling.sweep import run_sweep
+from seqrec.scaling.sweep_spec import (
     adopt_run_folders,
     config_hash,
     expand,
     load_spec,
     order_runs,
-    run_sweep,
 )
-from seqrec.train import loop
-from seqrec.train.loop import keep_fraction
+from seqrec.scaling.sweep_table import COLUMNS
+from seqrec.tasks import retrieval
+from seqrec.tasks.retrieval import keep_fraction
 
 pytestmark = pytest.mark.usefixtures("in_tmp_dir")
 
@@ -167,14 +167,14 @@ def test_sweep_runs_resumes_and_records_failures(tmp_path, cycle_log, monkeypatc
     assert pl.read_parquet(out / "results.parquet").equals(table)
 
     # a run that fails at training time is recorded and the sweep goes on; old rows stay
-    real = loop.build_model
+    real = retrieval.build_model
 
     def fragile(cfg, n_items, max_len):
         if cfg.layers == 3:
             raise RuntimeError("CUDA out of memory (simulated)")
         return real(cfg, n_items, max_len)
 
-    monkeypatch.setattr(loop, "build_model", fragile)
+    monkeypatch.setattr(retrieval, "build_model", fragile)
     bad = write_spec(tmp_path, cycle_log, grid={"model.hidden": [8], "model.layers": [3, 2]})
     third = run_sweep(bad, out, in_process=True, progress=False)
     assert third.ran == 1 and len(third.failed) == 1

@@ -16,12 +16,11 @@ from seqrec.scaling.perf_law import (
     BestShape,
     PerfLawFit,
     best_shape,
-    data_term,
     fit,
-    fit_from_table,
-    performance_law,
     predict,
 )
+from seqrec.scaling.perf_law_forms import data_term, performance_law
+from seqrec.scaling.perf_law_table import fit_from_table
 
 __all__ = [
     "ApEnResult",

@@ -233,6 +233,8 @@ def dataset_apen(
 ) -> ApEnResult:
     """ApEn of a catalogue dataset or path, prepared by `seqrec.data.prepare` (with ``-o data.*``
     overrides). The timing covers the ApEn computation only, not loading."""
+    # imported here: `seqrec.scaling` imports this module and stays numpy-only at import time,
+    # while the config (seqrec.recipe) loads every model's options and with them torch
     from seqrec.data import prepare
     from seqrec.recipe import load_config
 
