@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from seqrec.errors import SeqrecError
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Unknown keys are errors (never silently ignored options), assignments re-validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Where the interactions come from and how they become sequences."""
 
     dataset: str = "ml-1m"
@@ -71,264 +73,7 @@ class DataConfig(_Strict):
     user_feature_fields: list[str] | None = None
 
 
-MODEL_NAMES = ("sasrec", "bert4rec", "gru4rec", "hstu", "llama", "gpt", "cl4srec", "laclrec", "srt")
-
-
-class ModelConfig(_Strict):
-    name: Literal[MODEL_NAMES] = "sasrec"  # type: ignore[valid-type]
-    """Model family (``seqrec models`` lists them); options below that a family does not use
-    are ignored by it."""
-    hidden: int = Field(64, ge=1)
-    layers: int = Field(2, ge=1)
-    heads: int = Field(1, ge=1)
-    ffn_mult: float = Field(1.0, gt=0)
-    """FFN inner width = ffn_mult * hidden (the SASRec paper uses 1)."""
-    dropout: float = Field(0.2, ge=0, lt=1)
-    attn_dropout: float | None = None
-    """Dropout on attention probabilities; None = same as ``dropout``."""
-    norm: Literal["pre", "post", "official"] = "pre"
-    """SASRec block layout: ``pre`` x + f(LN(x)) with a final LN; ``post`` LN(x + f(x));
-    ``official`` the reference code's query-only LN: q = LN1(x), x = q + Attn(q, x, x),
-    h = LN2(x), x = h + FFN(h), with a final LN."""
-    attn_out_proj: bool = False
-    """Linear projection after attention (torch ``MultiheadAttention`` has one; the paper has none)."""
-    attn_residual_dropout: bool = True
-    """SASRec blocks: dropout (``dropout``) on the attention sub-layer's output before the residual
-    add, as transformer code usually has. The reference SASRec code (kang205/SASRec, pmixer's
-    port, Klenitskiy & Vasilev) has none there: its only attention dropout is on the
-    probabilities (``attn_dropout``)."""
-    init: Literal["xavier", "normal", "normal_xavier_qkv"] = "xavier"
-    """Weight init of matrices: xavier-normal, or N(0, 0.02) as BERT-style code does, or N(0, 0.02)
-    with a xavier-uniform Q/K/V projection (torch MultiheadAttention ports; models/common.py)."""
-    ln_eps: float = Field(1e-5, gt=0)
-    """LayerNorm epsilon (the official SASRec code uses 1e-8)."""
-    scale_embeddings: bool = True
-    """Multiply item embeddings by sqrt(hidden) before adding positions (official SASRec code)."""
-    positions: Literal["from_start", "from_end"] = "from_start"
-    """Position index of a slot: counted from the oldest item of the window (a query knows only
-    how many items precede it, the same at training and inference), or back from the most
-    recent one (the official code's fixed left-padded window, where a training query's index
-    also says how many window items follow it)."""
-    # --- SASRec+ switches (Scaling New Frontiers, METHODS.md 10.2; models/sasrec_plus.py)
-    rab: bool = False
-    """SASRec: add HSTU's learned relative position bias to the attention logits (one scalar per
-    causal offset i - j and layer, shared by the heads). Causal attention only."""
-    residual: Literal["standard", "hstu"] = "standard"
-    """SASRec block: ``standard`` attention + FFN sub-layers; ``hstu`` one gated sub-layer
-    x + W_o Dropout(SiLU(Norm(x) W_u) * Norm(Attn(Norm(x)))), no FFN (needs ``norm=pre``)."""
-    norm_type: Literal["layernorm", "rmsnorm"] = "layernorm"
-    """SASRec: the normalisation used wherever ``norm`` places one (eps ``ln_eps``)."""
-    # --- srt (METHODS.md 7): feature-based item encoder; data/item_tokens.py makes the tokens
-    srt_fields: dict[str, int] = Field(
-        default_factory=lambda: {"genres": 6, "title_tokens": 12, "year": 2}
-    )
-    """SRT: item feature fields (names from data/features.py) -> token slots per item. Each
-    field is pooled separately, then the fields are concatenated ([SRT]: title and brand).
-    Categorical = 1 token, multi-valued = up to ``slots`` values, numeric = the integer value
-    and its decade (year 1995 -> year=1995, year~1990)."""
-    srt_buckets: int = Field(16384, ge=2)
-    """SRT: rows of the shared hashed token table; tokens are hashed by name (field + value),
-    so the same genre, year or title word gets the same row in every dataset."""
-    srt_feature_dim: int | None = Field(None, ge=1)
-    """SRT: token embedding width before the adapter; None = model.hidden."""
-    srt_pooling: Literal["sum", "mean"] = "sum"
-    """SRT: pooling of a field's tokens ([SRT] ``pooling_mode`` default: sum)."""
-    srt_id_residual: bool = False
-    """SRT: add a learned per-item-id vector (zero-initialised) to the feature vector; it makes
-    the parameter count grow with the catalogue and does not transfer across datasets."""
-    # --- bert4rec (METHODS.md 2)
-    bert_head: Literal["official", "tied"] = "official"
-    """BERT4Rec output head: ``official`` LN(GELU(h W + b)) E^T + per-item bias (the TF code);
-    ``tied`` plain h E^T, the head of Klenitskiy & Vasilev's HF-BertModel port."""
-    # --- gru4rec / llama (METHODS.md 3, 10.3)
-    gru_embedding: int | None = Field(None, ge=1)
-    """GRU4Rec item-table width (input and output); None = ``hidden``. A width other than
-    ``hidden`` switches the final projection on (RecBole: 64-wide items, 128-wide GRU)."""
-    gru_projection: bool = False
-    """GRU4Rec: a final Linear from the GRU state to the item-table width (RecBole's dense
-    layer); off = the GRU state is scored directly against the tied table ([KV])."""
-    rope_theta: float = Field(10000.0, gt=0)
-    """Llama: rotary-position base (10,000 as in Llama and [PL]'s LLaMA2_SASRec)."""
-    # --- contrastive learning (cl4srec; METHODS.md 4): defaults are ICLRec's CL4SRec settings
-    cl_weight: float = Field(0.1, ge=0)
-    """λ in L = L_rec + λ·L_cl (0.1 in DuoRec's, ICLRec's and JamZheng's CL4SRec code)."""
-    cl_temperature: float = Field(1.0, gt=0)
-    """τ of the NT-Xent loss (1.0 in all three public codes; "not studied" in ICLRec)."""
-    cl_similarity: Literal["dot", "cos"] = "dot"
-    """Similarity of two view representations: dot product (public code) or cosine."""
-    aug_ops: list[Literal["crop", "mask", "reorder", "insert", "substitute"]] = Field(
-        default_factory=lambda: ["crop", "mask", "reorder"]
-    )
-    """Augmentation set; each view applies one operator drawn uniformly from it. insert and
-    substitute are CoSeRec's operators with uniform random items (no similarity model)."""
-    aug_distinct: bool = False
-    """Draw the two views' operators without replacement (DuoRec) instead of independently
-    (ICLRec, JamZheng)."""
-    crop_ratio: float = Field(0.2, gt=0, le=1)
-    """η: a crop keeps max(1, ⌊η·n⌋) contiguous items (ICLRec ``--tao``; DuoRec 0.6)."""
-    mask_ratio: float = Field(0.7, ge=0, lt=1)
-    """γ: ⌊γ·n⌋ items become the mask token (ICLRec ``--gamma``; DuoRec 0.3)."""
-    reorder_ratio: float = Field(0.2, ge=0, le=1)
-    """β: a contiguous span of ⌊β·n⌋ items is shuffled (ICLRec ``--beta``; DuoRec 0.6)."""
-    insert_ratio: float = Field(0.4, ge=0, le=1)
-    """⌊r·n⌋ random items inserted (CoSeRec ``--insert_rate`` default)."""
-    substitute_ratio: float = Field(0.1, ge=0, le=1)
-    """⌊r·n⌋ items replaced by random items (CoSeRec ``--substitute_rate`` default)."""
-    # --- laclrec (METHODS.md 5; values from [TCLA], the authors' follow-up, unless "guess")
-    lacl_cl_weight: float = Field(0.1, ge=0)
-    """α: weight of the coarse-grained NT-Xent between the learned and the random view ([TCLA])."""
-    lacl_temperature: float = Field(1.0, gt=0)
-    """τ of that NT-Xent, dot similarity ([TCLA] uses DuoRec's: τ = 1)."""
-    lacl_view: Literal["learned", "random"] = "learned"
-    """The triplet's positive view: the augmenter's edit (LACLRec) or, as an ablation of the
-    augmenter, a second independent random augmentation (no restore task, no pre-training)."""
-    lacl_similarity: Literal["dot", "cos"] = "dot"
-    """Similarity in both LACLRec terms: dot ([TCLA]) or cosine (each view's state L2-normalised
-    first, so the contrastive gradient cannot grow the states the recommender scores with)."""
-    lacl_triplet_weight: float = Field(0.256, ge=0)
-    """Weight of the batch-mean triplet loss: [TCLA]'s β = 0.001 on a batch *sum* at batch 256."""
-    lacl_triplet_margin: float = 0.0
-    """Margin inside softplus(h·h⁻ − h·h⁺ + margin); [TCLA] has none (0)."""
-    lacl_random_ops: list[Literal["crop", "mask", "reorder", "insert", "substitute"]] = Field(
-        default_factory=lambda: ["crop", "mask", "reorder"]
-    )
-    """Operators of the random view, one drawn uniformly per row ([TCLA]: CL4SRec's three)."""
-    lacl_random_ratios: dict[str, float] = Field(
-        default_factory=lambda: {"crop": 0.6, "mask": 0.3, "reorder": 0.6}
-    )
-    """Ratio of each random-view operator ([TCLA]: crop η 0.6, mask γ 0.3, reorder β 0.6)."""
-    lacl_augmenter_pretrain_steps: int = Field(2000, ge=0)
-    """Optimiser steps of augmenter pre-training (restore loss only, no contrastive terms).
-    Guess: [TCLA] pre-trains 50 epochs over every prefix; 2000 steps are ~23 Beauty epochs."""
-    lacl_augmenter_joint: bool = True
-    """Keep training the restore loss after pre-training (guess; [TCLA] freezes the augmenter)."""
-    lacl_max_insert: int = Field(5, ge=1)
-    """Longest inserted sub-sequence = longest deleted run of the corruption ([TCLA])."""
-    lacl_corrupt_delete_prob: float = Field(0.45, ge=0, lt=1)
-    """Per-item deletion probability of the corruption ([TCLA]'s delete band (0.4, 0.85])."""
-    lacl_corrupt_noise_prob: float = Field(0.15, ge=0, le=1)
-    """Probability of a random item inserted before each item ([TCLA]'s u > 0.85)."""
-    lacl_op_temperature: float = Field(1.0, gt=0)
-    """T of the sampled keep/delete/insert decision softmax(logits / T) (guess; [TCLA] multiplies
-    logits by U(0, 1) noise instead, which is not a calibrated sampler)."""
-    lacl_augmenter_bidirectional: bool = True
-    """Augmenter encoder attends both ways (our choice: it edits whole sequences and must tell a
-    noise item from a gap before it); false = causal, as [TCLA]'s shared encoder."""
-    lacl_generator_layers: int = Field(1, ge=1)
-    """Causal blocks of the augmenter's reverse generator ([TCLA]: one)."""
-    lacl_chunk_size: int = Field(2048, ge=1)
-    """Rows the reverse generator scores against the whole catalogue at once."""
-    # --- hstu (METHODS.md 6); defaults give the published ML-1M shapes from hidden and heads
-    attn_dim: int | None = Field(None, ge=1)
-    """Per-head query/key width d_qk (HSTU); None = hidden / heads (ML-1M: 50, large: 25)."""
-    hstu_value_dim: int | None = Field(None, ge=1)
-    """HSTU per-head value (and gate U) width d_v; None = the query/key width."""
-    hstu_rab: bool = True
-    """HSTU relative attention bias on positions (one learned scalar per offset and layer)."""
-    time_bias: bool = False
-    """HSTU: add a learned bias per log-bucketed time gap; refused for data without timestamps."""
-    time_query: Literal["own", "next"] = "own"
-    """HSTU time bias, the query side's timestamp: ``own`` (t_i, the history alone) or ``next``
-    (t_{i+1}, the time of the event being predicted, as generative-recommenders does). With
-    ``next`` evaluation gives the last slot the held-out item's time (the request time; the
-    ranking task: the candidate's time); where none is known (recommend, serving) the last
-    slot keeps its own time, the research code's rule for its final slot."""
-    hstu_normalizer: Literal["length", "max_len"] = "length"
-    """HSTU attention normaliser n: each row's true length, or the padded length (research code)."""
-    hstu_pos_init: Literal["trunc_normal", "xavier"] = "trunc_normal"
-    """HSTU position table init: N(0, 1/hidden) truncated at 2 std (what the research code's
-    preprocessor sets), or xavier-normal (what that table ends up with there: HSTU.reset_params
-    re-initialises every parameter outside the HSTU stack and the item table). Measured on
-    the 2-block model (2 CPU seeds, paired): -0.0022 [-0.0068, +0.0023] NDCG@10 for xavier."""
-    l2_norm_output: bool = False
-    """L2-normalise user states and the item table, so scores are cosines; must match
-    objective.normalize of the sampled softmax (training and evaluation then score alike)."""
-    # --- side information and behaviours (issue 7; sasrec, hstu; models/side_info.py)
-    side_fusion: Literal["none", "sum", "concat", "gated"] = "none"
-    """How item features (data.item_features) join the input item-id vector: sum, concat +
-    Linear back to hidden, or a learned per-dimension sigmoid gate."""
-    side_output: bool = False
-    """Fuse the output item table too (default: the id table only, so scoring stays one matmul
-    over a stored matrix)."""
-    behavior_tokens: Literal["none", "embedding", "interleave"] = "none"
-    """Behaviours (data.behavior_col) in the input: a behaviour embedding added to each item,
-    or item and action tokens interleaved (sasrec only; the sequence doubles in length)."""
-    behavior_vocab: int = Field(6, ge=2)
-    """Behaviour codes 0..behavior_vocab-1 (0 = PAD; MovieLens ratings 1-5: 6)."""
-    target_behavior: int | None = None
-    """Condition next-item prediction on the target's behaviour: training uses each target's
-    true behaviour, evaluation and serving this value (e.g. 5); None = unconditioned."""
-
-    @model_validator(mode="after")
-    def _augmentations_fit(self) -> ModelConfig:
-        if self.name == "cl4srec":
-            if not self.aug_ops:
-                raise ValueError("model.aug_ops is empty; cl4srec needs at least one augmentation")
-            if len(set(self.aug_ops)) != len(self.aug_ops):
-                raise ValueError(f"model.aug_ops lists an operator twice: {self.aug_ops}")
-            if self.aug_distinct and len(self.aug_ops) < 2:
-                raise ValueError(
-                    "model.aug_distinct=true draws two different operators per row; "
-                    "give model.aug_ops at least two"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _lacl_fits(self) -> ModelConfig:
-        if self.name == "laclrec":
-            if not self.lacl_random_ops:
-                raise ValueError("model.lacl_random_ops is empty; laclrec needs an operator")
-            missing = [op for op in self.lacl_random_ops if op not in self.lacl_random_ratios]
-            if missing:
-                raise ValueError(
-                    f"model.lacl_random_ratios has no ratio for {missing}; give one per "
-                    "operator in model.lacl_random_ops"
-                )
-            bad = {k: v for k, v in self.lacl_random_ratios.items() if not 0 <= v <= 1}
-            if bad:
-                raise ValueError(f"model.lacl_random_ratios must lie in [0, 1], got {bad}")
-        return self
-
-    @model_validator(mode="after")
-    def _time_query_fits(self) -> ModelConfig:
-        if self.time_query == "next" and not self.time_bias:
-            raise ValueError(
-                "model.time_query=next picks the time-gap bias's query timestamp, but "
-                "model.time_bias=false; set model.time_bias=true or leave time_query=own"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> ModelConfig:
-        if self.hidden % self.heads:
-            raise ValueError(
-                f"model.hidden={self.hidden} is not divisible by model.heads={self.heads}; "
-                "pick heads that divide the width"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _sasrec_plus_fits(self) -> ModelConfig:
-        if self.residual == "hstu" and self.norm != "pre":
-            raise ValueError(
-                f"model.residual=hstu is a pre-norm layout (the branch reads Norm(x)); "
-                f"model.norm={self.norm} does not fit it, set model.norm=pre"
-            )
-        if self.rab and self.name == "laclrec":
-            raise ValueError(
-                "model.rab is not available for laclrec: its augmenter attends both ways and "
-                "its generator blocks have no position table to size the bias; set model.rab=false"
-            )
-        return self
-
-
-L2_NORM_MODELS = ("sasrec", "cl4srec", "hstu")
-"""Models whose outputs and item table honour ``model.l2_norm_output``."""
-RANKING_ENCODERS = ("sasrec", "hstu")
-"""Encoders the ranking head (models/ranker.py) is built on."""
-
-
-class ObjectiveConfig(_Strict):
+class ObjectiveConfig(Strict):
     name: Literal["ce", "bce", "cloze", "ssm"] = "ce"
     """ce: softmax cross-entropy over every item (chunked); bce: SASRec paper, 1 negative/position;
     cloze: BERT4Rec's masked-item prediction (full-softmax CE at masked positions only);
@@ -353,7 +98,7 @@ class ObjectiveConfig(_Strict):
     the model's outputs and item table (and hence evaluation) use the same normalisation."""
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -401,7 +146,7 @@ class TrainConfig(_Strict):
     the first step only, so a resumed run continues from its own checkpoint."""
 
 
-class EvalConfig(_Strict):
+class EvalConfig(Strict):
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20, 50, 100])
     mask_seen: bool | Literal["window"] = True
     """Which history items leave the candidate list: True every item of the user's whole
@@ -416,7 +161,7 @@ class EvalConfig(_Strict):
     """Validate early stopping on at most this many random users (None = all)."""
 
 
-class TaskConfig(_Strict):
+class TaskConfig(Strict):
     """What is learned: next-item retrieval (default) or ranking (CTR: history + candidate ->
     probability of a positive action; ``seqrec.task.ranking``)."""
 

@@ -2,8 +2,8 @@
 checked as a whole, and how it is loaded from a preset plus dotted overrides.
 
 It sits above `models` because the model section is the union of every registered model's own
-config class; everything that needs a whole run's config (tasks, the trainer, the run folder)
-imports it from here.
+config class (models/registry.py); everything that needs a whole run's config (tasks, the
+trainer, the run folder) imports it from here.
 """
 
 from __future__ import annotations
@@ -13,19 +13,26 @@ import json
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from seqrec.errors import SeqrecError
+from seqrec.models.base import CosineOutputOption
+from seqrec.models.registry import (
+    DEFAULT_MODEL,
+    MODELS,
+    ModelSection,
+    config_class,
+    default_model_config,
+    model_names,
+)
+from seqrec.models.side_info import SideOptions
 from seqrec.options import (
-    L2_NORM_MODELS,
-    RANKING_ENCODERS,
     DataConfig,
     EvalConfig,
-    ModelConfig,
     ObjectiveConfig,
+    Strict,
     TaskConfig,
     TrainConfig,
-    _Strict,
     known_keys,
     parse_value,
     preset_path,
@@ -33,55 +40,72 @@ from seqrec.options import (
 )
 
 
-class RunConfig(_Strict):
+class RunConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelSection = Field(default_factory=default_model_config)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_family(cls, value: Any) -> Any:
+        """A model section that names no family is SASRec's, as it always was."""
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": DEFAULT_MODEL, **value}
+        return value
+
     @model_validator(mode="after")
-    def _cloze_needs_bidirectional(self) -> RunConfig:
-        """A bidirectional encoder sees the item a next-item target names, and only it has a mask
-        token, so bert4rec trains with the cloze objective and nothing else does."""
-        if (self.model.name == "bert4rec") != (self.objective.name == "cloze"):
+    def _objective_fits_model(self) -> RunConfig:
+        """A model declares the objectives it trains with (BERT4Rec: cloze, whose bidirectional
+        encoder would see a next-item target; only it has the mask token cloze needs)."""
+        name, objective = self.model.name, self.objective.name
+        if objective not in self.model.objectives:
+            takers = [n for n, m in MODELS.items() if objective in m.config_class.objectives]
             raise ValueError(
-                f"model.name={self.model.name} cannot train with objective.name="
-                f"{self.objective.name}; bert4rec needs objective.name=cloze and cloze needs "
-                "model.name=bert4rec"
+                f"model.name={name} cannot train with objective.name={objective}; {name} "
+                f"needs objective.name={'|'.join(self.model.objectives)} and {objective} "
+                f"needs model.name={'|'.join(takers)}"
             )
         return self
 
     @model_validator(mode="after")
     def _normalisation_agrees(self) -> RunConfig:
         """The sampled softmax's cosine must be what evaluation scores, so the model owns it."""
-        if self.model.l2_norm_output and self.model.name not in L2_NORM_MODELS:
-            raise ValueError(
-                f"model.l2_norm_output=true is not implemented by model.name={self.model.name}; "
-                f"use one of {', '.join(L2_NORM_MODELS)}"
-            )
-        if self.objective.name == "ssm" and self.objective.normalize != self.model.l2_norm_output:
+        cosine = isinstance(self.model, CosineOutputOption) and self.model.l2_norm_output
+        if self.objective.name == "ssm" and self.objective.normalize != cosine:
+            if not isinstance(self.model, CosineOutputOption):
+                raise ValueError(
+                    f"objective.normalize=true needs cosine outputs, which model.name="
+                    f"{self.model.name} does not implement; use one of "
+                    f"{', '.join(n for n, m in MODELS.items() if m.config_class.cosine_output)}"
+                )
             raise ValueError(
                 f"objective.normalize={self.objective.normalize} but model.l2_norm_output="
-                f"{self.model.l2_norm_output}; set both to the same value so evaluation scores "
+                f"{cosine}; set both to the same value so evaluation scores "
                 "with the normalisation the loss trained"
             )
         return self
 
     @model_validator(mode="after")
-    def _srt_has_features(self) -> RunConfig:
-        """SRT's items are their features: without a metadata file there is nothing to encode."""
-        if self.model.name == "srt" and not self.data.item_features:
+    def _features_configured(self) -> RunConfig:
+        """A model whose items are their features has nothing to encode without a metadata
+        file (side-information options name their own missing input, at data time)."""
+        if (
+            self.model.needs().item_features
+            and not isinstance(self.model, SideOptions)
+            and not self.data.item_features
+        ):
             raise ValueError(
-                "model.name=srt encodes items from their features; set data.item_features=auto "
-                "(the dataset's metadata file) or a metadata file path"
+                f"model.name={self.model.name} encodes items from their features; set "
+                "data.item_features=auto (the dataset's metadata file) or a metadata file path"
             )
         return self
 
     @model_validator(mode="after")
     def _ranking_fits(self) -> RunConfig:
-        """The ranking task has its own temporal example split and wraps a SASRec/HSTU encoder."""
+        """The ranking task has its own temporal example split and wraps a history encoder."""
         if self.task.name != "ranking":
             if self.task.baseline is not None:
                 raise ValueError("task.baseline needs task.name=ranking")
@@ -90,10 +114,11 @@ class RunConfig(_Strict):
             raise ValueError(
                 "task.name=ranking splits events by a global time cut; set data.split=temporal"
             )
-        if self.task.baseline is None and self.model.name not in RANKING_ENCODERS:
+        if self.task.baseline is None and not self.model.ranking_encoder:
+            encoders = [n for n, m in MODELS.items() if m.config_class.ranking_encoder]
             raise ValueError(
                 f"task.name=ranking has a ranking head for model.name in "
-                f"{', '.join(RANKING_ENCODERS)}, not {self.model.name}; or set task.baseline"
+                f"{', '.join(encoders)}, not {self.model.name}; or set task.baseline"
             )
         if self.train.select != "best":
             raise ValueError(
@@ -102,50 +127,126 @@ class RunConfig(_Strict):
             )
         return self
 
-    def fingerprint(self) -> str:
-        """Short stable hash of everything that affects results.
+    def changed_values(self) -> dict[str, Any]:
+        """Every value that differs from its default, as JSON: what identifies a run.
 
-        Only values that differ from the defaults are hashed, so a later seqrec that adds an
-        option (with a default that keeps the old behaviour) still resumes older checkpoints.
+        A later seqrec that adds an option (with a default that keeps the old behaviour) keeps
+        the same values, so older checkpoints resume and sweeps skip finished runs. The model
+        family is part of it except for the default family (SASRec's name is its default), as
+        with the single flat model config this replaced.
         """
-        blob = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
-        blob = blob.encode()
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def fingerprint(self) -> str:
+        """Short stable hash of `changed_values`."""
+        blob = json.dumps(self.changed_values(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _section_keys() -> list[str]:
+    """Dotted keys of every section but the model's, which depends on the family."""
+    return [k for k in known_keys(RunConfig) if not k.startswith("model")]
+
+
+def _model_keys(name: str) -> list[str]:
+    return [f"model.{k}" for k in known_keys(config_class(name))]
+
+
+def _owners(key: str) -> list[str]:
+    return [n for n in model_names() if key in _model_keys(n)]
+
+
+def _check_model_key(key: str, name: str) -> None:
+    keys = _model_keys(name)
+    if key in keys:
+        return
+    owners = _owners(key)
+    if owners:
+        raise SeqrecError(
+            f"config key '{key}' is not an option of model.name={name}; it belongs to "
+            f"{', '.join(owners)}. Drop it or pick one of those models"
+        )
+    raise SeqrecError(f"unknown config key '{key}'.{suggest(key, keys)}")
+
+
+def _family(raw: dict[str, Any]) -> str:
+    section = raw.get("model")
+    name = section.get("name") if isinstance(section, dict) else None
+    return name if isinstance(name, str) else DEFAULT_MODEL
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    known = known_keys(RunConfig)
+    """Dotted ``section.key=value`` overrides into the raw config.
+
+    Model keys are checked against the family the config ends up with. Switching family by
+    an override (``model.name=hstu`` on a SASRec preset) keeps the preset's options the new
+    family also has and drops the others, which belonged to the preset's family.
+    """
+    pairs = []
     for item in overrides:
         if "=" not in item:
             raise SeqrecError(f"override '{item}' has no '='; write it as section.key=value")
         key, value = item.split("=", 1)
-        key = key.strip()
-        if key not in known:
-            raise SeqrecError(f"unknown config key '{key}'.{suggest(key, known)}")
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if node.get(part) is None:  # absent, or an empty `section:` line in the YAML
-                node[part] = {}
-            elif not isinstance(node[part], dict):
-                raise SeqrecError(
-                    f"config section '{part}' must be a mapping of keys, got {node[part]!r}; "
-                    "fix the config file"
-                )
-            node = node[part]
-        node[leaf] = parse_value(value)
+        pairs.append((key.strip(), parse_value(value)))
+    before = _family(raw)
+    after = next((v for k, v in reversed(pairs) if k == "model.name"), before)
+    if not isinstance(after, str) or after not in MODELS:
+        raise SeqrecError(
+            f"model.name={after} is not a model; choose one of {', '.join(model_names())}"
+        )
+    if after != before and isinstance(raw.get("model"), dict):
+        kept = set(known_keys(config_class(after)))
+        raw["model"] = {k: v for k, v in raw["model"].items() if k in kept}
+    sections = _section_keys()
+    for key, value in pairs:
+        if key.startswith("model."):
+            _check_model_key(key, after)
+        elif key not in sections:
+            raise SeqrecError(
+                f"unknown config key '{key}'.{suggest(key, sections + _model_keys(after))}"
+            )
+        _set(raw, key, value)
     return raw
 
 
-def _format_validation(err: ValidationError) -> str:
-    known = known_keys(RunConfig)
+def _set(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        if node.get(part) is None:  # absent, or an empty `section:` line in the YAML
+            node[part] = {}
+        elif not isinstance(node[part], dict):
+            raise SeqrecError(
+                f"config section '{part}' must be a mapping of keys, got {node[part]!r}; "
+                "fix the config file"
+            )
+        node = node[part]
+    node[leaf] = value
+
+
+def _format_validation(err: ValidationError, raw: dict[str, Any]) -> str:
+    family = _family(raw)
+    known = _section_keys() + (_model_keys(family) if family in MODELS else [])
     msgs = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
+        loc = [str(x) for x in e["loc"]]
+        if loc[:1] == ["model"] and len(loc) > 1 and loc[1] in MODELS:
+            loc = ["model", *loc[2:]]  # drop the union's tag: model.hstu.rab -> model.rab
+        where = ".".join(loc)
         if e["type"] == "extra_forbidden":
-            msgs.append(f"unknown config key '{loc}'.{suggest(loc, known)}")
+            if where.startswith("model.") and _owners(where):
+                msgs.append(
+                    f"config key '{where}' is not an option of model.name={family}; it "
+                    f"belongs to {', '.join(_owners(where))}"
+                )
+            else:
+                msgs.append(f"unknown config key '{where}'.{suggest(where, known)}")
+        elif e["type"] == "union_tag_invalid":
+            msgs.append(f"model.name: choose one of {', '.join(model_names())}")
+        elif not where:  # a check of the whole config: its message names the keys
+            msgs.append(e["msg"].removeprefix("Value error, "))
         else:
-            msgs.append(f"{loc}: {e['msg']}")
+            msgs.append(f"{where}: {e['msg']}")
     return "; ".join(msgs)
 
 
@@ -153,7 +254,7 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
-        raise SeqrecError(f"invalid config: {_format_validation(err)}") from None
+        raise SeqrecError(f"invalid config: {_format_validation(err, raw)}") from None
 
 
 def load_config(preset: str | None = None, overrides: list[str] | None = None) -> RunConfig:

@@ -11,10 +11,11 @@ import torch
 from seqrec.data.batches import history_batch, training_batch
 from seqrec.data.store import SequenceStore, build_store
 from seqrec.errors import SeqrecError
+from seqrec.models import model_config
 from seqrec.models.common import gather_last
 from seqrec.models.hstu import HSTU
 from seqrec.models.sasrec import SASRec
-from seqrec.options import DataConfig, ModelConfig
+from seqrec.options import DataConfig
 
 
 def _ml_dat(path: Path) -> Path:
@@ -94,7 +95,10 @@ def test_batches_align_behaviours_with_items():
 )
 def test_behaviour_tokens_are_causal(cls, tokens):
     torch.manual_seed(0)
-    cfg = ModelConfig(hidden=16, layers=2, heads=2, behavior_tokens=tokens, target_behavior=5)
+    name = "hstu" if cls is HSTU else "sasrec"
+    cfg = model_config(
+        name, hidden=16, layers=2, heads=2, behavior_tokens=tokens, target_behavior=5
+    )
     model = cls(cfg, 20, 8).eval()
     items = torch.randint(1, 21, (3, 8))
     beh = torch.randint(1, 6, (3, 8))

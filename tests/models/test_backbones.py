@@ -15,18 +15,13 @@ from conftest import N_ITEMS, seq_batch, tiny_config
 from seqrec.cli import app
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
-from seqrec.models import build_model, model_names
-from seqrec.models.common import (
-    causal_sdpa,
-    count_parameters,
-    reference_causal_attention,
-    rope_tables,
-)
+from seqrec.models import build_model, model_config, model_names
+from seqrec.models.common import count_parameters, rope_tables
 from seqrec.models.gpt import flops_per_interaction as gpt_flops
 from seqrec.models.gru4rec import flops_per_interaction as gru_flops
 from seqrec.models.llama import flops_per_interaction as llama_flops
 from seqrec.objectives import build_objective
-from seqrec.options import ModelConfig, ObjectiveConfig
+from seqrec.options import ObjectiveConfig
 from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 
@@ -35,7 +30,10 @@ BACKBONES = ["gru4rec", "llama", "gpt"]
 
 def _model(name: str, n_items: int = 30, max_len: int = 8, seed: int = 0, **kw) -> torch.nn.Module:
     torch.manual_seed(seed)
-    cfg = ModelConfig(name=name, **{"hidden": 16, "layers": 2, "heads": 2, "dropout": 0.0, **kw})
+    options = {"hidden": 16, "layers": 2, "heads": 2, "dropout": 0.0, **kw}
+    if name == "gru4rec":  # a GRU has no attention heads
+        options.pop("heads")
+    cfg = model_config(name=name, **options)
     return build_model(cfg, n_items, max_len).eval()
 
 
@@ -128,12 +126,6 @@ def test_llama_rejects_an_odd_head_width():
         _model("llama", hidden=18, heads=2)
 
 
-def test_sdpa_causal_attention_matches_explicit_softmax():
-    torch.manual_seed(0)
-    q, k, v = torch.randn(3, 2, 2, 7, 8).unbind(0)
-    torch.testing.assert_close(causal_sdpa(q, k, v), reference_causal_attention(q, k, v))
-
-
 @pytest.mark.parametrize("name", BACKBONES)
 def test_save_then_load_gives_identical_outputs(name, tmp_path):
     a = _model(name, seed=1)
@@ -177,7 +169,8 @@ def test_gru4rec_parameters_by_hand():
 
 def test_flops_by_hand():
     """One small config per backbone, counted on paper (multiply-add = 2 FLOPs)."""
-    cfg = ModelConfig(hidden=4, layers=1, heads=1, ffn_mult=2.0)
+    cfg = model_config("gpt", hidden=4, layers=1, heads=1, ffn_mult=2.0)
+    lcfg = model_config("llama", hidden=4, layers=1, heads=1, ffn_mult=2.0)
     n_items, seq_len = 9, 3.0
     output = 2 * 4 * 10  # 4-wide state against 10 item rows (PAD included)
     attention = 2 * 4 * 4 * 4 + 2 * 2 * 3 * 4  # Q, K, V, O projections + QK^T, AV over 3 keys
@@ -186,9 +179,9 @@ def test_flops_by_hand():
     assert gpt_flops(cfg, n_items, seq_len) == {"forward": gpt, "train": 3 * gpt}
     # Llama: SwiGLU inner round(2/3 * 2 * 4) = 5; gate, up (4 x 5) and down (5 x 4)
     llama = attention + 2 * 3 * 4 * 5 + output
-    assert llama_flops(cfg, n_items, seq_len) == {"forward": llama, "train": 3 * llama}
+    assert llama_flops(lcfg, n_items, seq_len) == {"forward": llama, "train": 3 * llama}
     # GRU4Rec, 2 layers of 4 over 3-wide items, projection 4 -> 3: 3 gates x (in + rec)
-    gcfg = ModelConfig(hidden=4, layers=2, gru_embedding=3)
+    gcfg = model_config("gru4rec", hidden=4, layers=2, gru_embedding=3)
     gru = 2 * 3 * (3 * 4 + 4 * 4) + 2 * 3 * (4 * 4 + 4 * 4) + 2 * 4 * 3 + 2 * 3 * 10
     assert gru_flops(gcfg, n_items, seq_len) == {"forward": gru, "train": 3 * gru}
 

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from conftest import cycle_sequences, seq_batch, tiny_config
 from seqrec.data.batches import training_batch
 from seqrec.errors import SeqrecError
+from seqrec.models import model_config
 from seqrec.models.bert4rec import BERT4Rec, key_mask
 from seqrec.models.registry import flops_per_interaction
 from seqrec.objectives.base import build_objective
 from seqrec.objectives.cloze import cloze_mask, cloze_sequences
-from seqrec.options import ModelConfig
 from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 
@@ -25,7 +25,7 @@ def _model(n_items=30, max_len=8, seed=0, **kw) -> BERT4Rec:
     torch.manual_seed(seed)
     cfg = dict(hidden=16, layers=2, heads=2, ffn_mult=4.0, dropout=0.0, norm="post")
     cfg.update(kw)
-    return BERT4Rec(ModelConfig(name="bert4rec", **cfg), n_items, max_len).eval()
+    return BERT4Rec(model_config(name="bert4rec", **cfg), n_items, max_len).eval()
 
 
 def test_cloze_mask_statistics():
@@ -120,7 +120,7 @@ def test_tied_head_and_layout_checks():
 
 
 def test_flops_count_bidirectional_attention_and_the_head():
-    cfg = ModelConfig(name="bert4rec", hidden=64, layers=2, heads=2, ffn_mult=4.0)
+    cfg = model_config(name="bert4rec", hidden=64, layers=2, heads=2, ffn_mult=4.0)
     got = flops_per_interaction(cfg, 3416, 50.0)["forward"]
     layer = 2 * (4 * 64 * 64 + 2 * 100 * 64 + 2 * 64 * 256)  # 100 = all keys of a 100-long row
     assert got == 2 * layer + 2 * 64 * 64 + 2 * 65 * 3417

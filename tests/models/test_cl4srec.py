@@ -11,18 +11,19 @@ import torch
 from conftest import N_ITEMS, cycle_sequences, interrupt_after, tiny_config
 from seqrec.data.batches import SeqBatch, training_batch
 from seqrec.errors import SeqrecError
+from seqrec.models import ModelConfig, model_config
 from seqrec.models.augment import mask_token
 from seqrec.models.cl4srec import CL4SRec, nt_xent
 from seqrec.models.registry import build_model
 from seqrec.objectives.base import build_objective
-from seqrec.options import ModelConfig, ObjectiveConfig
+from seqrec.options import ObjectiveConfig
 from seqrec.recipe import build_config
 from seqrec.train.run import train_run
 
 
 def cfg(**kw) -> ModelConfig:
     base = {"name": "cl4srec", "hidden": 16, "layers": 1, "heads": 2, "dropout": 0.1}
-    return ModelConfig(**{**base, **kw})
+    return model_config(**{**base, **kw})
 
 
 def cycle_batch(max_len: int = 12) -> SeqBatch:

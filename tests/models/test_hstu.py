@@ -13,11 +13,12 @@ from seqrec.data import prepare
 from seqrec.data.batches import history_batch, training_batch
 from seqrec.errors import SeqrecError
 from seqrec.eval.ranking import evaluate
-from seqrec.models import build_model
+from seqrec.models import build_model, model_config
 from seqrec.models.common import embed_sequence
-from seqrec.models.hstu import HSTU, bucket_lookup, flops_per_interaction, time_buckets
+from seqrec.models.hstu import HSTU, flops_per_interaction
+from seqrec.models.hstu_layer import bucket_lookup, time_buckets
 from seqrec.objectives import build_objective
-from seqrec.options import EvalConfig, ModelConfig, ObjectiveConfig
+from seqrec.options import EvalConfig, ObjectiveConfig
 from seqrec.serve.batch import open_recommender
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.evaluate_run import evaluate_run
@@ -31,7 +32,7 @@ LAST = torch.tensor([7, 2, 0])
 def _model(n_items=30, max_len=8, **kw) -> HSTU:
     torch.manual_seed(0)
     cfg = dict(name="hstu", hidden=16, layers=2, heads=2, dropout=0.0) | kw
-    m = HSTU(ModelConfig(**cfg), n_items, max_len).eval()
+    m = HSTU(model_config(**cfg), n_items, max_len).eval()
     with torch.no_grad():  # rab starts near 0: make it matter in the comparisons
         for layer in m.layers:
             for w in (layer.pos_w, layer.time_w):
@@ -133,7 +134,7 @@ def test_time_query_next_reads_the_request_time_in_evaluation():
 
 def test_time_query_next_is_refused_without_the_time_bias():
     with pytest.raises(ValueError, match=r"time_query=next .* model\.time_bias=false"):
-        ModelConfig(name="hstu", time_query="next")
+        model_config(name="hstu", time_query="next")
 
 
 def test_causal_a_later_item_or_time_never_changes_earlier_outputs():
@@ -208,8 +209,8 @@ def test_dropout_is_applied_in_training_only():
 
 
 def test_published_shapes_follow_hidden_and_heads():
-    base = HSTU(ModelConfig(name="hstu", hidden=50, layers=2, heads=1), 3706, 200)
-    large = HSTU(ModelConfig(name="hstu", hidden=50, layers=8, heads=2), 3706, 200)
+    base = HSTU(model_config(name="hstu", hidden=50, layers=2, heads=1), 3706, 200)
+    large = HSTU(model_config(name="hstu", hidden=50, layers=8, heads=2), 3706, 200)
     assert (base.layers[0].dqk, base.layers[0].dv) == (50, 50)
     assert (large.layers[0].dqk, large.layers[0].dv, len(large.layers)) == (25, 25, 8)
     assert base.layers[0].uvqk.weight.shape == (4 * 50, 50) and base.layers[0].uvqk.bias is None
@@ -224,7 +225,7 @@ def test_position_table_init(init, std):
     """Truncated N(0, 1/d) stays inside 2 std (a narrower spread than std itself); xavier-normal
     has std sqrt(2 / (fan_in + fan_out)) and is not truncated."""
     torch.manual_seed(0)
-    w = HSTU(ModelConfig(name="hstu", hidden=50, hstu_pos_init=init), 100, 200).pos_emb.weight
+    w = HSTU(model_config(name="hstu", hidden=50, hstu_pos_init=init), 100, 200).pos_emb.weight
     if init == "trunc_normal":
         assert w.abs().max() <= 2 * std and 0.8 * std < w.std() < 0.9 * std
     else:
@@ -233,7 +234,7 @@ def test_position_table_init(init, std):
 
 def test_sampled_softmax_loss_falls_on_generated_sequences():
     torch.manual_seed(0)
-    cfg = ModelConfig(name="hstu", hidden=16, layers=1, heads=1, dropout=0.0, l2_norm_output=True)
+    cfg = model_config(name="hstu", hidden=16, layers=1, heads=1, dropout=0.0, l2_norm_output=True)
     m = build_model(cfg, n_items=30, max_len=12)
     seqs = [[int(i) - 99 for i in s] for s in cycle_sequences().values()]  # ids 1..30
     flat = np.concatenate(seqs).astype(np.int32)

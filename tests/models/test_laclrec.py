@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from conftest import N_ITEMS
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
+from seqrec.models import model_config
 from seqrec.models.lacl_augmenter import (
     DELETE,
     INSERT,
@@ -21,7 +22,6 @@ from seqrec.models.lacl_augmenter import (
     corrupt_with,
 )
 from seqrec.models.laclrec import LACLRec, triplet_loss
-from seqrec.options import ModelConfig
 from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.run import train_run
@@ -157,7 +157,7 @@ def test_triplet_loss_by_hand():
 # ------------------------------------------------------------------ the model
 def _model(**kw) -> LACLRec:
     torch.manual_seed(0)
-    cfg = ModelConfig(name="laclrec", hidden=16, layers=1, heads=2, dropout=0.1, **kw)
+    cfg = model_config(name="laclrec", hidden=16, layers=1, heads=2, dropout=0.1, **kw)
     return LACLRec(cfg, V, 10)
 
 
@@ -282,7 +282,7 @@ def test_save_load_gives_identical_scores(tmp_path):
 
 def test_config_rejects_a_random_op_without_ratio():
     with pytest.raises(ValueError, match="lacl_random_ratios"):
-        ModelConfig(name="laclrec", lacl_random_ops=["crop", "insert"])
+        model_config(name="laclrec", lacl_random_ops=["crop", "insert"])
 
 
 # ------------------------------------------------------------------ in the trainer

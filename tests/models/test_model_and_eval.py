@@ -4,14 +4,16 @@ import torch
 
 from seqrec.data.batches import flat_slices, training_batch
 from seqrec.eval.ranking import evaluate
-from seqrec.models.sasrec import SASRec, attention_mask, count_parameters
-from seqrec.options import EvalConfig, ModelConfig
+from seqrec.models import model_config
+from seqrec.models.sasrec import SASRec, count_parameters
+from seqrec.models.sasrec_blocks import attention_mask
+from seqrec.options import EvalConfig
 
 
 def _model(n_items=30, max_len=8, **kw):
     torch.manual_seed(0)
     return SASRec(
-        ModelConfig(hidden=16, layers=2, heads=2, dropout=0.0, **kw), n_items, max_len
+        model_config(hidden=16, layers=2, heads=2, dropout=0.0, **kw), n_items, max_len
     ).eval()
 
 
@@ -96,13 +98,13 @@ def test_attn_residual_dropout_switch(norm):
     """With the FFN branch zeroed and no dropout on attention probabilities, a training-mode
     block is random only through the attention output's dropout: the reference code's layout
     (switch off) must then equal eval mode, and the default must not."""
-    from seqrec.models.sasrec import Block
+    from seqrec.models.sasrec_blocks import Block
 
     x = torch.randn(2, 6, 16)
     outs = {}
     for switch in (True, False):
         torch.manual_seed(0)
-        cfg = ModelConfig(hidden=16, heads=2, dropout=0.5, attn_dropout=0.0, norm=norm)
+        cfg = model_config(hidden=16, heads=2, dropout=0.5, attn_dropout=0.0, norm=norm)
         block = Block(cfg.model_copy(update={"attn_residual_dropout": switch}))
         torch.nn.init.zeros_(block.ffn.fc2.weight)
         torch.nn.init.zeros_(block.ffn.fc2.bias)
@@ -130,7 +132,7 @@ def test_sdpa_attention_matches_explicit_softmax():
 
 def test_heads_must_divide_width():
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(hidden=10, heads=3)
+        model_config(hidden=10, heads=3)
 
 
 def test_parameter_count():
@@ -208,7 +210,7 @@ def test_init_schemes_set_the_qkv_and_other_matrix_scales():
     d = 64
     for scheme in ("normal", "normal_xavier_qkv"):
         torch.manual_seed(0)
-        m = SASRec(ModelConfig(hidden=d, layers=2, heads=1, init=scheme), 500, 8)
+        m = SASRec(model_config(hidden=d, layers=2, heads=1, init=scheme), 500, 8)
         for name, p in m.named_parameters():
             if p.dim() < 2:
                 continue

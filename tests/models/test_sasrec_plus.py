@@ -10,11 +10,13 @@ import torch
 
 from conftest import N_ITEMS, seq_batch
 from seqrec.data.batches import SeqBatch
+from seqrec.models import model_config
 from seqrec.models.common import count_parameters
-from seqrec.models.sasrec import SASRec, attention_mask, flops_per_interaction
+from seqrec.models.sasrec import SASRec, flops_per_interaction
+from seqrec.models.sasrec_blocks import attention_mask
 from seqrec.models.sasrec_plus import GatedBlock, RelativePositionBias
 from seqrec.objectives import build_objective
-from seqrec.options import ModelConfig, ObjectiveConfig
+from seqrec.options import ObjectiveConfig
 from seqrec.recipe import build_config
 
 VARIANTS = [
@@ -31,7 +33,7 @@ IDS = ["rab", "hstu", "rms", "rab+hstu", "all3", "rab+official", "rab+post"]
 
 def _model(seed: int = 0, n_items: int = 30, max_len: int = 8, **kw) -> SASRec:
     torch.manual_seed(seed)
-    cfg = ModelConfig(**{"hidden": 16, "layers": 2, "heads": 2, "dropout": 0.0, **kw})
+    cfg = model_config(**{"hidden": 16, "layers": 2, "heads": 2, "dropout": 0.0, **kw})
     return SASRec(cfg, n_items, max_len).eval()
 
 
@@ -43,7 +45,7 @@ RAGGED = torch.tensor(
 def test_defaults_reproduce_the_plain_sasrec():
     """Values recorded from SASRec before the switches existed (same seed, same batch)."""
     torch.manual_seed(0)
-    m = SASRec(ModelConfig(hidden=8, layers=2, heads=2, dropout=0.0), 12, 8).eval()
+    m = SASRec(model_config(hidden=8, layers=2, heads=2, dropout=0.0), 12, 8).eval()
     items = torch.tensor([[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 4, 0, 0, 0, 0, 0]])
     # fmt: off
     expected = torch.tensor([
@@ -161,9 +163,9 @@ def test_hstu_residual_has_one_gated_sublayer_and_matches_the_parameter_count():
     assert not any("ffn" in n for n, _ in gated.named_parameters())
     # ffn_mult=1: Q, K, V + FFN (2 d^2) vs Q, K, V + U + W_o, biases and norms alike
     assert count_parameters(gated) == count_parameters(plain)
-    cfg = ModelConfig(hidden=16, residual="hstu")
+    cfg = model_config(hidden=16, residual="hstu")
     assert flops_per_interaction(cfg, 30, 4.0) == flops_per_interaction(
-        ModelConfig(hidden=16), 30, 4.0
+        model_config(hidden=16), 30, 4.0
     )
 
 
@@ -174,10 +176,10 @@ def test_rmsnorm_replaces_every_norm():
 
 def test_configs_that_do_not_fit_are_refused():
     with pytest.raises(ValueError, match="pre-norm"):
-        ModelConfig(residual="hstu", norm="post")
+        model_config(residual="hstu", norm="post")
     with pytest.raises(ValueError, match="laclrec"):
-        ModelConfig(name="laclrec", rab=True)
-    ModelConfig(name="cl4srec", rab=True, residual="hstu", norm_type="rmsnorm")
+        model_config(name="laclrec", rab=True)
+    model_config(name="cl4srec", rab=True, residual="hstu", norm_type="rmsnorm")
 
 
 def test_trainer_end_to_end_with_all_switches(cycle_log, tmp_path):

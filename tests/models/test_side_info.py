@@ -13,10 +13,10 @@ from conftest import ITEM_OFFSET, N_ITEMS, cycle_sequences, tiny_config, write_c
 from seqrec.data.batches import training_batch
 from seqrec.data.features import align, parse_file
 from seqrec.errors import SeqrecError
+from seqrec.models import model_config
 from seqrec.models.hstu import HSTU
 from seqrec.models.sasrec import SASRec
 from seqrec.objectives import build_objective
-from seqrec.options import ModelConfig
 from seqrec.recipe import build_config
 from seqrec.serve.recommender import Recommender
 
@@ -44,13 +44,13 @@ def _batch():
     return training_batch(flat, None, np.arange(len(seqs)), ends - lens, ends, 12)
 
 
-@pytest.mark.parametrize("cls", [SASRec, HSTU])
+@pytest.mark.parametrize(("name", "cls"), [("sasrec", SASRec), ("hstu", HSTU)])
 @pytest.mark.parametrize("fusion", ["sum", "concat", "gated"])
-def test_fusion_trains_and_stays_causal(tmp_path, cls, fusion):
+def test_fusion_trains_and_stays_causal(tmp_path, name, cls, fusion):
     torch.manual_seed(0)
-    cfg = ModelConfig(hidden=16, layers=1, heads=2, dropout=0.0, side_fusion=fusion)
+    cfg = model_config(name, hidden=16, layers=1, heads=2, dropout=0.0, side_fusion=fusion)
     model = cls(cfg, N_ITEMS, 12)
-    model.attach_features(_features(tmp_path))
+    model.attach_item_features(_features(tmp_path))
     batch, loss_fn = _batch(), build_objective(build_config({}).objective)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     losses = []
@@ -73,9 +73,9 @@ def test_fusion_trains_and_stays_causal(tmp_path, cls, fusion):
 
 
 def test_side_output_and_buffers_not_in_state_dict(tmp_path):
-    cfg = ModelConfig(hidden=16, layers=1, heads=2, side_fusion="gated", side_output=True)
+    cfg = model_config(hidden=16, layers=1, heads=2, side_fusion="gated", side_output=True)
     model = SASRec(cfg, N_ITEMS, 12)
-    model.attach_features(_features(tmp_path))
+    model.attach_item_features(_features(tmp_path))
     assert not any(k.startswith("side.table_") for k in model.state_dict())
     w = model.item_weights
     assert w.shape == (N_ITEMS + 1, 16) and (w[0] == 0).all()

@@ -18,10 +18,9 @@ from conftest import ITEM_OFFSET, cycle_sequences, tiny_config, write_csv_log
 from seqrec.data.batches import SeqBatch
 from seqrec.data.item_tokens import hash_tokens, item_tokens
 from seqrec.errors import SeqrecError
-from seqrec.models import build_model
+from seqrec.models import ModelConfig, build_model, model_config
 from seqrec.models.common import count_parameters
 from seqrec.models.srt import SRT
-from seqrec.options import ModelConfig
 from seqrec.recipe import build_config
 from seqrec.train.checkpoint import load_weights, save_weights
 from seqrec.train.init_from import load_initial_weights
@@ -32,7 +31,7 @@ FIELDS = {"genres": 2, "title_tokens": 3, "year": 2}
 def srt_cfg(**kw) -> ModelConfig:
     base = dict(name="srt", hidden=16, layers=1, heads=2, dropout=0.0, srt_fields=FIELDS)
     base["srt_buckets"] = 257
-    return ModelConfig(**{**base, **kw})
+    return model_config(**{**base, **kw})
 
 
 def random_tokens(n_items: int, seed: int, buckets: int = 257) -> torch.Tensor:
@@ -261,12 +260,12 @@ def test_init_from_loads_weights_and_refuses_other_shapes(tmp_path):
         load_initial_weights(SRT(srt_cfg(layers=2), 30, 8), tmp_path, "srt")
     with pytest.raises(SeqrecError, match="holds srt weights"):
         load_initial_weights(
-            build_model(ModelConfig(hidden=16, heads=2), 30, 8), tmp_path, "sasrec"
+            build_model(model_config(hidden=16, heads=2), 30, 8), tmp_path, "sasrec"
         )
     # an id-based table cannot move to a catalogue of another size
-    sas = build_model(ModelConfig(hidden=16, heads=2), 30, 8)
+    sas = build_model(model_config(hidden=16, heads=2), 30, 8)
     save_weights(tmp_path / "sas.safetensors", sas, {"model": "sasrec"})
-    other = build_model(ModelConfig(hidden=16, heads=2), 50, 8)
+    other = build_model(model_config(hidden=16, heads=2), 50, 8)
     with pytest.raises(SeqrecError, match=r"item_emb\.weight"):
         load_initial_weights(other, tmp_path / "sas.safetensors", "sasrec")
     (tmp_path / "unvalidated").mkdir()

@@ -8,6 +8,7 @@ import torch
 
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
+from seqrec.models import model_config
 from seqrec.models.sasrec import SASRec
 from seqrec.objectives import sampled_softmax as ssm_module
 from seqrec.objectives.sampled_softmax import (
@@ -16,7 +17,6 @@ from seqrec.objectives.sampled_softmax import (
     sample_negatives,
     sampled_softmax_loss,
 )
-from seqrec.options import ModelConfig
 from seqrec.recipe import build_config
 
 
@@ -97,13 +97,17 @@ def test_normalisation_must_agree_with_the_model(tmp_path):
         build_config(raw)
     raw["model"]["l2_norm_output"] = True
     assert build_config(raw).objective.temperature == 1.0
-    with pytest.raises(SeqrecError, match="not implemented"):
+    with pytest.raises(SeqrecError, match=r"not an option of model\.name=gru4rec"):
         build_config({"model": {"name": "gru4rec", "l2_norm_output": True}})
+    with pytest.raises(SeqrecError, match="needs cosine outputs"):
+        build_config(
+            {"model": {"name": "gru4rec"}, "objective": {"name": "ssm", "normalize": True}}
+        )
 
 
 def test_sasrec_l2_norm_output_scores_cosines():
     torch.manual_seed(0)
-    cfg = ModelConfig(hidden=16, layers=2, heads=2, dropout=0.0, l2_norm_output=True)
+    cfg = model_config(hidden=16, layers=2, heads=2, dropout=0.0, l2_norm_output=True)
     m = SASRec(cfg, 30, 8).eval()
     items = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 9]])
     b = SeqBatch(items, items, torch.tensor([3, 4]), torch.arange(2))

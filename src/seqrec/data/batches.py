@@ -189,3 +189,17 @@ def flat_slices(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.nd
     first = np.cumsum(lens) - lens
     flat = np.arange(total, dtype=np.int64) - np.repeat(first, lens) + np.repeat(starts, lens)
     return rows, flat
+
+
+def keep_last(items: torch.Tensor, max_len: int) -> torch.Tensor:
+    """The last ``max_len`` real items of right-padded rows, still right-padded.
+
+    Only rows longer than ``max_len`` move (their oldest items drop off); one gather, no loop.
+    """
+    width = items.shape[1]
+    if width <= max_len:
+        return items
+    lengths = (items != 0).sum(1, keepdim=True)
+    shift = (lengths - max_len).clamp(min=0)
+    slots = torch.arange(max_len, device=items.device)[None, :] + shift
+    return items.gather(1, slots)

@@ -121,24 +121,3 @@ def item_tokens(
     tokens = np.concatenate(blocks, axis=1)
     tokens[0] = 0
     return tokens, report
-
-
-def catalogue_tokens(data_cfg, model_cfg, store) -> tuple[np.ndarray, dict[str, Any]]:
-    """The store's item tokens for an SRT model: load the configured item features
-    (data.item_features) and hash ``model.srt_fields``. Imports nothing from polars."""
-    from seqrec.data.features import load_item_features
-
-    feats = load_item_features(data_cfg, store)
-    if feats is None:
-        raise SeqrecError(
-            "model.name=srt needs item features; set data.item_features=auto or a metadata file"
-        )
-    tokens, report = item_tokens(feats, dict(model_cfg.srt_fields), model_cfg.srt_buckets)
-    empty = float((tokens[1:] == 0).all(axis=1).mean()) if len(tokens) > 1 else 0.0
-    info = {
-        "source": feats.source,
-        "coverage": feats.coverage,
-        "fields": report,
-        "items_without_tokens": empty,
-    }
-    return tokens, info

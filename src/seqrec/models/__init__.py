@@ -1,5 +1,15 @@
-"""Sequence models. Each model lives in its own file; `build_model` maps a config to one."""
+"""Sequence models: one file each, on the contract of models/base.py, listed in registry.py."""
 
-from seqrec.models.registry import build_model, model_names
+from seqrec.models.base import ModelConfig, Needs, SeqModel
+from seqrec.models.registry import MODELS, build_model, config_class, model_config, model_names
 
-__all__ = ["build_model", "model_names"]
+__all__ = [
+    "MODELS",
+    "ModelConfig",
+    "Needs",
+    "SeqModel",
+    "build_model",
+    "config_class",
+    "model_config",
+    "model_names",
+]

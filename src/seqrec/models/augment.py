@@ -36,10 +36,51 @@ repeats them exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
+from pydantic import Field, model_validator
+
+from seqrec.options import Strict
 
 OPS = ("crop", "mask", "reorder", "insert", "substitute")
+
+
+class AugmentOptions(Strict):
+    """Which augmentations a contrastive model draws its views from (METHODS.md 4); defaults
+    are ICLRec's CL4SRec settings."""
+
+    aug_ops: list[Literal["crop", "mask", "reorder", "insert", "substitute"]] = Field(
+        default_factory=lambda: ["crop", "mask", "reorder"]
+    )
+    """Augmentation set; each view applies one operator drawn uniformly from it. insert and
+    substitute are CoSeRec's operators with uniform random items (no similarity model)."""
+    aug_distinct: bool = False
+    """Draw the two views' operators without replacement (DuoRec) instead of independently
+    (ICLRec, JamZheng)."""
+    crop_ratio: float = Field(0.2, gt=0, le=1)
+    """η: a crop keeps max(1, ⌊η·n⌋) contiguous items (ICLRec ``--tao``; DuoRec 0.6)."""
+    mask_ratio: float = Field(0.7, ge=0, lt=1)
+    """γ: ⌊γ·n⌋ items become the mask token (ICLRec ``--gamma``; DuoRec 0.3)."""
+    reorder_ratio: float = Field(0.2, ge=0, le=1)
+    """β: a contiguous span of ⌊β·n⌋ items is shuffled (ICLRec ``--beta``; DuoRec 0.6)."""
+    insert_ratio: float = Field(0.4, ge=0, le=1)
+    """⌊r·n⌋ random items inserted (CoSeRec ``--insert_rate`` default)."""
+    substitute_ratio: float = Field(0.1, ge=0, le=1)
+    """⌊r·n⌋ items replaced by random items (CoSeRec ``--substitute_rate`` default)."""
+
+    @model_validator(mode="after")
+    def _augmentations_fit(self) -> AugmentOptions:
+        if not self.aug_ops:
+            raise ValueError("model.aug_ops is empty; cl4srec needs at least one augmentation")
+        if len(set(self.aug_ops)) != len(self.aug_ops):
+            raise ValueError(f"model.aug_ops lists an operator twice: {self.aug_ops}")
+        if self.aug_distinct and len(self.aug_ops) < 2:
+            raise ValueError(
+                "model.aug_distinct=true draws two different operators per row; "
+                "give model.aug_ops at least two"
+            )
+        return self
 
 
 def mask_token(n_items: int) -> int:

@@ -27,12 +27,22 @@ that slot, i.e. what the Cloze task was trained to fill in.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.data.batches import SeqBatch
+from seqrec.data.batches import SeqBatch, keep_last
 from seqrec.errors import SeqrecError
+from seqrec.models.base import (
+    AttentionDropoutOption,
+    FeedForwardOption,
+    HeadsConfig,
+    LayerNormOption,
+    PositionsOption,
+    SeqModel,
+)
 from seqrec.models.common import (
     attention_layer_flops,
     check_width,
@@ -41,7 +51,22 @@ from seqrec.models.common import (
     position_ids,
     split_heads,
 )
-from seqrec.options import ModelConfig
+
+
+class BERT4RecConfig(
+    HeadsConfig, FeedForwardOption, AttentionDropoutOption, LayerNormOption, PositionsOption
+):
+    name: Literal["bert4rec"]
+    objectives = ("cloze",)
+    """A bidirectional encoder sees the item a next-item target names, and only it has a mask
+    token: it trains with the cloze objective, and nothing else does."""
+    norm: Literal["pre", "post", "official"] = "pre"
+    """Block layout: ``pre`` x + f(LN(x)) with a final LN; ``post`` LN(x + f(x));
+    ``official`` the reference code's query-only LN: q = LN1(x), x = q + Attn(q, x, x),
+    h = LN2(x), x = h + FFN(h), with a final LN."""
+    bert_head: Literal["official", "tied"] = "official"
+    """BERT4Rec output head: ``official`` LN(GELU(h W + b)) E^T + per-item bias (the TF code);
+    ``tied`` plain h E^T, the head of Klenitskiy & Vasilev's HF-BertModel port."""
 
 
 def key_mask(items: torch.Tensor) -> torch.Tensor:
@@ -53,20 +78,6 @@ def key_mask(items: torch.Tensor) -> torch.Tensor:
     real = items != 0
     real[:, 0] |= ~real.any(1)
     return real[:, None, None, :]
-
-
-def keep_last(items: torch.Tensor, max_len: int) -> torch.Tensor:
-    """The last ``max_len`` real items of right-padded rows, still right-padded.
-
-    Only rows longer than ``max_len`` move (their oldest items drop off); one gather, no loop.
-    """
-    width = items.shape[1]
-    if width <= max_len:
-        return items
-    lengths = (items != 0).sum(1, keepdim=True)
-    shift = (lengths - max_len).clamp(min=0)
-    slots = torch.arange(max_len, device=items.device)[None, :] + shift
-    return items.gather(1, slots)
 
 
 class BidirectionalAttention(nn.Module):
@@ -102,7 +113,7 @@ class GeluFeedForward(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: BERT4RecConfig) -> None:
         super().__init__()
         attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
         self.pre = cfg.norm == "pre"
@@ -120,10 +131,17 @@ class EncoderBlock(nn.Module):
         return self.ln2(x + self.drop(self.ffn(x)))
 
 
-class BERT4Rec(nn.Module):
+class BERT4Rec(SeqModel):
     """Bidirectional encoder; ``forward`` -> states [B, L, D], ``last_hidden`` -> [B, D (+ 1)]."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    config_class = BERT4RecConfig
+    causal = False
+
+    @staticmethod
+    def flops_per_interaction(cfg: BERT4RecConfig, n_items: int, seq_len: float) -> dict:
+        return flops_per_interaction(cfg, n_items, seq_len)
+
+    def __init__(self, cfg: BERT4RecConfig, n_items: int, max_len: int) -> None:
         super().__init__()
         if cfg.norm not in ("pre", "post"):
             raise SeqrecError(
@@ -214,7 +232,7 @@ class BERT4Rec(nn.Module):
         return self.project(hidden[rows, slot])
 
 
-def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dict[str, float]:
+def flops_per_interaction(cfg: BERT4RecConfig, n_items: int, seq_len: float) -> dict[str, float]:
     """Forward FLOPs per position (multiply-add = 2), training ~ 3x forward.
 
     ``seq_len`` is the trainer's causal average (half the window); a bidirectional query

@@ -28,14 +28,31 @@ The mask operator writes token ``n_items + 1``, so the item table has n_items + 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
-from seqrec.models.augment import random_augment, two_view_choices
+from seqrec.models.augment import AugmentOptions, random_augment, two_view_choices
+from seqrec.models.base import CosineOutputOption
 from seqrec.models.sasrec import SASRec
-from seqrec.options import ModelConfig
+from seqrec.models.sasrec_blocks import SASRecBlockConfig
+
+
+class CL4SRecConfig(SASRecBlockConfig, CosineOutputOption, AugmentOptions):
+    """SASRec's options plus the contrastive term's (defaults: ICLRec's CL4SRec settings)."""
+
+    name: Literal["cl4srec"]
+    cosine_output = True
+    cl_weight: float = Field(0.1, ge=0)
+    """λ in L = L_rec + λ·L_cl (0.1 in DuoRec's, ICLRec's and JamZheng's CL4SRec code)."""
+    cl_temperature: float = Field(1.0, gt=0)
+    """τ of the NT-Xent loss (1.0 in all three public codes; "not studied" in ICLRec)."""
+    cl_similarity: Literal["dot", "cos"] = "dot"
+    """Similarity of two view representations: dot product (public code) or cosine."""
 
 
 def nt_xent(
@@ -60,7 +77,9 @@ def nt_xent(
 class CL4SRec(SASRec):
     """SASRec encoder + ``auxiliary_loss`` (λ·NT-Xent of two augmented views per row)."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    config_class = CL4SRecConfig
+
+    def __init__(self, cfg: CL4SRecConfig, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)
         # one more row for the mask token (id n_items + 1); re-initialise so it is drawn
         # exactly like the other rows

@@ -14,12 +14,22 @@ GPT-2's init (N(0, 0.02), residual-writing projections at 0.02 / sqrt(2 * layers
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
+from seqrec.models.base import (
+    AttentionDropoutOption,
+    EmbeddingScaleOption,
+    FeedForwardOption,
+    HeadsConfig,
+    LayerNormOption,
+    PositionsOption,
+    SeqModel,
+)
 from seqrec.models.common import (
     CausalAttention,
     PreNormBlock,
@@ -31,12 +41,22 @@ from seqrec.models.common import (
     last_from_forward,
     output_flops,
 )
-from seqrec.options import ModelConfig
 
 __all__ = ["GPT", "count_parameters", "flops_per_interaction"]
 
 
-def mlp_width(cfg: ModelConfig) -> int:
+class GPTConfig(
+    HeadsConfig,
+    FeedForwardOption,
+    AttentionDropoutOption,
+    LayerNormOption,
+    PositionsOption,
+    EmbeddingScaleOption,
+):
+    name: Literal["gpt"]
+
+
+def mlp_width(cfg: GPTConfig) -> int:
     return max(1, round(cfg.ffn_mult * cfg.hidden))
 
 
@@ -50,10 +70,16 @@ class GeluMLP(nn.Module):
         return self.down(F.gelu(self.up(x), approximate="tanh"))
 
 
-class GPT(nn.Module):
+class GPT(SeqModel):
     """Pre-LN decoder with learned positions; ``forward`` returns hidden states [B, L, D]."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    config_class = GPTConfig
+
+    @staticmethod
+    def flops_per_interaction(cfg: GPTConfig, n_items: int, seq_len: float) -> dict:
+        return flops_per_interaction(cfg, n_items, seq_len)
+
+    def __init__(self, cfg: GPTConfig, n_items: int, max_len: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.n_items = n_items
@@ -102,7 +128,7 @@ class GPT(nn.Module):
         return last_from_forward(self, batch)
 
 
-def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dict[str, float]:
+def flops_per_interaction(cfg: GPTConfig, n_items: int, seq_len: float) -> dict[str, float]:
     """Forward FLOPs per scored position (multiply-add = 2), training ~ 3x forward.
 
     Per layer: Q, K, V, O projections, attention over ``seq_len`` keys, the MLP's two

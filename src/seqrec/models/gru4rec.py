@@ -20,31 +20,50 @@ after the last real item and their states are never scored.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
+from seqrec.models.base import ModelConfig, SeqModel
 from seqrec.models.common import (
     check_width,
     count_parameters,
     last_from_forward,
     output_flops,
 )
-from seqrec.options import ModelConfig
 
 __all__ = ["GRU4Rec", "count_parameters", "flops_per_interaction"]
 
 
-def _widths(cfg: ModelConfig) -> tuple[int, bool]:
+class GRU4RecConfig(ModelConfig):
+    name: Literal["gru4rec"]
+    gru_embedding: int | None = Field(None, ge=1)
+    """GRU4Rec item-table width (input and output); None = ``hidden``. A width other than
+    ``hidden`` switches the final projection on (RecBole: 64-wide items, 128-wide GRU)."""
+    gru_projection: bool = False
+    """GRU4Rec: a final Linear from the GRU state to the item-table width (RecBole's dense
+    layer); off = the GRU state is scored directly against the tied table ([KV])."""
+
+
+def _widths(cfg: GRU4RecConfig) -> tuple[int, bool]:
     """(item-table width, whether the final projection exists)."""
     emb = cfg.gru_embedding or cfg.hidden
     return emb, cfg.gru_projection or emb != cfg.hidden
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(SeqModel):
     """Recurrent next-item model; ``forward`` returns per-position states [B, L, D_item]."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    config_class = GRU4RecConfig
+
+    @staticmethod
+    def flops_per_interaction(cfg: GRU4RecConfig, n_items: int, seq_len: float) -> dict:
+        return flops_per_interaction(cfg, n_items, seq_len)
+
+    def __init__(self, cfg: GRU4RecConfig, n_items: int, max_len: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.n_items = n_items
@@ -97,7 +116,7 @@ class GRU4Rec(nn.Module):
         return last_from_forward(self, batch)
 
 
-def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dict[str, float]:
+def flops_per_interaction(cfg: GRU4RecConfig, n_items: int, seq_len: float) -> dict[str, float]:
     """Forward FLOPs per scored position (multiply-add = 2), training ~ 3x forward.
 
     Each GRU layer has three gates, each an input matmul (in x H) and a recurrent one (H x H);

@@ -58,9 +58,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
-from seqrec.models.sasrec import Block, SASRec
-from seqrec.objectives.ce import chunked_cross_entropy
-from seqrec.options import ModelConfig
+from seqrec.models.sasrec import SASRec
+from seqrec.models.sasrec_blocks import Block, SASRecBlockConfig
+from seqrec.ops.cross_entropy import chunked_cross_entropy
 
 KEEP, DELETE, INSERT = 0, 1, 2
 
@@ -211,7 +211,7 @@ def apply_edits(
 class LearnableAugmenter(nn.Module):
     """Operation head + reverse generator over the augmenter's own SASRec encoder."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    def __init__(self, cfg: SASRecBlockConfig, n_items: int, max_len: int) -> None:
         super().__init__()
         self.n_items, self.eos = n_items, n_items + 1
         self.max_len = max_len

@@ -47,16 +47,89 @@ augmentation (no augmenter training at all: what the augmenter adds over random 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
-from torch import nn
+from pydantic import Field, model_validator
 
 from seqrec.data.batches import SeqBatch
 from seqrec.models.augment import random_augment
+from seqrec.models.base import SeqModel
 from seqrec.models.cl4srec import nt_xent
 from seqrec.models.lacl_augmenter import LearnableAugmenter, corrupt
-from seqrec.models.sasrec import SASRec
-from seqrec.options import ModelConfig
+from seqrec.models.sasrec import SASRec, flops_per_interaction
+from seqrec.models.sasrec_blocks import SASRecBlockConfig
+
+
+class LACLRecConfig(SASRecBlockConfig):
+    """SASRec's options plus LACLRec's (METHODS.md 5; values from [TCLA], the authors'
+    follow-up, unless marked "guess")."""
+
+    name: Literal["laclrec"]
+    lacl_cl_weight: float = Field(0.1, ge=0)
+    """α: weight of the coarse-grained NT-Xent between the learned and the random view ([TCLA])."""
+    lacl_temperature: float = Field(1.0, gt=0)
+    """τ of that NT-Xent, dot similarity ([TCLA] uses DuoRec's: τ = 1)."""
+    lacl_view: Literal["learned", "random"] = "learned"
+    """The triplet's positive view: the augmenter's edit (LACLRec) or, as an ablation of the
+    augmenter, a second independent random augmentation (no restore task, no pre-training)."""
+    lacl_similarity: Literal["dot", "cos"] = "dot"
+    """Similarity in both LACLRec terms: dot ([TCLA]) or cosine (each view's state L2-normalised
+    first, so the contrastive gradient cannot grow the states the recommender scores with)."""
+    lacl_triplet_weight: float = Field(0.256, ge=0)
+    """Weight of the batch-mean triplet loss: [TCLA]'s β = 0.001 on a batch *sum* at batch 256."""
+    lacl_triplet_margin: float = 0.0
+    """Margin inside softplus(h·h⁻ − h·h⁺ + margin); [TCLA] has none (0)."""
+    lacl_random_ops: list[Literal["crop", "mask", "reorder", "insert", "substitute"]] = Field(
+        default_factory=lambda: ["crop", "mask", "reorder"]
+    )
+    """Operators of the random view, one drawn uniformly per row ([TCLA]: CL4SRec's three)."""
+    lacl_random_ratios: dict[str, float] = Field(
+        default_factory=lambda: {"crop": 0.6, "mask": 0.3, "reorder": 0.6}
+    )
+    """Ratio of each random-view operator ([TCLA]: crop η 0.6, mask γ 0.3, reorder β 0.6)."""
+    lacl_augmenter_pretrain_steps: int = Field(2000, ge=0)
+    """Optimiser steps of augmenter pre-training (restore loss only, no contrastive terms).
+    Guess: [TCLA] pre-trains 50 epochs over every prefix; 2000 steps are ~23 Beauty epochs."""
+    lacl_augmenter_joint: bool = True
+    """Keep training the restore loss after pre-training (guess; [TCLA] freezes the augmenter)."""
+    lacl_max_insert: int = Field(5, ge=1)
+    """Longest inserted sub-sequence = longest deleted run of the corruption ([TCLA])."""
+    lacl_corrupt_delete_prob: float = Field(0.45, ge=0, lt=1)
+    """Per-item deletion probability of the corruption ([TCLA]'s delete band (0.4, 0.85])."""
+    lacl_corrupt_noise_prob: float = Field(0.15, ge=0, le=1)
+    """Probability of a random item inserted before each item ([TCLA]'s u > 0.85)."""
+    lacl_op_temperature: float = Field(1.0, gt=0)
+    """T of the sampled keep/delete/insert decision softmax(logits / T) (guess; [TCLA] multiplies
+    logits by U(0, 1) noise instead, which is not a calibrated sampler)."""
+    lacl_augmenter_bidirectional: bool = True
+    """Augmenter encoder attends both ways (our choice: it edits whole sequences and must tell a
+    noise item from a gap before it); false = causal, as [TCLA]'s shared encoder."""
+    lacl_generator_layers: int = Field(1, ge=1)
+    """Causal blocks of the augmenter's reverse generator ([TCLA]: one)."""
+    lacl_chunk_size: int = Field(2048, ge=1)
+    """Rows the reverse generator scores against the whole catalogue at once."""
+
+    @model_validator(mode="after")
+    def _lacl_fits(self) -> LACLRecConfig:
+        if not self.lacl_random_ops:
+            raise ValueError("model.lacl_random_ops is empty; laclrec needs an operator")
+        missing = [op for op in self.lacl_random_ops if op not in self.lacl_random_ratios]
+        if missing:
+            raise ValueError(
+                f"model.lacl_random_ratios has no ratio for {missing}; give one per "
+                "operator in model.lacl_random_ops"
+            )
+        bad = {k: v for k, v in self.lacl_random_ratios.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"model.lacl_random_ratios must lie in [0, 1], got {bad}")
+        if self.rab:
+            raise ValueError(
+                "model.rab is not available for laclrec: its augmenter attends both ways and "
+                "its generator blocks have no position table to size the bias; set model.rab=false"
+            )
+        return self
 
 
 def triplet_loss(
@@ -66,10 +139,17 @@ def triplet_loss(
     return F.softplus((h * h_neg).sum(-1) - (h * h_pos).sum(-1) + margin).mean()
 
 
-class LACLRec(nn.Module):
+class LACLRec(SeqModel):
     """SASRec recommender + learnable augmenter + triplet / coarse contrastive terms."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    config_class = LACLRecConfig
+
+    @staticmethod
+    def flops_per_interaction(cfg: LACLRecConfig, n_items: int, seq_len: float) -> dict:
+        """SASRec's count (the recommender's); the augmenter is training-only overhead."""
+        return flops_per_interaction(cfg, n_items, seq_len)
+
+    def __init__(self, cfg: LACLRecConfig, n_items: int, max_len: int) -> None:
         super().__init__()
         self.cfg, self.n_items, self.max_len = cfg, n_items, max_len
         self.encoder = SASRec(cfg, n_items + 1, max_len)  # row n_items + 1 = mask token

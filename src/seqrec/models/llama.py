@@ -21,13 +21,23 @@ x + SwiGLU(RMSNorm(x)) -> final RMSNorm -> dot product with the same item table.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
+from seqrec.models.base import (
+    AttentionDropoutOption,
+    EmbeddingScaleOption,
+    FeedForwardOption,
+    HeadsConfig,
+    LayerNormOption,
+    SeqModel,
+)
 from seqrec.models.common import (
     CausalAttention,
     PreNormBlock,
@@ -40,12 +50,19 @@ from seqrec.models.common import (
     output_flops,
     rope_tables,
 )
-from seqrec.options import ModelConfig
 
 __all__ = ["Llama", "count_parameters", "flops_per_interaction"]
 
 
-def swiglu_width(cfg: ModelConfig) -> int:
+class LlamaConfig(
+    HeadsConfig, FeedForwardOption, AttentionDropoutOption, LayerNormOption, EmbeddingScaleOption
+):
+    name: Literal["llama"]
+    rope_theta: float = Field(10000.0, gt=0)
+    """Llama: rotary-position base (10,000 as in Llama and [PL]'s LLaMA2_SASRec)."""
+
+
+def swiglu_width(cfg: LlamaConfig) -> int:
     return max(1, round(2 / 3 * cfg.ffn_mult * cfg.hidden))
 
 
@@ -78,10 +95,16 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
-class Llama(nn.Module):
+class Llama(SeqModel):
     """Pre-RMSNorm, RoPE, SwiGLU decoder; ``forward`` returns hidden states [B, L, D]."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    config_class = LlamaConfig
+
+    @staticmethod
+    def flops_per_interaction(cfg: LlamaConfig, n_items: int, seq_len: float) -> dict:
+        return flops_per_interaction(cfg, n_items, seq_len)
+
+    def __init__(self, cfg: LlamaConfig, n_items: int, max_len: int) -> None:
         super().__init__()
         head_dim = cfg.hidden // cfg.heads
         if head_dim % 2:
@@ -138,7 +161,7 @@ class Llama(nn.Module):
         return last_from_forward(self, batch)
 
 
-def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dict[str, float]:
+def flops_per_interaction(cfg: LlamaConfig, n_items: int, seq_len: float) -> dict[str, float]:
     """Forward FLOPs per scored position (multiply-add = 2), training ~ 3x forward.
 
     Per layer: Q, K, V, O projections, attention over ``seq_len`` keys, and SwiGLU's three

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqrec.models.base import ModelConfig
 from seqrec.models.llama import RMSNorm
-from seqrec.options import ModelConfig
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:

@@ -31,11 +31,40 @@ left out of state dicts and safetensors). A model is rebuilt by `build_model`, t
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from seqrec.errors import SeqrecError
-from seqrec.options import ModelConfig
+from seqrec.models.base import Needs
+from seqrec.options import Strict
+
+
+class SideOptions(Strict):
+    """Side information and behaviours (issue 7), for the backbones that own a `SideInputs`."""
+
+    side_fusion: Literal["none", "sum", "concat", "gated"] = "none"
+    """How item features (data.item_features) join the input item-id vector: sum, concat +
+    Linear back to hidden, or a learned per-dimension sigmoid gate."""
+    side_output: bool = False
+    """Fuse the output item table too (default: the id table only, so scoring stays one matmul
+    over a stored matrix)."""
+    behavior_tokens: Literal["none", "embedding", "interleave"] = "none"
+    """Behaviours (data.behavior_col) in the input: a behaviour embedding added to each item,
+    or item and action tokens interleaved (sasrec only; the sequence doubles in length)."""
+    behavior_vocab: int = Field(6, ge=2)
+    """Behaviour codes 0..behavior_vocab-1 (0 = PAD; MovieLens ratings 1-5: 6)."""
+    target_behavior: int | None = None
+    """Condition next-item prediction on the target's behaviour: training uses each target's
+    true behaviour, evaluation and serving this value (e.g. 5); None = unconditioned."""
+
+    def side_needs(self) -> Needs:
+        return Needs(
+            behaviors=self.behavior_tokens != "none" or self.target_behavior is not None,
+            item_features=self.side_fusion != "none",
+        )
 
 
 class FieldEncoder(nn.Module):
@@ -68,12 +97,14 @@ class FieldEncoder(nn.Module):
 class SideInputs(nn.Module):
     """Feature fusion, behaviour embeddings and target-behaviour conditioning of one backbone."""
 
-    def __init__(self, cfg: ModelConfig, n_items: int) -> None:
+    def __init__(self, cfg: SideOptions, hidden: int, n_items: int) -> None:
+        """``cfg``: the backbone's side options (a config without them passes SideOptions(),
+        everything off)."""
         super().__init__()
-        self.cfg, self.n_items, self.hidden = cfg, n_items, cfg.hidden
+        self.cfg, self.n_items, self.hidden = cfg, n_items, hidden
         self.fields: nn.ModuleDict | None = None
         self.names: list[str] = []
-        d = cfg.hidden
+        d = hidden
         self.behavior_emb = None
         if cfg.behavior_tokens != "none":
             self.behavior_emb = nn.Embedding(cfg.behavior_vocab, d, padding_idx=0)
@@ -195,7 +226,7 @@ class SideInputs(nn.Module):
         return h + self.target_emb(b)
 
 
-def check_side_config(cfg: ModelConfig, features, n_behaviors: int, has_behaviors: bool) -> None:
+def check_side_config(cfg: SideOptions, features, n_behaviors: int, has_behaviors: bool) -> None:
     """Refuse, before training, a side configuration the data cannot feed."""
     if cfg.side_fusion != "none" and features is None:
         raise SeqrecError(
@@ -218,60 +249,3 @@ def check_side_config(cfg: ModelConfig, features, n_behaviors: int, has_behavior
             f"model.target_behavior={cfg.target_behavior} is not a behaviour code 1.."
             f"{cfg.behavior_vocab - 1}"
         )
-
-
-def attach(model: nn.Module, features) -> nn.Module:
-    """``model.attach_features(features)`` when features are given; refuses a model without it."""
-    if features is None:
-        return model
-    hook = getattr(model, "attach_features", None)
-    if hook is None:
-        raise SeqrecError(
-            f"model {type(model).__name__} does not take item features; use sasrec or hstu, "
-            "or drop data.item_features"
-        )
-    hook(features)
-    return model
-
-
-SIDE_MODELS = ("sasrec", "hstu")
-"""Backbones that own a `SideInputs` (feature fusion, behaviour tokens, target behaviour)."""
-
-
-def wants_behaviors(cfg: ModelConfig) -> bool:
-    return cfg.behavior_tokens != "none" or cfg.target_behavior is not None
-
-
-def setup_side(model: nn.Module, cfg, store) -> tuple[object | None, object | None]:
-    """Trainer / recommender hook, run before any training step: load ``cfg.data``'s item
-    features for ``store``, refuse a side configuration the data cannot feed (one line), attach
-    the features when ``model.side_fusion`` uses them. Returns (features or None, the store's
-    behaviour array when the model reads behaviours, else None)."""
-    from seqrec.data.features import load_item_features
-
-    mc = cfg.model
-    uses = mc.side_fusion != "none" or wants_behaviors(mc)
-    if uses and mc.name not in SIDE_MODELS:
-        raise SeqrecError(
-            f"model.side_fusion / behavior_tokens / target_behavior are implemented for "
-            f"{', '.join(SIDE_MODELS)}, not model.name={mc.name}"
-        )
-    features = load_item_features(cfg.data, store) if mc.side_fusion != "none" else None
-    check_side_config(mc, features, store.n_behaviors, store.has_behaviors)
-    attach(model, features)
-    return features, (store.behaviors if wants_behaviors(mc) else None)
-
-
-def attach_run_features(model: nn.Module, cfg, item_ids) -> None:
-    """Re-attach a trained run's item features before its weights are loaded (serving,
-    re-evaluation, packages): the tables are data, so they are re-read from
-    ``data.item_features`` and aligned to the run's own ``item_ids``. The file must still be
-    reachable (same path or under $SEQREC_DATA_DIR); packages do not copy it yet."""
-    if cfg.model.side_fusion == "none":
-        return
-    from types import SimpleNamespace
-
-    from seqrec.data.features import load_item_features
-
-    ids = SimpleNamespace(item_ids=item_ids, user_ids=None)
-    attach(model, load_item_features(cfg.data, ids))

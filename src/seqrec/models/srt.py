@@ -28,25 +28,59 @@ leaves at the target run's values when it transfers weights to another dataset.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
+from seqrec.data.item_tokens import item_tokens
+from seqrec.models.base import Needs, SeqModel
 from seqrec.models.common import check_width, embed_sequence, init_matrices
-from seqrec.models.sasrec import Block
 from seqrec.models.sasrec import flops_per_interaction as sasrec_flops
-from seqrec.options import ModelConfig
+from seqrec.models.sasrec_blocks import Block, SASRecBlockConfig
 
 
-class SRT(nn.Module):
+class SRTConfig(SASRecBlockConfig):
+    """SASRec's block options plus the feature-based item encoder's (METHODS.md 7;
+    data/item_tokens.py makes the tokens)."""
+
+    name: Literal["srt"]
+    srt_fields: dict[str, int] = Field(
+        default_factory=lambda: {"genres": 6, "title_tokens": 12, "year": 2}
+    )
+    """SRT: item feature fields (names from data/features.py) -> token slots per item. Each
+    field is pooled separately, then the fields are concatenated ([SRT]: title and brand).
+    Categorical = 1 token, multi-valued = up to ``slots`` values, numeric = the integer value
+    and its decade (year 1995 -> year=1995, year~1990)."""
+    srt_buckets: int = Field(16384, ge=2)
+    """SRT: rows of the shared hashed token table; tokens are hashed by name (field + value),
+    so the same genre, year or title word gets the same row in every dataset."""
+    srt_feature_dim: int | None = Field(None, ge=1)
+    """SRT: token embedding width before the adapter; None = model.hidden."""
+    srt_pooling: Literal["sum", "mean"] = "sum"
+    """SRT: pooling of a field's tokens ([SRT] ``pooling_mode`` default: sum)."""
+    srt_id_residual: bool = False
+    """SRT: add a learned per-item-id vector (zero-initialised) to the feature vector; it makes
+    the parameter count grow with the catalogue and does not transfer across datasets."""
+
+    def needs(self) -> Needs:
+        return Needs(item_features=True)
+
+
+class SRT(SeqModel):
     """Feature-based item encoder + SASRec backbone; ``forward`` returns hidden states [B, L, D]."""
 
-    needs_item_features = True
-    """The trainer fills ``item_tokens`` from the dataset's item features before training."""
+    config_class = SRTConfig
+    transferable_items = True
 
-    def __init__(self, cfg: ModelConfig, n_items: int, max_len: int) -> None:
+    @staticmethod
+    def flops_per_interaction(cfg: SRTConfig, n_items: int, seq_len: float) -> dict:
+        return flops_per_interaction(cfg, n_items, seq_len)
+
+    def __init__(self, cfg: SRTConfig, n_items: int, max_len: int) -> None:
         super().__init__()
         if not cfg.srt_fields:
             raise ValueError("model.srt_fields is empty; srt needs at least one item feature field")
@@ -88,6 +122,19 @@ class SRT(nn.Module):
         self._cache = None
 
     # ------------------------------------------------------------------ catalogue
+    def attach_item_features(self, features) -> dict:
+        """The catalogue's items as hashed feature tokens (``model.srt_fields``); returns what
+        was hashed (source, coverage, fields, items without any token) for the run log."""
+        tokens, report = item_tokens(features, self.fields, self.cfg.srt_buckets)
+        self.set_item_tokens(torch.from_numpy(tokens))
+        empty = float((tokens[1:] == 0).all(axis=1).mean()) if len(tokens) > 1 else 0.0
+        return {
+            "source": features.source,
+            "coverage": features.coverage,
+            "fields": report,
+            "items_without_tokens": empty,
+        }
+
     def set_item_tokens(self, tokens: torch.Tensor) -> None:
         """Swap in a catalogue: ``tokens`` [n_items + 1, sum(srt_fields slots)] int64 hashed
         feature tokens (0 = empty slot, row 0 = PAD). The catalogue may differ in size from the
@@ -217,7 +264,7 @@ class SRT(nn.Module):
         return self._output(self.blocks[-1].forward_last(x, lengths))
 
 
-def flops_per_interaction(cfg: ModelConfig, n_items: int, seq_len: float) -> dict[str, float]:
+def flops_per_interaction(cfg: SRTConfig, n_items: int, seq_len: float) -> dict[str, float]:
     """SASRec's per-position count (the output layer scores every item), and separately the
     feature extractor's cost per training step: it encodes the whole catalogue once per step
     (pooling + adapter), which a step shares among all its scored positions."""

@@ -2,9 +2,9 @@
 
 from seqrec.objectives.base import build_objective
 from seqrec.objectives.bce import sampled_bce_loss
-from seqrec.objectives.ce import chunked_cross_entropy, reference_cross_entropy
 from seqrec.objectives.cloze import cloze_loss
 from seqrec.objectives.sampled_softmax import sampled_softmax_loss
+from seqrec.ops.cross_entropy import chunked_cross_entropy, reference_cross_entropy
 
 __all__ = [
     "build_objective",

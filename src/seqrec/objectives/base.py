@@ -9,9 +9,9 @@ from torch import nn
 
 from seqrec.data.batches import SeqBatch
 from seqrec.objectives.bce import sampled_bce_loss
-from seqrec.objectives.ce import chunked_cross_entropy
 from seqrec.objectives.cloze import cloze_loss
 from seqrec.objectives.sampled_softmax import sample_negatives, sampled_softmax_loss
+from seqrec.ops.cross_entropy import chunked_cross_entropy
 from seqrec.options import ObjectiveConfig
 
 Objective = Callable[[nn.Module, SeqBatch], torch.Tensor]
@@ -28,8 +28,8 @@ def build_objective(cfg: ObjectiveConfig) -> Objective:
 
     def objective(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
         loss = main(model, batch)
-        aux = getattr(model, "auxiliary_loss", None)
-        return loss if aux is None else loss + aux(batch)
+        aux = model.auxiliary_loss(batch)
+        return loss if aux is None else loss + aux
 
     return objective
 

@@ -22,9 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqrec.data.batches import SeqBatch
-from seqrec.models.bert4rec import keep_last
-from seqrec.objectives.ce import chunked_cross_entropy
+from seqrec.data.batches import SeqBatch, keep_last
+from seqrec.ops.cross_entropy import chunked_cross_entropy
 
 
 def cloze_sequences(batch: SeqBatch, max_len: int) -> torch.Tensor:

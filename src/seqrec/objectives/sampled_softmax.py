@@ -34,7 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from seqrec.objectives.ce import stash_gradients, stashed_gradients
+from seqrec.ops.cross_entropy import stash_gradients, stashed_gradients
 
 
 def sample_negatives(

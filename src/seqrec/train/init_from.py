@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from seqrec.errors import SeqrecError
+from seqrec.models.base import SeqModel
 
 
 def weights_path(source: str | Path) -> Path:
@@ -57,7 +58,7 @@ def check_same_items(source: str | Path, item_ids: np.ndarray) -> None:
 
 
 def load_initial_weights(
-    model: torch.nn.Module,
+    model: SeqModel,
     source: str | Path,
     model_name: str,
     item_ids: np.ndarray | None = None,
@@ -66,10 +67,10 @@ def load_initial_weights(
 
     Refuses a source made by another model family, missing or extra tensors, any shape
     difference (naming the tensor), and, given the target's ``item_ids`` and a model whose
-    item table is id-based (no ``catalogue_keys``), a source run over other item ids.
+    item table is id-based (not ``transferable_items``), a source run over other item ids.
     """
     path = weights_path(source)
-    if item_ids is not None and not hasattr(model, "catalogue_keys"):
+    if item_ids is not None and not model.transferable_items:
         check_same_items(source, item_ids)
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -85,7 +86,7 @@ def load_initial_weights(
             f"train.init_from: {path} holds {meta['model']} weights; this run is "
             f"model.name={model_name}: the architectures differ"
         )
-    skip = set(getattr(model, "catalogue_keys", ()))
+    skip = set(model.catalogue_keys)
     own = {k: v for k, v in model.state_dict().items() if k not in skip}
     theirs = {k: v for k, v in tensors.items() if k not in skip}
     missing, extra = sorted(set(own) - set(theirs)), sorted(set(theirs) - set(own))
