@@ -22,7 +22,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -36,7 +35,7 @@ from torch.multiprocessing.spawn import ProcessException, ProcessRaisedException
 from conftest import N_USERS, tiny_config
 from seqrec.data import prepare
 from seqrec.recipe import build_config
-from seqrec.train import loop
+from seqrec.tasks import load_task_data, retrieval
 from seqrec.train.distributed import DistContext, rank_seed
 from seqrec.train.loop import Trainer, TrainingInterrupted
 from seqrec.train.run import train_run
@@ -197,7 +196,7 @@ def task_steps(rank: int, raw: dict, out: Path, batches: list[list[int]]) -> Non
 def task_train(rank: int, raw: dict | None, run_dir: Path, kill_rank1_at: int | None) -> None:
     """train_run (resume when raw is None); rank 1 dies hard inside step ``kill_rank1_at``."""
     if kill_rank1_at is not None and rank == 1:
-        real = loop.build_objective
+        real = retrieval.build_objective
 
         def build(cfg):
             objective, calls = real(cfg), [0]
@@ -210,12 +209,24 @@ def task_train(rank: int, raw: dict | None, run_dir: Path, kill_rank1_at: int | 
 
             return dying
 
-        loop.build_objective = build
+        retrieval.build_objective = build
     cfg = None if raw is None else build_config(raw)
     train_run(cfg, run_dir, resume=raw is None, progress=False)
 
 
-TASKS = {"steps": task_steps, "train": task_train}
+def task_ranking_steps(rank: int, raw: dict, out: Path, batches: list[list[int]]) -> None:
+    """The ranking task's optimiser steps on given global batches, then sharded scoring."""
+    cfg = build_config(raw)
+    store, data = load_task_data(cfg)
+    ctx = DistContext.from_env()
+    try:
+        trainer = Trainer(cfg, store, data, out / f"rank{rank}", progress=False, dist=ctx)
+        torch.save(ranking_steps(trainer, batches), out / f"rank{rank}.pt")
+    finally:
+        ctx.close()
+
+
+TASKS = {"steps": task_steps, "train": task_train, "ranking_steps": task_ranking_steps}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -226,8 +237,43 @@ def steps(trainer: Trainer, batches: list) -> dict:
         out["losses"].append(trainer._step(np.asarray(rows))[0])
         out["grads"].append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
         out["params"].append({n: p.detach().clone() for n, p in trainer.model.named_parameters()})
-    out["ranks"] = torch.from_numpy(trainer.evaluate_view("valid").ranks)
+    out["ranks"] = torch.from_numpy(trainer.task.evaluate_view("valid").ranks)
     return out
+
+
+def ranking_steps(trainer: Trainer, batches: list) -> dict:
+    """Losses, gradients and parameters after each step; validation probabilities."""
+    out = {"losses": [], "grads": [], "params": []}
+    for rows in batches:
+        out["losses"].append(trainer._step(np.asarray(rows))[0])
+        out["grads"].append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+        out["params"].append({n: p.detach().clone() for n, p in trainer.model.named_parameters()})
+    out["probs"] = torch.from_numpy(trainer.task.predict(trainer.data.valid))
+    return out
+
+
+def write_rating_log(path: Path, n_users: int = 40, per_user: int = 12, n_items: int = 30) -> Path:
+    """`user_id,item_id,timestamp,rating` for the ranking task (ratings 1..5, both labels)."""
+    rng = np.random.default_rng(0)
+    rows = [
+        f"{u + 1},{i + 1},{1_000_000 + 1_000 * t + u},{1 + (i + u) % 5}"
+        for u in range(n_users)
+        for t, i in enumerate(rng.choice(n_items, per_user, replace=False))
+    ]
+    path.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def ranking_config(log: Path) -> dict:
+    """No dropout: the two runs then differ by float rounding only."""
+    return {
+        "data": {"dataset": str(log), "behavior_col": "rating", "split": "temporal",
+                 "max_len": 8, "temporal_valid_frac": 0.2, "temporal_test_frac": 0.2},
+        "model": {"hidden": 16, "layers": 1, "heads": 1, "dropout": 0.0},
+        "task": {"name": "ranking", "head_hidden": [8], "attention_hidden": 8},
+        "train": {"epochs": 1, "batch_size": 7, "lr": 0.01, "warmup_steps": 0,
+                  "grad_clip": 0.5, "device": "cpu", "threads": 1},
+    }  # fmt: skip
 
 
 def compared_config(cycle_log: Path, **train) -> dict:
@@ -277,14 +323,10 @@ def test_shards_cover_every_row_once_in_order():
 def test_rng_restore_per_rank():
     states = [torch.manual_seed(s).get_state() for s in (1, 2)]
     ck = {"torch_rng": states[0], "torch_rng_ranks": states, "world_size": 2}
-    cfg = SimpleNamespace(train=SimpleNamespace(seed=7))
 
     def restored(rank: int, world: int) -> torch.Tensor:
-        fake = SimpleNamespace(
-            dist=DistContext(rank=rank, world_size=world), cfg=cfg, state={"global_step": 5}
-        )
         torch.manual_seed(999)
-        Trainer._restore_rng(fake, ck)
+        DistContext(rank=rank, world_size=world).restore_rng(ck, seed=7, step=5)
         return torch.get_rng_state()
 
     assert torch.equal(restored(0, 3), states[0])  # rank 0: the single-process stream
@@ -300,7 +342,7 @@ def test_ddp_steps_equal_single_process_steps_and_sharded_eval_equals_full(cycle
     cfg = build_config(raw)
     store, split = prepare(cfg.data)  # also fills the cache the workers load
     single = Trainer(cfg, store, split, tmp_path / "single", progress=False)
-    order = single._epoch_order(0)
+    order = single.task.epoch_order(0)
     batches = [order[:7], order[7:14], order[14:15]]
     want = steps(single, batches)
 
@@ -323,10 +365,38 @@ def test_ddp_steps_equal_single_process_steps_and_sharded_eval_equals_full(cycle
 
     # sharded validation: every rank holds every user's rank, identical to one process
     single.model.load_state_dict(r0["params"][-1])
-    full = single.evaluate_view("valid").ranks
+    full = single.task.evaluate_view("valid").ranks
     assert len(full) == N_USERS
     assert np.array_equal(r0["ranks"].numpy(), full)
     assert np.array_equal(r1["ranks"].numpy(), full)
+
+
+def test_ranking_ddp_steps_equal_single_process_steps_and_sharded_scores(tmp_path):
+    """The ranking task under the same DDP loop: BCE is a mean over examples, so the loss
+    rescaling makes the averaged gradient the single-process one (batches of 7 examples split
+    4 + 3, and a 1-example batch that leaves rank 1 a zero-weight placeholder); the sharded
+    validation probabilities are the single process's."""
+    raw = ranking_config(write_rating_log(tmp_path / "ratings.csv"))
+    cfg = build_config(raw)
+    store, data = load_task_data(cfg)  # also fills the cache the workers load
+    single = Trainer(cfg, store, data, tmp_path / "single", progress=False)
+    order = single.task.epoch_order(0)
+    batches = [order[:7], order[7:14], order[14:15]]
+    want = ranking_steps(single, batches)
+
+    spawn("ranking_steps", raw, tmp_path, [b.tolist() for b in batches], retry_hang=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert r0["losses"] == pytest.approx(want["losses"], rel=1e-5)
+    for step in range(len(batches)):
+        for name, grad in want["grads"][step].items():
+            torch.testing.assert_close(r0["grads"][step][name], grad, rtol=1e-4, atol=1e-6)
+            assert torch.equal(r0["params"][step][name], r1["params"][step][name])  # in sync
+    single.model.load_state_dict(r0["params"][-1])
+    full = single.task.predict(data.valid)
+    assert len(full) == len(data.valid)
+    np.testing.assert_allclose(r0["probs"].numpy(), full, rtol=1e-6, atol=1e-7)
+    assert torch.equal(r0["probs"], r1["probs"])  # every rank holds every probability
 
 
 def test_killed_rank_resumes_with_one_process_and_one_process_resumes_with_two(
@@ -348,7 +418,7 @@ def test_killed_rank_resumes_with_one_process_and_one_process_resumes_with_two(
 
     # 1 process, Ctrl-C at step 8 -> resumed with 2 processes
     stopped = tmp_path / "stopped"
-    real = loop.build_objective
+    real = retrieval.build_objective
 
     def build(cfg):
         objective, calls = real(cfg), [0]
@@ -362,7 +432,7 @@ def test_killed_rank_resumes_with_one_process_and_one_process_resumes_with_two(
         return interrupted
 
     with monkeypatch.context() as mp_:
-        mp_.setattr(loop, "build_objective", build)
+        mp_.setattr(retrieval, "build_objective", build)
         with pytest.raises(TrainingInterrupted):
             train_run(build_config(raw), stopped, progress=False)
     spawn("train", None, stopped, None)

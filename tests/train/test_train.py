@@ -14,7 +14,7 @@ from conftest import ITEM_OFFSET, N_ITEMS, N_USERS, interrupt_after
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
-from seqrec.train import loop
+from seqrec.tasks import retrieval
 from seqrec.train.loop import Trainer, TrainingInterrupted
 from seqrec.train.run import train_run
 
@@ -35,7 +35,7 @@ RUN_FILES = {
 def record_losses(monkeypatch) -> list[float]:
     """Wrap the objective so every training loss is recorded."""
     losses: list[float] = []
-    real = loop.build_objective
+    real = retrieval.build_objective
 
     def build(cfg):
         objective = real(cfg)
@@ -47,7 +47,7 @@ def record_losses(monkeypatch) -> list[float]:
 
         return recorded
 
-    monkeypatch.setattr(loop, "build_objective", build)
+    monkeypatch.setattr(retrieval, "build_objective", build)
     return losses
 
 
@@ -64,7 +64,7 @@ def untrained_valid_ndcg(cfg, run_dir) -> float:
     store, split = prepare(cfg.data)
     return (
         Trainer(cfg, store, split, run_dir, progress=False)
-        .evaluate_view("valid")
+        .task.evaluate_view("valid")
         .metrics["NDCG@10"]
     )
 
@@ -213,7 +213,7 @@ def test_crash_resumes_exactly_from_the_last_periodic_checkpoint(
     )
     straight = train_run(cfg, tmp_path / "a", progress=False)
 
-    real = loop.build_objective
+    real = retrieval.build_objective
 
     def crashing(objective_cfg):
         objective = real(objective_cfg)
@@ -229,7 +229,7 @@ def test_crash_resumes_exactly_from_the_last_periodic_checkpoint(
 
     run = tmp_path / "b"
     with monkeypatch.context() as mp:
-        mp.setattr(loop, "build_objective", crashing)
+        mp.setattr(retrieval, "build_objective", crashing)
         with pytest.raises(RuntimeError, match="simulated crash"):
             train_run(cfg, run, progress=False)
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -263,20 +263,20 @@ def test_random_windows_cover_long_histories_and_are_reproducible(tmp_path):
     from seqrec.recipe import load_config
 
     cfg = load_config(None, ["data.max_len=4", "model.hidden=8", "train.window=random"])
-    t = Trainer(cfg, store, split, tmp_path / "run", progress=False)
+    t = Trainer(cfg, store, split, tmp_path / "run", progress=False).task
     tr = split.train
-    seen_ends = {int(t._window_ends(e)[0]) for e in range(30)}
+    seen_ends = {int(t.window_ends(e)[0]) for e in range(30)}
     assert len(seen_ends) > 5  # the long user's window moves across epochs
     for e in range(5):
-        ends = t._window_ends(e)
+        ends = t.window_ends(e)
         assert ((ends - tr.starts) >= np.minimum(tr.ends - tr.starts, 5)).all() and (
             ends <= tr.ends
         ).all()
     assert (
-        t._window_ends(3)
-        == Trainer(cfg, store, split, tmp_path / "r2", progress=False)._window_ends(3)
+        t.window_ends(3)
+        == Trainer(cfg, store, split, tmp_path / "r2", progress=False).task.window_ends(3)
     ).all()
-    assert t._window_ends(7)[1] == tr.ends[1]  # short users always use their whole sequence
+    assert t.window_ends(7)[1] == tr.ends[1]  # short users always use their whole sequence
 
 
 def test_sigterm_checkpoints_and_resumes_like_ctrl_c(cycle_log, config_for, tmp_path, monkeypatch):

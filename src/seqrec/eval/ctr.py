@@ -13,7 +13,7 @@
   sum_b (n_b / n) |mean prediction_b - positive rate_b|, plus the overall mean prediction next
   to the observed positive rate.
 
-The brute-force references (all pairs, one user at a time) live in tests/test_ctr_metrics.py.
+The brute-force references (all pairs, one user at a time) live in tests/eval/test_ctr_metrics.py.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Tasks other than next-item retrieval: ``ranking`` (CTR: history + candidate -> P(positive))."""
+"""Run-folder entry points of the ranking task that the CLI imports (see ``ranking.py``); the
+task itself is ``seqrec.tasks.ranking``."""

@@ -66,8 +66,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def training_state(state: dict, model, optimizer, scheduler) -> dict[str, Any]:
-    """What every trainer's checkpoint holds to resume exactly: its loop counters, model,
-    optimizer and schedule state, and the torch RNG (rank 0's under DDP)."""
+    """What a checkpoint holds to resume exactly, whatever the task: the loop counters,
+    model, optimizer and schedule state, and the torch RNG (rank 0's under DDP)."""
     return {
         "state": dict(state),
         "model_state": model.state_dict(),

@@ -15,9 +15,9 @@ The design keeps the optimisation independent of the number of processes:
 * The losses are means over valid target positions. Rank r scales its mean by
   ``n_r * world_size / n_global`` (``n_global`` from an all-reduce), and DDP averages gradients
   over ranks, so the update is the single-process gradient of the whole global batch.
-* Evaluation users are sharded the same way and the per-user ranks gathered back in order
-  (`gather_shards`), so every rank computes metrics over all users and takes the same
-  early-stopping decision.
+* Evaluation users (or ranking examples) are sharded the same way and their ranks (or
+  probabilities) gathered back in order (`gather_shards`), so every rank computes metrics over
+  all of them and takes the same early-stopping decision.
 * Only rank 0 reads and writes the run folder; what the others need (config, checkpoint, best
   weights) reaches them over the process group (`on_main`, `broadcast_module`), so the run folder
   does not have to be on a shared filesystem.
@@ -125,6 +125,43 @@ class DistContext:
             return torch.device("cpu")
         return torch.device("cuda", torch.cuda.current_device())
 
+    # ------------------------------------------------------------------ device and RNG
+    def device(self, name: str) -> torch.device:
+        """The device this process trains on for ``train.device=name``: ``auto`` is CUDA when
+        visible; under DDP on CUDA, this rank's GPU (LOCAL_RANK's, set in `from_env`)."""
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise SeqrecError(
+                f"train.device={name} but no CUDA device is visible; use train.device=cpu"
+            )
+        if self.enabled and name.startswith("cuda"):
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device(name)
+
+    def rng_checkpoint(self, collective: bool) -> dict[str, Any]:
+        """What a checkpoint holds beyond rank 0's torch RNG under DDP: the world size and,
+        when the ranks are in step (``collective``), every rank's RNG, so a resume with the
+        same world size continues every stream."""
+        if not self.enabled:
+            return {}
+        out: dict[str, Any] = {"world_size": self.world_size}
+        if collective:
+            out["torch_rng_ranks"] = self.all_gather_object(torch.get_rng_state())
+        return out
+
+    def restore_rng(self, ck: dict[str, Any], seed: int, step: int) -> None:
+        """Rank 0 continues the saved rank-0 stream (the only one a single process has); other
+        ranks continue their own when the world size is unchanged, else start a fresh stream
+        derived from (seed, rank, step): dropout masks then differ from an uninterrupted run."""
+        per_rank = ck.get("torch_rng_ranks")
+        if self.rank == 0:
+            torch.set_rng_state(ck["torch_rng"])
+        elif per_rank is not None and ck.get("world_size") == self.world_size:
+            torch.set_rng_state(per_rank[self.rank])
+        else:
+            torch.manual_seed(rank_seed(seed, self.rank, step))
+
     # ------------------------------------------------------------------ sharding
     def shard_bounds(self, n: int) -> np.ndarray:
         """[world + 1] offsets of the contiguous, near-equal slices of n items."""
@@ -138,7 +175,10 @@ class DistContext:
         return arr[b[self.rank] : b[self.rank + 1]]
 
     def gather_shards(self, local: np.ndarray, n_total: int) -> np.ndarray:
-        """Every rank's `shard` of a length-``n_total`` array, concatenated back in order."""
+        """Every rank's `shard` of a length-``n_total`` array, concatenated back in order.
+
+        Integers (retrieval's ranks) travel as int64, floats (ranking's probabilities) as
+        float64, so neither loses a bit on the way."""
         if not self.enabled:
             return local
         b = self.shard_bounds(n_total)
@@ -148,8 +188,10 @@ class DistContext:
                 f"rank {self.rank} holds {len(local)} items, expected {sizes[self.rank]}"
             )
         width = max(int(sizes.max()), 1)
-        buf = torch.zeros(width, dtype=torch.int64, device=self.comm_device)
-        buf[: len(local)] = torch.as_tensor(np.asarray(local, dtype=np.int64), device=buf.device)
+        floating = np.issubdtype(np.asarray(local).dtype, np.floating)
+        wire, dtype = (np.float64, torch.float64) if floating else (np.int64, torch.int64)
+        buf = torch.zeros(width, dtype=dtype, device=self.comm_device)
+        buf[: len(local)] = torch.as_tensor(np.asarray(local, dtype=wire), device=buf.device)
         parts = [torch.empty_like(buf) for _ in range(self.world_size)]
         dist.all_gather(parts, buf)
         out = np.concatenate([p[:s].cpu().numpy() for p, s in zip(parts, sizes, strict=True)])

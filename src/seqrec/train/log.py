@@ -38,6 +38,16 @@ class RunLog:
         atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
 
+class NoLog:
+    """The metrics log of DDP ranks other than 0: they write nothing."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def truncate_after(self, step: int) -> None:
+        pass
+
+
 class TrainProgress:
     """Per-epoch progress bar with loss and interactions/s, plus one summary line per validation."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqrec.task.examples import RankingData
+from seqrec.tasks.ranking.examples import RankingData
 
 RATE_CLIP = 1e-4  # logit(1e-4) = -9.2: a certainty the training counts never justify
 

@@ -9,13 +9,10 @@ from test_ranking import ranking_raw, write_rating_log
 
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
-from seqrec.task.itemknn import ItemKNN
-from seqrec.task.ranking import (
-    RankingTrainer,
-    evaluate_ranking_run,
-    load_ranking_data,
-    train_ranking_run,
-)
+from seqrec.task.ranking import evaluate_ranking_run, train_ranking_run
+from seqrec.tasks.ranking.inputs import load_ranking_data
+from seqrec.tasks.ranking.itemknn import ItemKNN
+from seqrec.train.loop import Trainer
 
 
 @pytest.fixture
@@ -72,11 +69,11 @@ def test_untrained_ranker_adds_the_knn_score_to_the_prior_then_learns(rating_log
                             "pairwise_weight": 1.0, "monitor": "GAUC"})  # fmt: skip
     cfg = build_config(raw)
     store, data = load_ranking_data(cfg)
-    trainer = RankingTrainer(cfg, store, data, tmp_path / "t", progress=False)
-    prior = np.asarray(trainer.model.prior_logit)[data.test.items]
-    score = trainer.inputs.knn.scores(data.test, 10)[:, 0]
+    task = Trainer(cfg, store, data, tmp_path / "t", progress=False).task
+    prior = np.asarray(task.model.prior_logit)[data.test.items]
+    score = task.inputs.knn.scores(data.test, 10)[:, 0]
     np.testing.assert_allclose(
-        trainer.predict(data.test), 1 / (1 + np.exp(-(prior + score))), rtol=1e-4, atol=1e-6
+        task.predict(data.test), 1 / (1 + np.exp(-(prior + score))), rtol=1e-4, atol=1e-6
     )
     res = train_ranking_run(cfg, tmp_path / "run", progress=False)
     pop = train_ranking_run(
@@ -97,26 +94,26 @@ def test_knn_feature_config_errors(rating_log):
 def test_train_min_age_fits_only_returning_visits(rating_log, tmp_path):
     """task.train_min_age_s: the weights see only events that long after the user's first;
     the popularity prior still counts every training event, valid/test are unchanged."""
-    from seqrec.task.popularity import popularity_scores
+    from seqrec.tasks.ranking.popularity import popularity_scores
 
     raw = ranking_raw(rating_log, train={"epochs": 1},
                       task={"train_min_age_s": 10_000, "item_prior": True})  # fmt: skip
     cfg = build_config(raw)
     store, data = load_ranking_data(cfg)
-    trainer = RankingTrainer(cfg, store, data, tmp_path / "t", progress=False)
-    fit = trainer.fit_data.train
+    task = Trainer(cfg, store, data, tmp_path / "t", progress=False).task
+    fit = task.fit_data.train
     first = np.asarray(store.timestamps)[np.asarray(store.offsets)[:-1]]
     age = data.train.times - first[data.train.users]
     assert 0 < len(fit) < len(data.train)
     assert len(fit) == int((age >= 10_000).sum()) and (fit.times - first[fit.users] >= 10_000).all()
-    assert trainer.fit_data.valid is data.valid and trainer.fit_data.test is data.test
+    assert task.fit_data.valid is data.valid and task.fit_data.test is data.test
     rate = popularity_scores(data, cfg.task.popularity_prior).clip(1e-4, 1 - 1e-4)
-    np.testing.assert_allclose(np.asarray(trainer.model.prior_logit), np.log(rate / (1 - rate)),
+    np.testing.assert_allclose(np.asarray(task.model.prior_logit), np.log(rate / (1 - rate)),
                                rtol=1e-5)  # fmt: skip
     res = train_ranking_run(cfg, tmp_path / "run", progress=False)
     assert res["test"]["protocol"]["train_examples_fitted"] == len(fit)
     raw["task"]["train_min_age_s"] = 10**9
     with pytest.raises(SeqrecError, match="train_min_age_s"):
-        RankingTrainer(build_config(raw), store, data, tmp_path / "u", progress=False)
+        Trainer(build_config(raw), store, data, tmp_path / "u", progress=False)
     with pytest.raises(SeqrecError, match="train_min_age_s"):
         build_config(ranking_raw(rating_log, task={"train_min_age_s": 5, "baseline": "itemknn"}))

@@ -25,11 +25,10 @@ The co-rating matrix is dense (items^2 float32), so both refuse catalogues above
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
-from seqrec.task.examples import Examples, RankingData
+from seqrec.tasks.ranking.examples import Examples, RankingData
 
 MAX_ITEMS = 30_000  # 3.6 GB of float32 co-ratings
 
@@ -63,6 +62,9 @@ class ItemKNN:
         v = self.values[self.in_train]
         count = np.bincount(u, minlength=store.n_users)
         self.mean = np.bincount(u, weights=v, minlength=store.n_users) / np.maximum(count, 1)
+        # imported here: every `seqrec train` imports this module, few runs build the matrix
+        import scipy.sparse as sp
+
         m = sp.csr_matrix((v - self.mean[u], (u, i)), shape=(store.n_users, n))
         self.gram = np.asarray((m.T @ m).todense(), dtype=np.float32)
         self.gram[0, :] = 0.0

@@ -17,14 +17,16 @@ from typer.testing import CliRunner
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
-from seqrec.task.examples import (
+from seqrec.task.ranking import train_ranking_run
+from seqrec.tasks.ranking.examples import (
     epoch_examples,
     history_ends,
     history_ends_reference,
     sample_negatives,
 )
-from seqrec.task.ranking import RankingTrainer, load_ranking_data, train_ranking_run
+from seqrec.tasks.ranking.inputs import load_ranking_data
 from seqrec.train.checkpoint import load_weights
+from seqrec.train.loop import Trainer
 from seqrec.train.run import load_run_config
 
 N_USERS, N_ITEMS, PER_USER = 120, 40, 24
@@ -147,29 +149,29 @@ def test_saved_weights_reload_to_identical_predictions(ranking_run):
     run, _ = ranking_run
     cfg = load_run_config(run)
     store, data = load_ranking_data(cfg)
-    trainer = RankingTrainer(cfg, store, data, run / "reload", progress=False)
-    load_weights(run / "best.safetensors", trainer.model)
+    task = Trainer(cfg, store, data, run / "reload", progress=False).task
+    load_weights(run / "best.safetensors", task.model)
     saved = np.load(run / "test_predictions.npz")
-    np.testing.assert_allclose(trainer.predict(data.test), saved["probs"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(task.predict(data.test), saved["probs"], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(saved["labels"], data.test.labels)
 
 
 def test_interrupted_run_resumes_to_the_same_result(rating_log, tmp_path, monkeypatch):
     raw = ranking_raw(rating_log, train={"epochs": 2}, task={"sampled_negatives": 1})
     whole = train_ranking_run(build_config(raw), tmp_path / "whole", progress=False)
-    real_step = RankingTrainer._step
+    real_step = Trainer._step
     calls = {"n": 0}
 
-    def flaky(self, ex):
+    def flaky(self, rows):
         calls["n"] += 1
         if calls["n"] == 30:  # mid-epoch
             raise KeyboardInterrupt
-        return real_step(self, ex)
+        return real_step(self, rows)
 
-    monkeypatch.setattr(RankingTrainer, "_step", flaky)
+    monkeypatch.setattr(Trainer, "_step", flaky)
     with pytest.raises(SeqrecError, match="interrupted"):
         train_ranking_run(build_config(raw), tmp_path / "cut", progress=False)
-    monkeypatch.setattr(RankingTrainer, "_step", real_step)
+    monkeypatch.setattr(Trainer, "_step", real_step)
     resumed = train_ranking_run(None, tmp_path / "cut", resume=True, progress=False)
     a = np.load(tmp_path / "whole" / "test_predictions.npz")["probs"]
     b = np.load(tmp_path / "cut" / "test_predictions.npz")["probs"]
@@ -254,8 +256,10 @@ def test_early_stopping_can_monitor_gauc(rating_log, tmp_path, monkeypatch):
 def test_ranking_config_errors(rating_log):
     with pytest.raises(SeqrecError, match=r"data\.split=temporal"):
         build_config(ranking_raw(rating_log, data={"split": "loo"}))
+    gru = ranking_raw(rating_log, model={"name": "gru4rec"})
+    del gru["model"]["heads"]  # a GRU has none
     with pytest.raises(SeqrecError, match="ranking head"):
-        build_config(ranking_raw(rating_log, model={"name": "gru4rec"}))
+        build_config(gru)
     raw = ranking_raw(rating_log, data={"behavior_col": None})
     with pytest.raises(SeqrecError, match="behavior_col"):
         load_ranking_data(build_config(raw))
@@ -266,20 +270,20 @@ def test_item_prior_offsets_by_the_popularity_logit_and_reloads(rating_log, tmp_
     saved with the weights, so a reloaded model predicts the same."""
     import torch
 
-    from seqrec.task.popularity import popularity_scores
+    from seqrec.tasks.ranking.popularity import popularity_scores
 
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     raw = ranking_raw(rating_log, train={"epochs": 1}, task={"item_prior": True})
     cfg = build_config(raw)
     store, data = load_ranking_data(cfg)
-    trainer = RankingTrainer(cfg, store, data, tmp_path / "t", progress=False)
+    task = Trainer(cfg, store, data, tmp_path / "t", progress=False).task
     rate = popularity_scores(data, cfg.task.popularity_prior).clip(1e-4, 1 - 1e-4)
-    np.testing.assert_allclose(trainer.model.prior_logit.numpy(), np.log(rate / (1 - rate)),
+    np.testing.assert_allclose(task.model.prior_logit.numpy(), np.log(rate / (1 - rate)),
                                rtol=1e-5, atol=1e-5)  # fmt: skip
     # untrained, the ranker predicts exactly the popularity baseline
-    np.testing.assert_allclose(trainer.predict(data.test), rate[data.test.items], atol=1e-5)
+    np.testing.assert_allclose(task.predict(data.test), rate[data.test.items], atol=1e-5)
     res = train_ranking_run(cfg, tmp_path / "run", progress=False)
-    again = RankingTrainer(cfg, store, data, tmp_path / "reload", progress=False)
+    again = Trainer(cfg, store, data, tmp_path / "reload", progress=False).task
     again.model.prior_logit.zero_()
     load_weights(tmp_path / "run" / "best.safetensors", again.model)
     assert torch.count_nonzero(again.model.prior_logit) > 0
@@ -293,8 +297,8 @@ def test_item_prior_offsets_by_the_popularity_logit_and_reloads(rating_log, tmp_
 def test_pairwise_loss_by_hand_and_user_grouping():
     import torch
 
-    from seqrec.task.examples import Examples, group_by_user
-    from seqrec.task.ranking import pairwise_loss
+    from seqrec.tasks.ranking.examples import Examples, group_by_user
+    from seqrec.tasks.ranking.task import pairwise_loss
 
     logits = torch.tensor([2.0, 0.5, 1.0, -1.0, 3.0])
     labels = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
@@ -335,7 +339,7 @@ def test_behavior_pool_by_hand():
     the score w . (q * e) starts at zero."""
     import torch
 
-    from seqrec.models.ranker import BehaviorPool
+    from seqrec.tasks.ranking.head import BehaviorPool
 
     pool = BehaviorPool(5, 4)
     v = pool.value.weight.detach().squeeze(-1)
@@ -368,22 +372,23 @@ def test_behavior_pool_learns_within_user_preference(rating_log, tmp_path, monke
                       task={"behavior_pool": True, "item_prior": True, "pairwise_weight": 1.0})  # fmt: skip
     cfg = build_config(raw)
     store, data = load_ranking_data(cfg)
-    trainer = RankingTrainer(cfg, store, data, tmp_path / "t", progress=False)
-    rate = np.asarray(trainer.model.prior_logit)  # untrained: exactly the baseline
-    np.testing.assert_allclose(trainer.predict(data.test), 1 / (1 + np.exp(-rate[data.test.items])),
+    task = Trainer(cfg, store, data, tmp_path / "t", progress=False).task
+    rate = np.asarray(task.model.prior_logit)  # untrained: exactly the baseline
+    np.testing.assert_allclose(task.predict(data.test), 1 / (1 + np.exp(-rate[data.test.items])),
                                atol=1e-5)  # fmt: skip
     train_ranking_run(cfg, tmp_path / "run", progress=False)
-    load_weights(tmp_path / "run" / "best.safetensors", trainer.model)
-    model, captured = trainer.model, {}  # the pool's q, read batch by batch
+    load_weights(tmp_path / "run" / "best.safetensors", task.model)
+    model, captured = task.model, {}  # the pool's q, read batch by batch
     model.pool.register_forward_hook(lambda m, i, o: captured.update(q=o))
     scores = []
     for a in range(0, len(data.test), 256):
         ex = data.test.take(np.arange(a, min(a + 256, len(data.test))))
-        seq, cand, feats, _ = trainer.inputs.batch(ex, torch.device("cpu"))
+        b = task.inputs.batch(ex, torch.device("cpu"))
         with torch.no_grad():
             model.eval()
-            model(seq, cand, feats)
-            scores.append(model.pool.score(captured["q"], model.encoder.item_weights[cand]))
+            model(b.seq, b.candidates, b.feats)
+            e = model.encoder.item_weights[b.candidates]
+            scores.append(model.pool.score(captured["q"], e))
     gauc = group_auc(torch.cat(scores).numpy(), data.test.labels, data.test.users)[0]
     assert gauc > 0.8
     with pytest.raises(SeqrecError, match="history_behaviors"):
@@ -397,7 +402,7 @@ def test_behavior_pool_learns_within_user_preference(rating_log, tmp_path, monke
 def test_itemknn_scores_match_a_loop_and_use_training_ratings_only(
     rating_log, tmp_path, monkeypatch
 ):
-    from seqrec.task.itemknn import ItemKNN, item_similarity
+    from seqrec.tasks.ranking.itemknn import ItemKNN, item_similarity
 
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     store, data = load_ranking_data(build_config(ranking_raw(rating_log)))
@@ -455,10 +460,8 @@ def test_ranker_starts_from_a_retrieval_run(rating_log, tmp_path, monkeypatch):
     raw = ranking_raw(rating_log, train={"epochs": 1, "init_from": str(tmp_path / "pre")})
     cfg = build_config(raw)
     store, data = load_ranking_data(cfg)
-    trainer = RankingTrainer(cfg, store, data, tmp_path / "rank", progress=False)
-    import seqrec.task.ranking as ranking
-
-    monkeypatch.setattr(ranking, "run_epochs", lambda *a, **k: None)  # the start, untrained
+    trainer = Trainer(cfg, store, data, tmp_path / "rank", progress=False)
+    monkeypatch.setattr(Trainer, "_run_epochs", lambda self, bar: None)  # the start, untrained
     trainer.fit()
     start = json.loads((tmp_path / "rank" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["init"]["tensors"] == len(trainer.model.encoder.state_dict())
