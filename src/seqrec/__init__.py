@@ -4,11 +4,12 @@ __version__ = "0.1.0"
 
 
 def load(path, device: str = "cpu"):
-    """Load a model package written by `seqrec export` -> a `Recommender`.
+    """A run folder (`seqrec train`) or a model package (`seqrec export`) -> a `Recommender`.
 
-    Checks every file's sha256 and refuses anything but safetensors weights. Imported lazily,
-    so `import seqrec` stays light (no torch).
+    Both are read by `seqrec.run.Run`, the one loader; a package's every file is checked
+    against its sha256 first, and weights are only ever read from safetensors. Imported
+    lazily, so `import seqrec` stays light (no torch).
     """
-    from seqrec.package import load as _load
+    from seqrec.run import load as _load
 
     return _load(path, device)

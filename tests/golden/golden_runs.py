@@ -57,21 +57,19 @@ def overrides(name: str, raw: dict, runs: Path) -> list[str]:
 
 
 def _train(cfg, run_dir: Path) -> None:
-    """Train through the library's public entry point."""
-    from seqrec.task.ranking import train_ranking_run
-    from seqrec.train.run import train_run
+    """Train through the library's public entry point (it routes ranking presets)."""
+    from seqrec.run import train
 
-    fit = train_ranking_run if cfg.task.name == "ranking" else train_run
-    fit(cfg, run_dir, progress=False)
+    train(cfg, run_dir, progress=False)
 
 
 def _scores(run_dir: Path) -> dict | None:
     """Top-20 items and probe scores of HISTORIES, from the run loaded as users load it."""
     from seqrec.errors import SeqrecError
-    from seqrec.serve.recommender import Recommender
+    from seqrec.run import Run
 
     try:
-        rec = Recommender.from_run(run_dir)
+        rec = Run(run_dir).recommender()
     except SeqrecError:  # ranking runs score (history, candidate) pairs, not the catalogue
         return None
     out: dict = {}

@@ -14,7 +14,7 @@ import seqrec
 from conftest import ITEM_OFFSET, N_ITEMS, N_USERS, cycle_sequences
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
-from seqrec.package import export_package
+from seqrec.run import Run
 from seqrec.serve import batch
 from seqrec.serve.batch import iter_history_file, recommend_to_file
 
@@ -27,7 +27,7 @@ def package(trained_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("package")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
-        export_package(trained_run, root / "pkg")
+        Run(trained_run).export(root / "pkg")
     return root / "pkg"
 
 

@@ -15,15 +15,15 @@ import torch
 from typer.testing import CliRunner
 
 import seqrec
-from conftest import ITEM_OFFSET, N_ITEMS, cycle_sequences
+import seqrec.run
+from conftest import ITEM_OFFSET, N_ITEMS, cycle_sequences, tiny_config, write_csv_log
 from seqrec import cli
 from seqrec.cli import app
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
-from seqrec.package import MANIFEST, export_package, read_item_metadata, sha256_file
-from seqrec.serve.recommender import Recommender
-from seqrec.train.evaluate_run import evaluate_run
-from seqrec.train.run import load_run_config
+from seqrec.recipe import build_config
+from seqrec.run import Run
+from seqrec.run.package import MANIFEST, read_item_metadata, sha256_file
 
 SEQS = cycle_sequences()
 runner = CliRunner()
@@ -45,7 +45,7 @@ def package(trained_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("package")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
-        export_package(trained_run, root / "pkg", item_metadata=write_movies(root / "movies.dat"))
+        Run(trained_run).export(root / "pkg", item_metadata=write_movies(root / "movies.dat"))
     return root / "pkg"
 
 
@@ -87,7 +87,7 @@ def test_popularity_is_the_training_split_count(package):
 
 def test_load_gives_identical_scores_to_the_run(package, trained_run):
     rec = seqrec.load(package)
-    ref = Recommender.from_run(trained_run)
+    ref = Run(trained_run).recommender()
     hists = [np.array([3, 4, 5]), np.array([10]), np.arange(1, 20)]
     for exclude in (True, False):
         a_items, a_scores = rec.recommend(hists, N_ITEMS, exclude)
@@ -103,8 +103,8 @@ def test_load_gives_identical_scores_to_the_run(package, trained_run):
 def test_package_rankings_equal_seqrec_evaluate(package, trained_run, monkeypatch, tmp_path):
     """The full ranking served for every test user puts the target exactly where the
     evaluator ranked it: one scoring path."""
-    res = evaluate_run(trained_run)
-    store, split = prepare(load_run_config(trained_run).data)
+    res = Run(trained_run).evaluate()
+    store, split = prepare(Run(trained_run).config.data)
     view = split.test
     hists = [
         np.asarray(store.items[s:e], dtype=np.int64)
@@ -150,26 +150,37 @@ def test_import_seqrec_stays_light():
 
 def test_export_refuses_to_overwrite_and_replaces_atomically(trained_run, tmp_path):
     out = tmp_path / "pkg"
-    export_package(trained_run, out)
+    Run(trained_run).export(out)
     before = (out / MANIFEST).read_text()
     with pytest.raises(SeqrecError, match="already exists; pass --overwrite"):
-        export_package(trained_run, out)
+        Run(trained_run).export(out)
     assert (out / MANIFEST).read_text() == before
-    export_package(trained_run, out, overwrite=True)
+    Run(trained_run).export(out, overwrite=True)
     assert "item_metadata.parquet" not in json.loads((out / MANIFEST).read_text())["files"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(SeqrecError, match="not a seqrec package; refusing"):
-        export_package(trained_run, other, overwrite=True)
+    for overwrite in (False, True):  # a user's folder: no flag makes it seqrec's to replace
+        with pytest.raises(SeqrecError, match=r"not part of a seqrec model package \(keep.txt\)"):
+            Run(trained_run).export(other, overwrite=overwrite)
     assert (other / "keep.txt").read_text() == "mine"
+    # a package someone added a file to is not replaced either, and keeps both
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SeqrecError, match=r"notes\.txt") as info:
+        Run(trained_run).export(out, overwrite=True)
+    assert "--overwrite" not in str(info.value)
+    assert (out / "notes.txt").read_text() == "mine" and (out / MANIFEST).is_file()
+    # nor is a run folder (the run itself included)
+    with pytest.raises(SeqrecError, match="is a seqrec run folder, not a package"):
+        Run(trained_run).export(trained_run, overwrite=True)
+    assert (trained_run / "results.json").is_file()
 
 
 def test_export_refuses_an_unfinished_run(run_copy, tmp_path):
     (run_copy / "results.json").unlink()
     with pytest.raises(SeqrecError, match="has not finished"):
-        export_package(run_copy, tmp_path / "pkg")
+        Run(run_copy).export(tmp_path / "pkg")
     assert not (tmp_path / "pkg").exists()
 
 
@@ -224,13 +235,19 @@ def test_a_damaged_package_is_refused_with_one_line(pkg_copy, how):
     assert expected in msg and "\n" not in msg and str(pkg_copy) in msg
 
 
-def test_load_explains_what_a_run_folder_or_other_folder_is(trained_run, tmp_path):
+def test_load_takes_a_run_or_a_package_and_explains_other_folders(trained_run, tmp_path):
+    """`seqrec.load` reads both through `Run`; `package.load` (the server's) only packages."""
+    from seqrec.run import load_package
+
+    assert seqrec.load(trained_run).n_items == N_ITEMS
     with pytest.raises(SeqrecError, match="is a training run, not a model package; make one"):
-        seqrec.load(trained_run)
-    with pytest.raises(SeqrecError, match="not a seqrec model package"):
-        seqrec.load(tmp_path)
-    with pytest.raises(SeqrecError, match="does not exist"):
-        seqrec.load(tmp_path / "nope")
+        load_package(trained_run)
+    for load in (seqrec.load, load_package):
+        with pytest.raises(SeqrecError, match="not a seqrec") as info:
+            load(tmp_path)
+        assert "\n" not in str(info.value)
+        with pytest.raises(SeqrecError, match="does not exist"):
+            load(tmp_path / "nope")
 
 
 def test_cli_export_and_recommend_from_the_package(trained_run, tmp_path, monkeypatch, capsys):
@@ -261,3 +278,33 @@ def test_cli_export_and_recommend_from_the_package(trained_run, tmp_path, monkey
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and err.startswith("error: ") and "--overwrite" in err
     assert len(err.splitlines()) == 1
+
+
+def test_an_srt_run_exports_and_loads_with_identical_recommendations(tmp_path):
+    """SRT builds its item table from features (no per-id `item_emb.weight`); its package
+    loads by the catalogue size in the manifest and serves what the run serves."""
+    from safetensors import safe_open
+
+    movies = tmp_path / "movies.csv"
+    rows = [f"{ITEM_OFFSET + j},Film w{j}x ({1980 + j % 20}),{('Comedy', 'Drama')[j % 2]}"
+            for j in range(N_ITEMS)]  # fmt: skip
+    movies.write_text("movieId,title,genres\n" + "\n".join(rows) + "\n")
+    raw = tiny_config(
+        write_csv_log(tmp_path / "log.csv", SEQS),
+        model={"name": "srt", "srt_fields": {"genres": 2, "title_tokens": 3, "year": 2},
+               "srt_buckets": 4096, "dropout": 0.0, "hidden": 16, "heads": 2},
+        train={"epochs": 2},
+    )  # fmt: skip
+    raw["data"]["item_features"] = str(movies)
+    run = seqrec.run.train(build_config(raw), tmp_path / "run", progress=False)
+    package = run.export(tmp_path / "pkg")
+    assert package.kind == "package" and package.manifest["n_items"] == N_ITEMS
+    with safe_open(str(package.weights_path), framework="pt") as fh:
+        assert "item_emb.weight" not in set(fh.keys())
+    rec, ref = seqrec.load(tmp_path / "pkg"), run.recommender()
+    assert rec.popularity is not None and ref.popularity is None
+    hists = [np.array([3, 4, 5]), np.array([10]), np.arange(1, 20)]
+    a_items, a_scores = rec.recommend(hists, 10)
+    b_items, b_scores = ref.recommend(hists, 10)
+    np.testing.assert_array_equal(a_items, b_items)
+    np.testing.assert_array_equal(a_scores, b_scores)

@@ -21,7 +21,7 @@ import seqrec
 from conftest import ITEM_OFFSET, N_ITEMS
 from seqrec.cli import app as cli_app
 from seqrec.errors import SeqrecError
-from seqrec.package import export_package
+from seqrec.run import Run
 from seqrec.serve.app import create_app
 from seqrec.serve.index import FaissIndex, build_index
 
@@ -35,7 +35,7 @@ def package(trained_run, tmp_path_factory) -> Path:
     meta.write_text("item_id,title\n" + "".join(f"{ITEM_OFFSET + j},Item {j}\n" for j in range(5)))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
-        export_package(trained_run, root / "pkg", item_metadata=meta)
+        Run(trained_run).export(root / "pkg", item_metadata=meta)
     return root / "pkg"
 
 

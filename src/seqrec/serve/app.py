@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError
 
 from seqrec import __version__
 from seqrec.errors import SeqrecError
-from seqrec.serve.recommender import Answer, Query, Recommender
+from seqrec.run.recommender import Answer, Query, Recommender
 
 
 def _integral(value: Any) -> Any:

@@ -18,31 +18,36 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from seqrec.data import prepare
 from seqrec.errors import SeqrecError
-from seqrec.serve.recommender import Recommender
+from seqrec.fsutil import unwritable
+from seqrec.run import Recommender, Run
 
 _FILE_MODE = 0o644
 
 
-def open_recommender(path: Path, device: str = "cpu") -> Recommender:
-    """A model package (verified) or a training run folder, for recommend."""
-    from seqrec.package import is_package, load
-
-    path = Path(path)
-    rec = load(path, device) if is_package(path) else Recommender.from_run(path, device)
-    return refuse_timestamp_models(rec, path)
+def open_recommender(path: Path | Run, device: str = "cpu") -> Recommender:
+    """A model package (verified) or a training run folder, for recommend: loaded by `Run`,
+    after refusing a model that reads timestamps (before its weights load)."""
+    run = path if isinstance(path, Run) else Run(path)
+    _refuse_timestamps(run.config.model.needs().timestamps, run.path)
+    return run.recommender(device)
 
 
 def refuse_timestamp_models(rec: Recommender, path: Path) -> Recommender:
     """``rec`` unless its model reads timestamps: recommend and the server take histories
     without them, so such a model is refused when it is opened, not at its first request."""
-    if getattr(rec.model, "needs_timestamps", False):
+    _refuse_timestamps(rec.model.needs.timestamps, path)
+    return rec
+
+
+def _refuse_timestamps(needs_timestamps: bool, path: Path) -> None:
+    if needs_timestamps:
         raise SeqrecError(
             f"{path} was trained with model.time_bias=true, so its scores need event "
             "timestamps, which recommend and the server do not take; score it with "
             "`seqrec evaluate`, or train with model.time_bias=false to serve it"
         )
-    return rec
 
 
 def _decode_line(raw: bytes) -> str:
@@ -101,11 +106,11 @@ def read_histories(path: Path) -> tuple[list[str], list[list[str]]]:
     return ids, hists
 
 
-def _check_store(run_dir: Path, item_ids: np.ndarray | None):
-    from seqrec.data import prepare
-    from seqrec.train.run import load_run_config
-
-    store, _ = prepare(load_run_config(run_dir).data)
+def _check_store(run: Path | Run, item_ids: np.ndarray | None):
+    """The dataset the run (folder or package) was trained on, checked against its ids."""
+    run = run if isinstance(run, Run) else Run(run)
+    run_dir = run.path
+    store, _ = prepare(run.config.data)
     if item_ids is not None and not np.array_equal(
         np.asarray(store.item_ids).astype(str), item_ids
     ):
@@ -118,14 +123,14 @@ def _check_store(run_dir: Path, item_ids: np.ndarray | None):
 
 
 def user_histories(
-    run_dir: Path, users: str, item_ids: np.ndarray | None = None
+    run_dir: Path | Run, users: str, item_ids: np.ndarray | None = None
 ) -> tuple[list[str], list[np.ndarray]]:
     """Whole sequences (train + valid + test) of dataset users, by original user id.
 
     ``item_ids`` (the run's id map) guards against data that changed since training: the
     store's internal ids must mean the same items as the model's.
     """
-    store = _check_store(Path(run_dir), item_ids)
+    store = _check_store(run_dir, item_ids)
     wanted = [u.strip() for u in users.split(",") if u.strip()]
     index = {u: i for i, u in enumerate(np.asarray(store.user_ids).astype(str))}
     missing = [u for u in wanted if u not in index]
@@ -307,9 +312,14 @@ def recommend_to_file(
     output = Path(output)
     if output.suffix not in {".csv", ".parquet"}:
         raise SeqrecError(f"output {output} must end in .csv or .parquet")
+    if output.is_dir():
+        raise SeqrecError(f"output {output} is a folder; choose a file path for --out")
     if output.exists() and not overwrite:
         raise SeqrecError(f"{output} already exists; pass --overwrite or choose another --out")
-    rec = recommender or open_recommender(Path(model_dir))
+    if (why := unwritable(output, "--out")) is not None:
+        raise SeqrecError(why)
+    run = Run(model_dir) if recommender is None or histories is None else None
+    rec = recommender or open_recommender(run)
     rec.check_k(k)
 
     if histories is not None:
@@ -317,14 +327,14 @@ def recommend_to_file(
         size = Path(histories).stat().st_size if Path(histories).is_file() else None
         total, unit, encode = size, "bytes", True
     elif users is not None:
-        ids, encoded = user_histories(Path(model_dir), users, rec.item_ids)
+        ids, encoded = user_histories(run, users, rec.item_ids)
         source = (
             (ids[s : s + chunk], encoded[s : s + chunk], len(ids[s : s + chunk]))
             for s in range(0, len(ids), chunk)
         )
         total, unit, encode = len(ids), "users", False
     else:
-        store = _check_store(Path(model_dir), rec.item_ids)
+        store = _check_store(run, rec.item_ids)
         source = iter_store_users(store, chunk)
         total, unit, encode = store.n_users, "users", False
 

@@ -18,7 +18,7 @@ from seqrec.data.batches import history_batch
 from seqrec.errors import SeqrecError
 
 if TYPE_CHECKING:
-    from seqrec.serve.recommender import Recommender
+    from seqrec.run.recommender import Recommender
 
 INDEX_KINDS = ("exact", "faiss")
 

@@ -1,6 +1,8 @@
-"""A run folder: what `seqrec train` creates and `evaluate` / `recommend` read back.
+"""A run folder as training writes it: its layout, its manifest, and who may replace it.
 
 runs/<name>/
+  seqrec-run.json      manifest, written first: format + version, seqrec version, model,
+                       config fingerprint (marks the folder as seqrec's)
   config.yaml          the full resolved config (re-loadable with `seqrec train -c`)
   metrics.jsonl        training log
   checkpoint.pt        latest resumable state (weights_only-loadable)
@@ -9,7 +11,15 @@ runs/<name>/
   results.json         final valid + test metrics, protocol, parameter and FLOP counts
   test_ranks.npy       per-user test ranks (for confidence intervals and paired tests)
 
-A finished run (results.json present) is never overwritten silently.
+`seqrec.run.Run` reads such a folder (and loads its model); this module is the writing side,
+kept in the train layer so the trainer never imports what sits above it.
+
+Why the manifest and the file list (`seqrec.fsutil.RUN_FILES`, with the layout's other names):
+``--overwrite`` replaces a folder only when it is a seqrec run (a manifest, or for folders
+written before manifests existed, config.yaml with item_ids.npy or checkpoint.pt) holding
+nothing but these files; anything else is refused whatever the flags, and only seqrec's own
+files are ever deleted. A finished run (results.json present) is
+never overwritten without ``--overwrite``.
 
 Under torchrun (WORLD_SIZE > 1) every rank runs `train_run`; only rank 0 checks, reads and
 writes the folder, and the others receive the config and checkpoint from it
@@ -20,20 +30,51 @@ from __future__ import annotations
 
 import io
 import platform
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 
+from seqrec import __version__
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
+from seqrec.fsutil import (
+    CHECKPOINT,
+    CONFIG,
+    ITEM_IDS,
+    RESULTS,
+    RUN_FILES,
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    RUN_MANIFEST,
+    TEST_RANKS,
+    describe,
+    foreign_entries,
+    is_run_folder,
+    owned_by_run,
+    remove_entries,
+    unwritable,
+)
 from seqrec.recipe import RunConfig, build_config
 from seqrec.train.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
 from seqrec.train.distributed import DistContext
 from seqrec.train.loop import Trainer
+
+
+def run_manifest(cfg: RunConfig | None) -> dict[str, Any]:
+    """What marks a folder as seqrec's and names what it holds (model, config fingerprint)."""
+    return {
+        "format": RUN_FORMAT,
+        "format_version": RUN_FORMAT_VERSION,
+        "seqrec_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": None if cfg is None else cfg.model.name,
+        "task": None if cfg is None else cfg.task.name,
+        "fingerprint": None if cfg is None else cfg.fingerprint(),
+    }
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -42,40 +83,80 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, create: bool = True) -> None:
-    """Refuse folders that must not be reused; with ``create``, (re)make the folder."""
+def prepare_run_dir(
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    create: bool = True,
+    cfg: RunConfig | None = None,
+) -> None:
+    """Refuse folders that must not be (re)used; with ``create``, (re)make the folder and
+    write its manifest first (with ``cfg``'s model and fingerprint when given).
+
+    ``overwrite`` replaces only a seqrec run holding nothing but seqrec's files, and then
+    deletes only those files: a folder with anything else in it is refused, flag or not.
+    """
+    run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise SeqrecError(f"run folder {run_dir} is a file; choose a folder path for --out")
     if resume:
-        if not (run_dir / "checkpoint.pt").is_file():
+        if not (run_dir / CHECKPOINT).is_file():
             raise SeqrecError(
                 f"nothing to resume in {run_dir} (no checkpoint.pt); start it without --resume"
             )
-        if (run_dir / "results.json").exists():
+        if (run_dir / RESULTS).exists():
             raise SeqrecError(
                 f"the run in {run_dir} already finished (results.json exists); evaluate it with "
                 "`seqrec evaluate`, or start a new run"
             )
+        _check_writable(run_dir, "--resume folder")
         return
+    _check_writable(run_dir, "--out")
     if run_dir.exists() and any(run_dir.iterdir()):
-        if (run_dir / "results.json").exists() and not overwrite:
+        _refuse_foreign(run_dir)
+        # a start that failed before training wrote anything (only the manifest) blocks nothing
+        started = any(p.name in RUN_FILES - {RUN_MANIFEST} for p in run_dir.iterdir())
+        if (run_dir / RESULTS).exists() and not overwrite:
             raise SeqrecError(
                 f"run folder {run_dir} holds a finished run; pass --overwrite to replace it "
                 "or choose another --out"
             )
-        if not overwrite:
+        if started and not overwrite:
             raise SeqrecError(
                 f"run folder {run_dir} already holds an unfinished run; continue it with "
                 f"--resume or pass --overwrite to start over"
             )
         if create:
-            shutil.rmtree(run_dir)
+            remove_entries(run_dir, owned_by_run)
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / RUN_MANIFEST, run_manifest(cfg))
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    why = unwritable(path, flag)
+    if why is not None:
+        raise SeqrecError(why)
+
+
+def _refuse_foreign(run_dir: Path) -> None:
+    """A non-empty folder that is not purely a seqrec run is never reused (no flag helps)."""
+    foreign = foreign_entries(run_dir, owned_by_run)
+    if foreign:
+        raise SeqrecError(
+            f"{run_dir} holds files that are not part of a seqrec run ({describe(foreign)}); "
+            "choose an empty or new folder for --out"
+        )
+    if not is_run_folder(run_dir):
+        names = sorted(p.name for p in run_dir.iterdir())
+        raise SeqrecError(
+            f"{run_dir} holds {describe(names)} but is not a seqrec run (it has no "
+            f"{RUN_MANIFEST}); choose an empty or new folder for --out"
+        )
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
-    path = run_dir / "config.yaml"
+    path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise SeqrecError(
             f"{run_dir} is not a seqrec run folder (no config.yaml); pass the folder `seqrec train` wrote"
@@ -124,18 +205,16 @@ def _train_run(
     if not resume:
         # the folder is made only once the data loaded, so a bad path or setting leaves no
         # half-made "unfinished run" behind that would block the corrected command
-        dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite))
+        dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, cfg=cfg))
     trainer = Trainer(cfg, store, split, run_dir, progress=progress, dist=dist)
     if resume:
         trainer.resume()
     elif main:
         atomic_write_text(
-            run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+            run_dir / CONFIG, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )
     if main:
-        atomic_write_bytes(
-            run_dir / "item_ids.npy", _npy_bytes(np.asarray(store.item_ids).astype(str))
-        )
+        atomic_write_bytes(run_dir / ITEM_IDS, _npy_bytes(np.asarray(store.item_ids).astype(str)))
     results = trainer.fit()
     ranks = results.pop("_test_ranks")
     results.update(
@@ -147,8 +226,8 @@ def _train_run(
         }
     )
     if main:
-        atomic_write_bytes(run_dir / "test_ranks.npy", _npy_bytes(ranks))
-        atomic_write_json(run_dir / "results.json", results)
+        atomic_write_bytes(run_dir / TEST_RANKS, _npy_bytes(ranks))
+        atomic_write_json(run_dir / RESULTS, results)
     dist.barrier()  # no rank reports success before the run folder is complete
     return results
 
