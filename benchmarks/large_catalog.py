@@ -28,8 +28,8 @@ from common import write_result
 from seqrec.data.split import leave_one_out
 from seqrec.data.store import SequenceStore
 from seqrec.recipe import RunConfig
-from seqrec.serve.recommender import Recommender
-from seqrec.train.loop import Trainer
+from seqrec.run import Recommender
+from seqrec.trainer.loop import Trainer
 
 
 def peak_rss_gib() -> float:
@@ -81,7 +81,7 @@ def time_serving(rec: Recommender, histories: list[np.ndarray], index=None) -> d
     for h in histories:
         t0 = time.perf_counter()
         if index is None:
-            rec.recommend([h], k=10)
+            rec.top_k([h], k=10)
         else:
             index.search(rec, [h], 10, True, [None])
         lat.append(time.perf_counter() - t0)

@@ -2,7 +2,7 @@
 
 Built by make_results.py from the quality result files (benchmarks/quality.py writes them: test
 metrics, the full config, where the run trained). Result files whose configs are equal apart
-from the seed and `seqrec.compare.RUN_ENVIRONMENT` (device, threads, time budget, ...), that
+from the seed and `seqrec.comparison.RUN_ENVIRONMENT` (device, threads, time budget, ...), that
 trained on the same kind of hardware and, under a fixed-epoch protocol, all reached (or all
 missed) the last epoch are one row; results are placed in one table when they
 rank the same test users and items under the same test protocol and the same training protocol
@@ -23,7 +23,7 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-from seqrec.compare import RUN_ENVIRONMENT, config_differences
+from seqrec.comparison import RUN_ENVIRONMENT, config_differences
 from seqrec.eval.stats import t_interval
 
 KEYS = ("NDCG@10", "HR@10")

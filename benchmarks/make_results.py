@@ -43,7 +43,7 @@ protocol (rows of different tables are not comparable). **±** is the 95% CI hal
 mean: a t-interval over the seeds' test values where a row has two seeds or more; **†** marks one
 seed, whose interval is the normal CI over that run's test users and leaves seed noise out. A row
 gathers the result files whose configs match apart from the seed and where or how fast they ran
-(`seqrec.compare.RUN_ENVIRONMENT`). *ended by*: early stopping, the epoch cap, the protocol's fixed
+(`seqrec.comparison.RUN_ENVIRONMENT`). *ended by*: early stopping, the epoch cap, the protocol's fixed
 epochs, or a session's time budget (rows so marked may be undertrained). *command*: the preset
 and how many overrides; the link shows the full command.
 """
@@ -282,7 +282,7 @@ def zoo(by_name: dict[str, dict]) -> str:
     lines = ["## Model zoo: paired comparisons", "",
              "Test metrics of each model's preset with 95% CIs over the test users, and each "
              "model's paired difference from the table's first run (per user, the same test "
-             "users; `seqrec.compare`). Commands: the linked sections.",
+             "users; `seqrec.comparison`). Commands: the linked sections.",
              ""]  # fmt: skip
     for name, what in found:
         lines += [f"### {what} ([{name}](ARCHIVE.md#{name}))", "", ci_tables(by_name[name])]

@@ -28,7 +28,7 @@ from pathlib import Path
 torch.set_num_threads(1)
 from seqrec.recipe import load_config
 from seqrec.data import prepare
-from seqrec.train.loop import Trainer
+from seqrec.trainer.loop import Trainer
 path, max_len, out, only_prepare = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 cfg = load_config(None, [f"data.dataset={path}", "data.format=seq", f"data.max_len={max_len}",
                          "model.hidden=32", "train.max_steps=20", "train.batch_size=128", "train.epochs=1",
@@ -38,7 +38,7 @@ if only_prepare:
     sys.exit(0)
 t = Trainer(cfg, store, split, Path(out) / "run", progress=False)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from seqrec.train.log import TrainProgress
+from seqrec.trainer.log import TrainProgress
 with TrainProgress(t.steps_per_epoch, enabled=False) as bar:
     bar.new_epoch(0, 0)
     t._train_epoch(bar)

@@ -39,7 +39,7 @@ from scipy.optimize import linear_sum_assignment
 from common import data_dir
 from seqrec.data import prepare
 from seqrec.options import DataConfig
-from seqrec.train.checkpoint import atomic_write_bytes
+from seqrec.trainer.checkpoint import atomic_write_bytes
 
 GIT_BLOB = "9ab8e3edb8742f8d8cc4911e3dee25e82a6fcc24"
 SPLIT = "movielens/ml-1m-sasrec-gsasrec-split"

@@ -30,7 +30,7 @@ import numpy as np, torch
 from seqrec.recipe import load_config
 from seqrec.data import prepare
 from seqrec.models.common import count_parameters
-from seqrec.train.loop import Trainer
+from seqrec.trainer.loop import Trainer
 
 preset, steps, device, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 cfg = load_config(preset, [f"train.device={device}", f"train.threads={threads}"])

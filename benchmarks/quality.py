@@ -20,8 +20,8 @@ import numpy as np
 from common import ROOT, data_dir, write_result
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.recipe import load_config
-from seqrec.train.evaluate_run import evaluate_run
-from seqrec.train.run import train_run
+from seqrec.run import Run
+from seqrec.trainer.run import train_run
 
 KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR"]
 
@@ -124,12 +124,12 @@ def main() -> None:  # noqa: PLR0915
         protocol = {**protocol, "selected": "last epoch"}
     other_protocols = {}
     if args.sampled:
-        s = evaluate_run(run_dir, "test", sampled=args.sampled, negatives=100)
+        s = Run(run_dir).evaluate("test", sampled=args.sampled, negatives=100)
         metrics.update({f"sampled-test/{k}": s.metrics[k] for k in ("HR@10", "NDCG@10")})
         other_protocols["sampled"] = s.protocol
         if args.sampled_draws > 1:
             draws = [s] + [
-                evaluate_run(run_dir, "test", sampled=args.sampled, negatives=100, seed=i)
+                Run(run_dir).evaluate("test", sampled=args.sampled, negatives=100, seed=i)
                 for i in range(1, args.sampled_draws)
             ]
             for k in ("HR@10", "NDCG@10"):
@@ -141,7 +141,7 @@ def main() -> None:  # noqa: PLR0915
                     float(v.max()),
                 ]
     if args.window_masked:
-        w = evaluate_run(run_dir, "test", mask_window=True)
+        w = Run(run_dir).evaluate("test", mask_seen="window")
         metrics.update({f"window-test/{k}": w.metrics[k] for k in ("HR@10", "NDCG@10")})
         other_protocols["window-test"] = w.protocol
         notes.append(WINDOW_NOTE)
@@ -202,7 +202,7 @@ def unfinished_results(run_dir: Path) -> tuple[dict, np.ndarray]:
     import yaml
 
     from seqrec.data import prepare
-    from seqrec.train.run import load_run_config
+    from seqrec.trainer.run import load_run_config
 
     cfg = load_run_config(run_dir)
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
@@ -210,8 +210,8 @@ def unfinished_results(run_dir: Path) -> tuple[dict, np.ndarray]:
     valid_events = [r for r in log if r.get("event") == "valid"]
     best = max(valid_events, key=lambda r: r["valid/NDCG@10"])
     start = next(r for r in log if r.get("event") == "start")
-    valid = evaluate_run(run_dir, "valid")
-    test = evaluate_run(run_dir, "test")
+    valid = Run(run_dir).evaluate("valid")
+    test = Run(run_dir).evaluate("test")
     store, _ = prepare(cfg.data)
     summary = {
         "best_epoch": best["epoch"],

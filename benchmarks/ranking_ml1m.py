@@ -31,7 +31,7 @@ import numpy as np
 from common import ROOT, data_dir, write_result
 from seqrec.eval.ctr import auc, group_auc, per_group_auc
 from seqrec.recipe import load_config
-from seqrec.task.ranking import train_ranking_run
+from seqrec.trainer.run import train_run
 
 PRESETS = {
     "popularity": "ranking-popularity-ml-1m",
@@ -154,7 +154,7 @@ def main() -> None:
                 print(f"skipping {preset}: no finished run in {run}")
                 continue
             cfg = load_config(preset, overrides)
-            train_ranking_run(cfg, run, overwrite=True)
+            train_run(cfg, run, overwrite=True)
         res = json.loads((run / "results.json").read_text())
         if preset is None:  # an extra run: its saved config says how it was trained
             commands += [c for c in train_command(run).split("; ") if c not in commands]

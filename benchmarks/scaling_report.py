@@ -51,7 +51,7 @@ def complete_accounting(run_dir: Path, cfg) -> None:
     if "flops_per_interaction" in res and "train_data" in res:
         return
     from seqrec.data import prepare
-    from seqrec.train.loop import Trainer
+    from seqrec.trainer.loop import Trainer
 
     store, split = prepare(cfg.data)
     with tempfile.TemporaryDirectory() as tmp:

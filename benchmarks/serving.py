@@ -46,13 +46,14 @@ def add_package_args(parser) -> None:
 
 
 def _export(run: Path, out: Path) -> Path:
-    from seqrec.package import export_package, is_package
+    from seqrec.run import Run
+    from seqrec.run.package import is_package
 
     stamp = (run / "results.json").stat().st_mtime
     if is_package(out) and out.stat().st_mtime >= stamp:
         return out
     print(f"exporting {run} -> {out}", flush=True)
-    export_package(run, out, overwrite=True)
+    Run(run).export(out, overwrite=True)
     return out
 
 
@@ -60,9 +61,9 @@ def tiny_package(n_users: int = 400, n_items: int = 500, seed: int = 0) -> Path:
     """A small SASRec (width 16, 1 block) trained for 2 epochs on generated cycle data."""
     import numpy as np
 
-    from seqrec.package import is_package
     from seqrec.recipe import build_config
-    from seqrec.train.run import train_run
+    from seqrec.run.package import is_package
+    from seqrec.trainer.run import train_run
 
     root = ROOT / ".cache" / "tiny-serving"
     pkg = PACKAGES / "tiny"
@@ -101,7 +102,7 @@ def resolve_package(args) -> Path:
         return tiny_package()
     if args.package is not None:
         from seqrec.errors import SeqrecError
-        from seqrec.package import read_manifest
+        from seqrec.run.package import read_manifest
 
         if (args.package / "results.json").is_file():  # a finished run: export it first
             return _export(args.package, PACKAGES / args.package.resolve().name)

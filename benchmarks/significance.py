@@ -4,7 +4,7 @@
     python benchmarks/significance.py RUN_A RUN_B RUN_C --baseline --name zoo_beauty
     python benchmarks/significance.py A_s42,A_s1,A_s2 B_s42,B_s1,B_s2   # seed means, paired
 
-The statistics and the pairing checks are the package's (`seqrec.compare`, `seqrec compare`);
+The statistics and the pairing checks are the package's (`seqrec.comparison`, `seqrec compare`);
 this wrapper exists because the result files' recorded commands call it, and it adds what a
 benchmark needs on top: a result file benchmarks/results/NAME.json written through
 common.write_result, which make_results.py renders (the model zoo tables among them).
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from common import write_result
-from seqrec.compare import DEFAULT_METRICS, compare
+from seqrec.comparison import DEFAULT_METRICS, compare
 from seqrec.errors import SeqrecError
 
 
@@ -57,7 +57,7 @@ def main() -> None:
         protocol=res["test"]["protocol"],
         notes=f"{args.level * 100:g}% normal CIs over {users} test users; paired t-test and "
         f"Wilcoxon signed-rank (zeros dropped) on per-user values; Holm over all {tested} x "
-        "metric t-tests (seqrec.compare)",
+        "metric t-tests (seqrec.comparison)",
         extra={"runs": result.runs, "report": report},
     )
 

@@ -33,7 +33,7 @@ from seqrec.data import prepare
 from seqrec.eval.ranking import evaluate
 from seqrec.models import build_model
 from seqrec.recipe import load_config
-from seqrec.train.loop import Trainer
+from seqrec.trainer.loop import Trainer
 
 VENV = Path("/tmp/recbole-venv/bin/python")
 

@@ -72,7 +72,7 @@ def loss_alone() -> dict[str, float]:
 def hstu_step(steps: int) -> dict[str, float]:
     from seqrec.data import prepare
     from seqrec.recipe import load_config
-    from seqrec.train.loop import Trainer
+    from seqrec.trainer.loop import Trainer
 
     cfg = load_config("hstu-ml-1m", ["train.device=cpu"])
     store, split = prepare(cfg.data)

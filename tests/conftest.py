@@ -68,6 +68,20 @@ def write_csv_log(path: Path, seqs: dict[str, list[str]], seed: int = 0) -> Path
     return path
 
 
+def write_movies(path: Path, ids: list[int], seed: int) -> Path:
+    """A movies.csv for the generated items: one distinct title word per item (so items are
+    told apart by features alone), a genre and a year."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    genres = ["Comedy", "Drama", "Action"]
+    lines = ["movieId,title,genres"]
+    for i in ids:
+        year = 1980 + int(rng.integers(0, 20))
+        lines.append(f"{i},Film w{i % 37}x ({year}),{genres[i % 3]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def tiny_config(dataset: Path, **sections) -> dict:
     """A raw config dict for a model that learns the cycle in a handful of epochs."""
     raw = {
@@ -135,7 +149,7 @@ def config_for():
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """One finished run (trained once per session); tests that modify it must copy it first."""
-    from seqrec.train.run import train_run
+    from seqrec.trainer.run import train_run
 
     root = tmp_path_factory.mktemp("trained")
     data = write_csv_log(root / "log.csv", cycle_sequences())

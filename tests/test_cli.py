@@ -21,8 +21,6 @@ from conftest import (
 )
 from seqrec import cli
 from seqrec.cli import app
-from seqrec.errors import SeqrecError
-from seqrec.train.evaluate_run import evaluate_run
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("in_tmp_dir")
@@ -169,8 +167,8 @@ def test_evaluate_full_sampled_and_keep_seen(trained_run, tmp_path):
     assert "seen items in the model's window masked" in out
     assert window["protocol"]["mask_seen"] == "window"
     assert kept["metrics"]["MRR"] <= window["metrics"]["MRR"] <= full["metrics"]["MRR"]
-    with pytest.raises(SeqrecError, match="contradict each other"):
-        evaluate_run(trained_run, keep_seen=True, mask_window=True)
+    res = CliRunner().invoke(app, ["evaluate", str(trained_run), "--keep-seen", "--mask-window"])
+    assert res.exit_code != 0 and "contradict each other" in str(res.exception or res.output)
 
 
 def check_recs(df: pl.DataFrame, histories: dict[str, list[str]], k: int) -> float:

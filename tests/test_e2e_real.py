@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seqrec.recipe import load_config
-from seqrec.train.run import train_run
+from seqrec.trainer.run import train_run
 
 pytestmark = pytest.mark.realdata
 DATA = Path(

@@ -14,8 +14,8 @@ from conftest import N_ITEMS, USER_OFFSET, cycle_sequences, tiny_config, write_c
 from seqrec import cli
 from seqrec.errors import SeqrecError
 from seqrec.recipe import load_config
-from seqrec.train.checkpoint import load_checkpoint
-from seqrec.train.run import train_run
+from seqrec.trainer.checkpoint import load_checkpoint
+from seqrec.trainer.run import train_run
 
 pytestmark = pytest.mark.usefixtures("in_tmp_dir")
 

@@ -2,7 +2,7 @@
 
 The jobs files are how the GPU-trained numbers in RESULTS.md are reproduced; presets keep
 changing, so a job that silently picked up a new preset default would no longer rerun what it
-measured. Fields added to seqrec after a run are not differences (seqrec.compare).
+measured. Fields added to seqrec after a run are not differences (seqrec.comparison).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seqrec.compare import config_differences
+from seqrec.comparison import config_differences
 from seqrec.recipe import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,8 +26,8 @@ from seqrec.models import build_model
 from seqrec.models.inputs import attach_for_catalogue
 from seqrec.recipe import build_config
 from seqrec.run import Run, train
-from seqrec.train.checkpoint import load_weights
-from seqrec.train.run import load_run_config, train_run
+from seqrec.trainer.checkpoint import load_weights
+from seqrec.trainer.run import load_run_config, train_run
 
 HISTS = [np.array([3, 4, 5]), np.array([10]), np.arange(1, 20)]
 
@@ -77,7 +77,7 @@ def test_the_manifest_is_written_first_and_a_failed_start_blocks_nothing(
 ):
     """The manifest is in place before training writes anything; a start that failed then
     (only the manifest there) is no "unfinished run" the corrected command must --overwrite."""
-    from seqrec.train import run as train_run_module
+    from seqrec.trainer import run as train_run_module
 
     class Boom(Exception):
         pass
@@ -156,8 +156,8 @@ def legacy_run(run_copy) -> Path:
 def test_a_folder_written_before_manifests_still_loads(legacy_run, trained_run):
     run = Run(legacy_run)
     assert run.kind == "run" and run.manifest is None and run.is_finished
-    a = run.recommender().recommend(HISTS, 10)
-    b = Run(trained_run).recommender().recommend(HISTS, 10)
+    a = run.recommender().top_k(HISTS, 10)
+    b = Run(trained_run).recommender().top_k(HISTS, 10)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
 
@@ -208,10 +208,8 @@ def test_load_model_scores_as_the_loader_it_replaced(trained_run):
 
 
 def test_every_loader_path_goes_through_run(trained_run, tmp_path, monkeypatch):
-    from seqrec import package
-    from seqrec.run import Recommender
+    from seqrec.run import load_package
     from seqrec.serve.batch import open_recommender, recommend_to_file
-    from seqrec.train.evaluate_run import evaluate_run
 
     calls: list[str] = []
     real = Run.load_model
@@ -221,15 +219,14 @@ def test_every_loader_path_goes_through_run(trained_run, tmp_path, monkeypatch):
         return real(self, device)
 
     monkeypatch.setattr(Run, "load_model", counted)
-    manifest = package.export_package(trained_run, tmp_path / "pkg")
+    manifest = Run(trained_run).export(tmp_path / "pkg").manifest
     assert manifest["n_items"] == N_ITEMS and calls == ["run"]
     paths = {
         "seqrec.load(run)": lambda: seqrec.load(trained_run),
         "seqrec.load(package)": lambda: seqrec.load(tmp_path / "pkg"),
-        "package.load": lambda: package.load(tmp_path / "pkg"),
-        "Recommender.from_run": lambda: Recommender.from_run(trained_run),
+        "load_package": lambda: load_package(tmp_path / "pkg"),
         "open_recommender": lambda: open_recommender(tmp_path / "pkg"),
-        "evaluate_run": lambda: evaluate_run(trained_run),
+        "Run.evaluate": lambda: Run(trained_run).evaluate(),
         "recommend_to_file": lambda: recommend_to_file(
             trained_run, tmp_path / "r.csv", None, None, 3, False, True, all_users=True
         ),
@@ -244,10 +241,8 @@ def test_no_other_module_builds_a_model_from_saved_weights():
     """Serving and packaging hold no loader of their own (a static guard for the above)."""
     src = Path(seqrec.__file__).parent
     for rel in (
-        "package.py",
         "run/package.py",
         "run/recommender.py",
-        "serve/recommender.py",
         "serve/batch.py",
         "serve/app.py",
     ):
@@ -259,15 +254,13 @@ def test_no_other_module_builds_a_model_from_saved_weights():
 # --------------------------------------------------------------------------- the API
 
 
-def test_run_reads_its_parts_and_evaluates_like_the_cli(trained_run):
-    from seqrec.train.evaluate_run import evaluate_run
-
+def test_run_reads_its_parts_and_evaluates_like_training(trained_run):
     run = Run.open(trained_run)
     assert run.config == load_run_config(trained_run)
     assert run.n_items == N_ITEMS and run.item_ids[0] != run.item_ids[1]
     assert run.results == json.loads((trained_run / "results.json").read_text())
     res = run.evaluate()
-    np.testing.assert_array_equal(res.ranks, evaluate_run(trained_run).ranks)
+    np.testing.assert_array_equal(res.ranks, np.load(trained_run / "test_ranks.npy"))
     assert res.metrics == pytest.approx(run.results["test"]["metrics"])
     kept = run.evaluate("valid", mask_seen=False)
     assert kept.protocol["evaluated"] == "valid" and kept.protocol["mask_seen"] is False

@@ -40,9 +40,8 @@ TRAIN_MACHINE = {
 def write_run(run_dir: Path, cfg, weights: Path, extra: dict) -> dict:
     from seqrec.data import prepare
     from seqrec.models.common import count_parameters
-    from seqrec.serve.recommender import Recommender
-    from seqrec.train.checkpoint import atomic_write_json
-    from seqrec.train.evaluate_run import evaluate_run
+    from seqrec.run import Run
+    from seqrec.trainer.checkpoint import atomic_write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(weights, run_dir / "best.safetensors")
@@ -51,9 +50,9 @@ def write_run(run_dir: Path, cfg, weights: Path, extra: dict) -> dict:
     )
     store, _ = prepare(cfg.data)
     np.save(run_dir / "item_ids.npy", np.asarray(store.item_ids).astype(str))
-    valid = evaluate_run(run_dir, "valid")
-    test = evaluate_run(run_dir, "test")
-    model = Recommender.from_run(run_dir).model
+    valid = Run(run_dir).evaluate("valid")
+    test = Run(run_dir).evaluate("test")
+    model = Run(run_dir).load_model()
     res = {
         **extra,
         "valid": valid.to_json(),

@@ -31,7 +31,7 @@ import polars as pl
 from seqrec.data import prepare
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.options import DataConfig
-from seqrec.train.run import load_run_config
+from seqrec.trainer.run import load_run_config
 
 # benchmarks/common.py writes the result file, as every benchmark's does
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

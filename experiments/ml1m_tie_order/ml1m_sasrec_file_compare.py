@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from seqrec.data import prepare
-from seqrec.train.run import load_run_config
+from seqrec.trainer.run import load_run_config
 
 # benchmarks/ holds common.py and the rebuild tool whose user and item maps pair the copies
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

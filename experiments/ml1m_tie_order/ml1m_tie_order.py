@@ -33,8 +33,8 @@ from seqrec.data.batches import flat_slices
 from seqrec.data.ingest import read_interactions
 from seqrec.eval.metrics import confidence_interval, per_user_metrics
 from seqrec.eval.ranking import evaluate
-from seqrec.serve.recommender import Recommender
-from seqrec.train.run import load_run_config
+from seqrec.run import Run
+from seqrec.trainer.run import load_run_config
 
 # benchmarks/common.py writes the result file, as every benchmark's does
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="a finished ML-1M run folder")
     args = ap.parse_args()
     cfg = load_run_config(args.run)
-    rec = Recommender.from_run(args.run)
+    rec = Run(args.run).recommender()
     store, split = prepare(cfg.data)
     items, users, df = file_order_items(store)
     seg, span = flat_slices(store.offsets[users], store.offsets[users + 1])

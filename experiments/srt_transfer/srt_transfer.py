@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.compare import compare
+from seqrec.comparison import compare
 from seqrec.data import prepare
 from seqrec.eval.ranking import evaluate
 from seqrec.eval.stats import holm, metric_ks, paired_test, per_user_metrics, summarise
@@ -42,8 +42,8 @@ from seqrec.models import build_model
 from seqrec.models.common import count_parameters
 from seqrec.models.inputs import prepare_inputs
 from seqrec.recipe import load_config
-from seqrec.train.init_from import load_initial_weights
-from seqrec.train.run import train_run
+from seqrec.trainer.init_from import load_initial_weights
+from seqrec.trainer.run import train_run
 
 # benchmarks/common.py writes the result file, as every benchmark's does
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

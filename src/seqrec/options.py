@@ -1,7 +1,7 @@
 """Typed options of a run's sections (data, objective, train, eval, task), YAML presets and the
 helpers that parse dotted overrides.
 
-The bottom layer: it imports nothing from seqrec but `errors`, so every other module may import
+Near the bottom of the layers: it imports nothing from seqrec but `errors`, so every other module may import
 it. Each model's own options live beside the model (models/<name>.py); `seqrec.recipe` puts the
 sections and the model together into the `RunConfig` of a run.
 """
@@ -63,7 +63,7 @@ class DataConfig(Strict):
     the rating field on. Integer values are kept (ratings 1-5); other values are coded 1..K in
     sorted order (``store.meta["behavior_values"]``)."""
     item_features: str | None = None
-    """Item side information (data/features.py): a metadata file (movies.dat, u.item,
+    """Item side information (data/features/): a metadata file (movies.dat, u.item,
     movies.csv, *item2attributes.json, an .npz of text vectors; several comma-separated), or
     ``auto`` = the dataset's own metadata file found next to its interactions."""
     item_feature_fields: list[str] | None = None
@@ -163,7 +163,7 @@ class EvalConfig(Strict):
 
 class TaskConfig(Strict):
     """What is learned: next-item retrieval (default) or ranking (CTR: history + candidate ->
-    probability of a positive action; ``seqrec.task.ranking``)."""
+    probability of a positive action; ``seqrec.tasks.ranking``)."""
 
     name: Literal["retrieval", "ranking"] = "retrieval"
     positive_threshold: float = 4.0
@@ -176,7 +176,7 @@ class TaskConfig(Strict):
     """ranking: train a baseline instead of the model.name encoder + ranking head: smoothed item
     positive rate (popularity), logistic regression on one-hot user/item ids + features, or
     item-based collaborative filtering on the history's centred ratings stacked on popularity
-    (itemknn, seqrec/task/itemknn.py)."""
+    (itemknn, seqrec/tasks/ranking/itemknn.py)."""
     knn_history: int = Field(200, ge=1)
     """ranking itemknn baseline and task.knn_feature: how many of the history's most recent
     events the item-kNN score reads (independent of data.max_len, the encoder's window)."""
@@ -186,7 +186,7 @@ class TaskConfig(Strict):
     logit, both go to the head's MLP. Co-rating statistics over the whole training period
     are what orders a user's items best here; a transformer trained on those same events
     overfits their within-user order. A training example's similarities leave out its own
-    rating (seqrec/task/itemknn.py), so the feature never carries the label."""
+    rating (seqrec/tasks/ranking/itemknn.py), so the feature never carries the label."""
     attention: Literal["din", "dot"] = "din"
     """ranking head's target attention over the history states: DIN's MLP on
     [h, e, h*e, h-e] (Zhou et al. 2018) or a scaled dot product with the candidate as query."""
@@ -199,7 +199,7 @@ class TaskConfig(Strict):
     to the history states the target attention reads; the candidate's own value is never in
     its history (histories end strictly before the candidate's timestamp)."""
     features: bool = False
-    """ranking: feed the item/user features of data/features.py (genres, year; gender, age,
+    """ranking: feed the item/user features of data/features/ (genres, year; gender, age,
     occupation) to the ranking head and the logistic baseline."""
     popularity_prior: float = Field(20.0, ge=0)
     """ranking popularity baseline: the item's positive rate is shrunk toward the global rate

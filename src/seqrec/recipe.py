@@ -16,7 +16,6 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from seqrec.errors import SeqrecError
-from seqrec.models.base import CosineOutputOption
 from seqrec.models.registry import (
     DEFAULT_MODEL,
     MODELS,
@@ -73,9 +72,9 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _normalisation_agrees(self) -> RunConfig:
         """The sampled softmax's cosine must be what evaluation scores, so the model owns it."""
-        cosine = isinstance(self.model, CosineOutputOption) and self.model.l2_norm_output
+        cosine = self.model.cosine_output and self.model.l2_norm_output
         if self.objective.name == "ssm" and self.objective.normalize != cosine:
-            if not isinstance(self.model, CosineOutputOption):
+            if not self.model.cosine_output:
                 raise ValueError(
                     f"objective.normalize=true needs cosine outputs, which model.name="
                     f"{self.model.name} does not implement; use one of "
@@ -176,18 +175,24 @@ def _family(raw: dict[str, Any]) -> str:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Dotted ``section.key=value`` overrides into the raw config.
-
-    Model keys are checked against the family the config ends up with. Switching family by
-    an override (``model.name=hstu`` on a SASRec preset) keeps the preset's options the new
-    family also has and drops the others, which belonged to the preset's family.
-    """
+    """Dotted ``section.key=value`` overrides (values parsed as YAML scalars or lists) into
+    the raw config; see `apply_values`."""
     pairs = []
     for item in overrides:
         if "=" not in item:
             raise SeqrecError(f"override '{item}' has no '='; write it as section.key=value")
         key, value = item.split("=", 1)
         pairs.append((key.strip(), parse_value(value)))
+    return apply_values(raw, pairs)
+
+
+def apply_values(raw: dict[str, Any], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Set ``(dotted key, value)`` pairs in the raw config, checking every key.
+
+    Model keys are checked against the family the config ends up with. Switching family
+    (``model.name=hstu`` on a SASRec preset) keeps the preset's options the new family also
+    has and drops the others, which belonged to the preset's family.
+    """
     before = _family(raw)
     after = next((v for k, v in reversed(pairs) if k == "model.name"), before)
     if not isinstance(after, str) or after not in MODELS:
@@ -206,6 +211,24 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 f"unknown config key '{key}'.{suggest(key, sections + _model_keys(after))}"
             )
         _set(raw, key, value)
+    return raw
+
+
+def read_preset(preset: str) -> dict[str, Any]:
+    """A preset (name in configs/ or a YAML path) as a raw config dict."""
+    path = preset_path(preset)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        # PyYAML's message spans several lines (with a source excerpt): keep it to one
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or type(err).__name__
+        raise SeqrecError(
+            f"config file {path} is not valid YAML ({what}{at}); fix the syntax"
+        ) from None
+    if not isinstance(raw, dict):
+        raise SeqrecError(f"config file {path} must hold a mapping of sections")
     return raw
 
 
@@ -259,20 +282,23 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
 
 def load_config(preset: str | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Preset (name in configs/ or a YAML path) + dotted overrides -> validated RunConfig."""
-    raw: dict[str, Any] = {}
-    if preset:
-        path = preset_path(preset)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            # PyYAML's message spans several lines (with a source excerpt): keep it to one
-            mark = getattr(err, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            what = getattr(err, "problem", None) or type(err).__name__
+    raw = read_preset(preset) if preset else {}
+    return build_config(apply_overrides(raw, overrides or []))
+
+
+def make_config(
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    sections: dict[str, dict[str, Any]] | None = None,
+) -> RunConfig:
+    """The Python API's config: a preset, dotted overrides, then section dicts with Python
+    values (``model={"hidden": 32}``), every key checked as the command line checks it."""
+    raw = apply_overrides(read_preset(preset) if preset else {}, list(overrides))
+    pairs = []
+    for section, values in (sections or {}).items():
+        if not isinstance(values, dict):
             raise SeqrecError(
-                f"config file {path} is not valid YAML ({what}{at}); fix the syntax"
-            ) from None
-        if not isinstance(raw, dict):
-            raise SeqrecError(f"config file {path} must hold a mapping of sections")
-    raw = apply_overrides(raw, overrides or [])
-    return build_config(raw)
+                f"config section {section}= must be a dict of options, got {values!r}"
+            )
+        pairs.extend((f"{section}.{key}", value) for key, value in values.items())
+    return build_config(apply_values(raw, pairs))

@@ -1,4 +1,4 @@
-"""Item / user feature readers (data/features.py): formats, alignment, unknowns, errors."""
+"""Item / user feature readers (data/features/): formats, alignment, unknowns, errors."""
 
 from __future__ import annotations
 

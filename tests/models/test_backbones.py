@@ -23,7 +23,7 @@ from seqrec.models.llama import flops_per_interaction as llama_flops
 from seqrec.objectives import build_objective
 from seqrec.options import ObjectiveConfig
 from seqrec.recipe import build_config
-from seqrec.train.checkpoint import load_weights, save_weights
+from seqrec.trainer.checkpoint import load_weights, save_weights
 
 BACKBONES = ["gru4rec", "llama", "gpt"]
 
@@ -139,7 +139,7 @@ def test_save_then_load_gives_identical_outputs(name, tmp_path):
 
 @pytest.mark.parametrize("name", BACKBONES)
 def test_trainer_end_to_end(name, cycle_log, tmp_path):
-    from seqrec.train.run import train_run
+    from seqrec.trainer.run import train_run
 
     cfg = build_config(tiny_config(cycle_log, model={"name": name}))
     res = train_run(cfg, tmp_path / "run", progress=False)

@@ -18,7 +18,7 @@ from seqrec.models.registry import flops_per_interaction
 from seqrec.objectives.base import build_objective
 from seqrec.objectives.cloze import cloze_mask, cloze_sequences
 from seqrec.recipe import build_config
-from seqrec.train.checkpoint import load_weights, save_weights
+from seqrec.trainer.checkpoint import load_weights, save_weights
 
 
 def _model(n_items=30, max_len=8, seed=0, **kw) -> BERT4Rec:
@@ -189,9 +189,8 @@ def test_config_pairs_bert4rec_with_cloze_only():
 
 
 def test_trainer_end_to_end(cycle_log, tmp_path, monkeypatch):
-    from seqrec.serve.recommender import Recommender
-    from seqrec.train.evaluate_run import evaluate_run
-    from seqrec.train.run import train_run
+    from seqrec.run import Run
+    from seqrec.trainer.run import train_run
 
     monkeypatch.chdir(tmp_path)
     cfg = build_config(
@@ -209,18 +208,18 @@ def test_trainer_end_to_end(cycle_log, tmp_path, monkeypatch):
     assert res["test"]["metrics"]["HR@10"] > 10 / 30  # beats random ranking on the cycle
     saved = json.loads((tmp_path / "run/results.json").read_text())
     assert saved["config"]["model"]["name"] == "bert4rec"
-    again = evaluate_run(tmp_path / "run")  # weights reloaded from best.safetensors
+    again = Run(tmp_path / "run").evaluate()  # weights reloaded from best.safetensors
     assert np.array_equal(again.ranks, np.load(tmp_path / "run/test_ranks.npy"))
-    rec = Recommender.from_run(tmp_path / "run")
-    top, _ = rec.recommend([np.array([1, 2, 3])], k=5)
+    rec = Run(tmp_path / "run").recommender()
+    top, _ = rec.top_k([np.array([1, 2, 3])], k=5)
     assert top.shape == (1, 5) and (top > 0).all() and (top <= 30).all()
 
 
 def test_interrupted_cloze_run_resumes_exactly(cycle_log, tmp_path, monkeypatch):
     """Masks come from torch's global CPU generator, which the checkpoint holds."""
     from conftest import interrupt_after
-    from seqrec.train.loop import TrainingInterrupted
-    from seqrec.train.run import train_run
+    from seqrec.trainer.loop import TrainingInterrupted
+    from seqrec.trainer.run import train_run
 
     monkeypatch.chdir(tmp_path)
     cfg = build_config(

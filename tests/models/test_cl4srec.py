@@ -18,7 +18,7 @@ from seqrec.models.registry import build_model
 from seqrec.objectives.base import build_objective
 from seqrec.options import ObjectiveConfig
 from seqrec.recipe import build_config
-from seqrec.train.run import train_run
+from seqrec.trainer.run import train_run
 
 
 def cfg(**kw) -> ModelConfig:

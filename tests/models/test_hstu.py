@@ -19,11 +19,11 @@ from seqrec.models.hstu import HSTU, flops_per_interaction
 from seqrec.models.hstu_layer import bucket_lookup, time_buckets
 from seqrec.objectives import build_objective
 from seqrec.options import EvalConfig, ObjectiveConfig
+from seqrec.run import Run
 from seqrec.serve.batch import open_recommender
-from seqrec.train.checkpoint import load_weights, save_weights
-from seqrec.train.evaluate_run import evaluate_run
-from seqrec.train.loop import Trainer
-from seqrec.train.run import train_run
+from seqrec.trainer.checkpoint import load_weights, save_weights
+from seqrec.trainer.loop import Trainer
+from seqrec.trainer.run import train_run
 
 ITEMS = torch.tensor([[3, 4, 5, 6, 7, 8, 9, 1], [2, 9, 4, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0, 0]])
 LAST = torch.tensor([7, 2, 0])
@@ -281,7 +281,7 @@ def test_trainer_end_to_end_with_time_bias(cycle_log, config_for, tmp_path, quer
     assert res["test"]["metrics"]["NDCG@10"] > 0.5
     assert res["params"]["total"] > 0 and res["flops_per_interaction"]["forward"] > 0
     # re-evaluating the saved run (best weights, timestamps from the store) gives the same ranks
-    again = evaluate_run(tmp_path / "run")
+    again = Run(tmp_path / "run").evaluate()
     assert again.metrics["NDCG@10"] == pytest.approx(res["test"]["metrics"]["NDCG@10"])
     # serving takes no timestamps: refused when the run is loaded, not at the first request
     with pytest.raises(SeqrecError, match=r"time_bias=true.*time_bias=false to serve"):

@@ -23,8 +23,8 @@ from seqrec.models.lacl_augmenter import (
 )
 from seqrec.models.laclrec import LACLRec, triplet_loss
 from seqrec.recipe import build_config
-from seqrec.train.checkpoint import load_weights, save_weights
-from seqrec.train.run import train_run
+from seqrec.trainer.checkpoint import load_weights, save_weights
+from seqrec.trainer.run import train_run
 
 V = 20  # catalogue size of the unit tests; EOS = 21, mask token = 21 for the random view
 EOS = V + 1
@@ -290,7 +290,7 @@ def test_trainer_end_to_end_and_resume_across_the_phase_switch(
     cycle_log, tmp_path, monkeypatch, in_tmp_dir
 ):
     from conftest import interrupt_after, tiny_config
-    from seqrec.train.loop import TrainingInterrupted
+    from seqrec.trainer.loop import TrainingInterrupted
 
     raw = tiny_config(
         cycle_log,

@@ -184,7 +184,7 @@ def test_configs_that_do_not_fit_are_refused():
 
 def test_trainer_end_to_end_with_all_switches(cycle_log, tmp_path):
     from conftest import tiny_config
-    from seqrec.train.run import train_run
+    from seqrec.trainer.run import train_run
 
     raw = tiny_config(cycle_log, model={"rab": True, "residual": "hstu", "norm_type": "rmsnorm"})
     raw["train"]["epochs"] = 3

@@ -18,7 +18,7 @@ from seqrec.models.hstu import HSTU
 from seqrec.models.sasrec import SASRec
 from seqrec.objectives import build_objective
 from seqrec.recipe import build_config
-from seqrec.serve.recommender import Recommender
+from seqrec.run import Run
 
 
 def _movies(path: Path) -> Path:
@@ -83,24 +83,24 @@ def test_side_output_and_buffers_not_in_state_dict(tmp_path):
 
 
 def test_trainer_run_reloads_with_identical_scores(tmp_path, monkeypatch):
-    from seqrec.train.run import train_run
+    from seqrec.trainer.run import train_run
 
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     data = write_csv_log(tmp_path / "log.csv", cycle_sequences())
     raw = tiny_config(data, model={"side_fusion": "gated"}, train={"epochs": 3})
     raw["data"]["item_features"] = str(_movies(tmp_path / "movies.dat"))
     res = train_run(build_config(raw), tmp_path / "run", progress=False)
-    rec = Recommender.from_run(tmp_path / "run")
+    rec = Run(tmp_path / "run").recommender()
     hist = [[str(ITEM_OFFSET + j) for j in range(3, 9)]]
     first = rec.recommend_ids(hist[0], k=5)
-    again = Recommender.from_run(tmp_path / "run").recommend_ids(hist[0], k=5)
+    again = Run(tmp_path / "run").recommender().recommend_ids(hist[0], k=5)
     assert first == again
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["test"]["metrics"] == res["test"]["metrics"]
 
 
 def test_missing_features_refused_before_training(tmp_path, monkeypatch):
-    from seqrec.train.run import train_run
+    from seqrec.trainer.run import train_run
 
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     data = write_csv_log(tmp_path / "log.csv", cycle_sequences())

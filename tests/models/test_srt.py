@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ITEM_OFFSET, cycle_sequences, tiny_config, write_csv_log
+from conftest import ITEM_OFFSET, cycle_sequences, tiny_config, write_csv_log, write_movies
 from seqrec.data.batches import SeqBatch
 from seqrec.data.item_tokens import hash_tokens, item_tokens
 from seqrec.errors import SeqrecError
@@ -22,8 +22,8 @@ from seqrec.models import ModelConfig, build_model, model_config
 from seqrec.models.common import count_parameters
 from seqrec.models.srt import SRT
 from seqrec.recipe import build_config
-from seqrec.train.checkpoint import load_weights, save_weights
-from seqrec.train.init_from import load_initial_weights
+from seqrec.trainer.checkpoint import load_weights, save_weights
+from seqrec.trainer.init_from import load_initial_weights
 
 FIELDS = {"genres": 2, "title_tokens": 3, "year": 2}
 
@@ -175,20 +175,6 @@ def test_numeric_tokens_value_and_decade_and_missing_field_error():
 
 
 # --------------------------------------------------------------------------- training
-def write_movies(path: Path, ids: list[int], seed: int) -> Path:
-    """A movies.csv for the generated items: one distinct title word per item (so items are
-    told apart by features alone), a genre and a year."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    genres = ["Comedy", "Drama", "Action"]
-    lines = ["movieId,title,genres"]
-    for i in ids:
-        year = 1980 + int(rng.integers(0, 20))
-        lines.append(f"{i},Film w{i % 37}x ({year}),{genres[i % 3]}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def srt_run_config(tmp_path: Path, log: Path, movies: Path, **train):
     raw = tiny_config(
         log,
@@ -209,8 +195,8 @@ def srt_run_config(tmp_path: Path, log: Path, movies: Path, **train):
 def test_srt_trains_and_fine_tunes_across_catalogues(tmp_path):
     """Pre-train on one generated catalogue, fine-tune on another with other ids and size:
     the loss falls, init_from loads the weights, and the run's weights serve again."""
-    from seqrec.serve.recommender import Recommender
-    from seqrec.train.run import train_run
+    from seqrec.run import Run
+    from seqrec.trainer.run import train_run
 
     seqs = cycle_sequences()
     log_a = write_csv_log(tmp_path / "a.csv", seqs)
@@ -236,7 +222,7 @@ def test_srt_trains_and_fine_tunes_across_catalogues(tmp_path):
     start = json.loads((tmp_path / "fine" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["init"]["kept_from_target"] == ["item_tokens"]
     assert start["params"]["total"] == res["params"]["total"]
-    rec = Recommender.from_run(tmp_path / "fine")
+    rec = Run(tmp_path / "fine").recommender()
     assert rec.model.n_items == 20 and int(rec.model.item_tokens.count_nonzero()) > 0
 
 

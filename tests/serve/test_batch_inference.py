@@ -91,14 +91,14 @@ def test_memory_is_bounded_by_the_chunk(package, histories, tmp_path, monkeypatc
             yield ids, hists, done
 
     rec = seqrec.load(package)
-    real_recommend = rec.recommend
+    real_recommend = rec.top_k
 
     def spy_recommend(hists, k, *a, **kw):
         sizes["scored"].append(len(hists))
         return real_recommend(hists, k, *a, **kw)
 
     monkeypatch.setattr(batch, "iter_history_file", spy_iter)
-    monkeypatch.setattr(rec, "recommend", spy_recommend)
+    monkeypatch.setattr(rec, "top_k", spy_recommend)
     n, writers = run_to(
         package, tmp_path / "r.parquet", histories=histories, chunk=chunk, recommender=rec
     )

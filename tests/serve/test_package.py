@@ -90,12 +90,12 @@ def test_load_gives_identical_scores_to_the_run(package, trained_run):
     ref = Run(trained_run).recommender()
     hists = [np.array([3, 4, 5]), np.array([10]), np.arange(1, 20)]
     for exclude in (True, False):
-        a_items, a_scores = rec.recommend(hists, N_ITEMS, exclude)
-        b_items, b_scores = ref.recommend(hists, N_ITEMS, exclude)
+        a_items, a_scores = rec.top_k(hists, N_ITEMS, exclude)
+        b_items, b_scores = ref.top_k(hists, N_ITEMS, exclude)
         np.testing.assert_array_equal(a_items, b_items)
         np.testing.assert_array_equal(a_scores, b_scores)
     ans = rec.recommend_ids(["105", "106"], k=5)
-    items, scores = ref.recommend(ref.encode([["105", "106"]]), 5)
+    items, scores = ref.top_k(ref.encode([["105", "106"]]), 5)
     assert ans.items == ref.decode(items[0]).tolist()
     assert ans.scores == scores[0].tolist()
 
@@ -111,7 +111,7 @@ def test_package_rankings_equal_seqrec_evaluate(package, trained_run, monkeypatc
         for s, e in zip(view.starts, view.ends, strict=True)
     ]
     rec = seqrec.load(package)
-    items, scores = rec.recommend(hists, N_ITEMS, exclude_seen=True, chunk=7)
+    items, scores = rec.top_k(hists, N_ITEMS, exclude_seen=True, chunk=7)
     ranks = np.array(
         [int(np.flatnonzero(row == t)[0]) + 1 for row, t in zip(items, view.targets, strict=True)]
     )
@@ -236,7 +236,7 @@ def test_a_damaged_package_is_refused_with_one_line(pkg_copy, how):
 
 
 def test_load_takes_a_run_or_a_package_and_explains_other_folders(trained_run, tmp_path):
-    """`seqrec.load` reads both through `Run`; `package.load` (the server's) only packages."""
+    """`seqrec.load` reads both through `Run`; `seqrec.run.load_package` (the server's) only packages."""
     from seqrec.run import load_package
 
     assert seqrec.load(trained_run).n_items == N_ITEMS
@@ -304,7 +304,7 @@ def test_an_srt_run_exports_and_loads_with_identical_recommendations(tmp_path):
     rec, ref = seqrec.load(tmp_path / "pkg"), run.recommender()
     assert rec.popularity is not None and ref.popularity is None
     hists = [np.array([3, 4, 5]), np.array([10]), np.arange(1, 20)]
-    a_items, a_scores = rec.recommend(hists, 10)
-    b_items, b_scores = ref.recommend(hists, 10)
+    a_items, a_scores = rec.top_k(hists, 10)
+    b_items, b_scores = ref.top_k(hists, 10)
     np.testing.assert_array_equal(a_items, b_items)
     np.testing.assert_array_equal(a_scores, b_scores)

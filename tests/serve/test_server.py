@@ -75,7 +75,7 @@ def test_recommend_matches_the_library(rec):
     res = post(app, "/recommend", {"history": ["105", 106], "k": 4})
     assert res.status_code == 200
     body = res.json()
-    items, scores = rec.recommend(rec.encode([["105", "106"]]), 4)
+    items, scores = rec.top_k(rec.encode([["105", "106"]]), 4)
     assert [x["item_id"] for x in body["items"]] == rec.decode(items[0]).tolist()
     np.testing.assert_allclose([x["score"] for x in body["items"]], scores[0], rtol=1e-5)
     assert [x["rank"] for x in body["items"]] == [1, 2, 3, 4]
@@ -246,13 +246,13 @@ def test_faiss_index_gives_the_exact_top_k_on_a_small_catalogue(rec, monkeypatch
     hists = [np.array([5, 6, 7]), np.array([20]), np.arange(1, 28)]
     for exclude in (True, False):
         a_items, a_scores = index.search(rec, hists, 5, exclude, [None, None, None])
-        b_items, b_scores = rec.recommend(hists, 5, exclude)
+        b_items, b_scores = rec.top_k(hists, 5, exclude)
         np.testing.assert_array_equal(a_items, b_items)
         np.testing.assert_allclose(a_scores, b_scores, rtol=1e-4, atol=1e-5)
     # candidate filters are answered by the exact path
     cands = [np.array([1, 2, 3]), None, None]
     a_items, _ = index.search(rec, hists, 5, True, cands)
-    b_items, _ = rec.recommend(hists, 5, True, candidates=cands)
+    b_items, _ = rec.top_k(hists, 5, True, candidates=cands)
     np.testing.assert_array_equal(a_items, b_items)
     assert index.fallbacks >= 1
 

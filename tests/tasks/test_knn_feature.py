@@ -9,10 +9,11 @@ from test_ranking import ranking_raw, write_rating_log
 
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
-from seqrec.task.ranking import evaluate_ranking_run, train_ranking_run
+from seqrec.run import Run
 from seqrec.tasks.ranking.inputs import load_ranking_data
 from seqrec.tasks.ranking.itemknn import ItemKNN
-from seqrec.train.loop import Trainer
+from seqrec.trainer.loop import Trainer
+from seqrec.trainer.run import train_run
 
 
 @pytest.fixture
@@ -75,14 +76,14 @@ def test_untrained_ranker_adds_the_knn_score_to_the_prior_then_learns(rating_log
     np.testing.assert_allclose(
         task.predict(data.test), 1 / (1 + np.exp(-(prior + score))), rtol=1e-4, atol=1e-6
     )
-    res = train_ranking_run(cfg, tmp_path / "run", progress=False)
-    pop = train_ranking_run(
+    res = train_run(cfg, tmp_path / "run", progress=False)
+    pop = train_run(
         build_config(ranking_raw(rating_log, task={"baseline": "popularity"})),
         tmp_path / "pop",
         progress=False,
     )
     assert res["test"]["metrics"]["GAUC"] > pop["test"]["metrics"]["GAUC"] + 0.2
-    again = evaluate_ranking_run(tmp_path / "run", "test")  # rebuilds the kNN statistics
+    again = Run(tmp_path / "run").evaluate("test").metrics  # rebuilds the kNN statistics
     assert again["GAUC"] == pytest.approx(res["test"]["metrics"]["GAUC"], abs=1e-9)
 
 
@@ -110,7 +111,7 @@ def test_train_min_age_fits_only_returning_visits(rating_log, tmp_path):
     rate = popularity_scores(data, cfg.task.popularity_prior).clip(1e-4, 1 - 1e-4)
     np.testing.assert_allclose(np.asarray(task.model.prior_logit), np.log(rate / (1 - rate)),
                                rtol=1e-5)  # fmt: skip
-    res = train_ranking_run(cfg, tmp_path / "run", progress=False)
+    res = train_run(cfg, tmp_path / "run", progress=False)
     assert res["test"]["protocol"]["train_examples_fitted"] == len(fit)
     raw["task"]["train_min_age_s"] = 10**9
     with pytest.raises(SeqrecError, match="train_min_age_s"):

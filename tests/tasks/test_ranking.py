@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
-from seqrec.task.ranking import train_ranking_run
+from seqrec.run import Run
 from seqrec.tasks.ranking.examples import (
     epoch_examples,
     history_ends,
@@ -25,9 +25,9 @@ from seqrec.tasks.ranking.examples import (
     sample_negatives,
 )
 from seqrec.tasks.ranking.inputs import load_ranking_data
-from seqrec.train.checkpoint import load_weights
-from seqrec.train.loop import Trainer
-from seqrec.train.run import load_run_config
+from seqrec.trainer.checkpoint import load_weights
+from seqrec.trainer.loop import Trainer
+from seqrec.trainer.run import load_run_config, train_run
 
 N_USERS, N_ITEMS, PER_USER = 120, 40, 24
 
@@ -75,7 +75,7 @@ def ranking_run(tmp_path_factory) -> tuple[Path, dict]:
     data = write_rating_log(root / "ratings.csv")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
-        res = train_ranking_run(build_config(ranking_raw(data)), root / "run", progress=False)
+        res = train_run(build_config(ranking_raw(data)), root / "run", progress=False)
     return root / "run", res
 
 
@@ -137,7 +137,7 @@ def test_ranker_learns_signal_and_beats_popularity(ranking_run, tmp_path):
     assert aucs[-1] > aucs[0] + 0.1 or max(aucs) > 0.85
     assert res["test"]["metrics"]["AUC"] > 0.8
     cfg = build_config(ranking_raw(Path(res["config"]["data"]["dataset"])))
-    pop = train_ranking_run(
+    pop = train_run(
         cfg.model_copy(update={"task": cfg.task.model_copy(update={"baseline": "popularity"})}),
         tmp_path / "pop",
         progress=False,
@@ -158,7 +158,7 @@ def test_saved_weights_reload_to_identical_predictions(ranking_run):
 
 def test_interrupted_run_resumes_to_the_same_result(rating_log, tmp_path, monkeypatch):
     raw = ranking_raw(rating_log, train={"epochs": 2}, task={"sampled_negatives": 1})
-    whole = train_ranking_run(build_config(raw), tmp_path / "whole", progress=False)
+    whole = train_run(build_config(raw), tmp_path / "whole", progress=False)
     real_step = Trainer._step
     calls = {"n": 0}
 
@@ -170,9 +170,9 @@ def test_interrupted_run_resumes_to_the_same_result(rating_log, tmp_path, monkey
 
     monkeypatch.setattr(Trainer, "_step", flaky)
     with pytest.raises(SeqrecError, match="interrupted"):
-        train_ranking_run(build_config(raw), tmp_path / "cut", progress=False)
+        train_run(build_config(raw), tmp_path / "cut", progress=False)
     monkeypatch.setattr(Trainer, "_step", real_step)
-    resumed = train_ranking_run(None, tmp_path / "cut", resume=True, progress=False)
+    resumed = train_run(None, tmp_path / "cut", resume=True, progress=False)
     a = np.load(tmp_path / "whole" / "test_predictions.npz")["probs"]
     b = np.load(tmp_path / "cut" / "test_predictions.npz")["probs"]
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -203,7 +203,7 @@ def test_rankers_with_features(rating_log, tmp_path, baseline):
         task={"baseline": baseline, "features": True},
         train={"epochs": 2},
     )
-    res = train_ranking_run(build_config(raw), tmp_path / "run", progress=False)
+    res = train_run(build_config(raw), tmp_path / "run", progress=False)
     m = res["test"]["metrics"]
     assert 0 <= m["AUC"] <= 1 and np.isfinite(m["LogLoss"]) and res["params"]["total"] > 0
 
@@ -211,7 +211,7 @@ def test_rankers_with_features(rating_log, tmp_path, baseline):
 def test_features_requested_but_not_configured(rating_log, tmp_path):
     raw = ranking_raw(rating_log, task={"baseline": "logistic", "features": True})
     with pytest.raises(SeqrecError, match="no features are configured"):
-        train_ranking_run(build_config(raw), tmp_path / "run", progress=False)
+        train_run(build_config(raw), tmp_path / "run", progress=False)
 
 
 def test_cli_train_task_ranking_end_to_end(rating_log, in_tmp_dir):
@@ -246,7 +246,7 @@ def test_cli_train_task_ranking_end_to_end(rating_log, in_tmp_dir):
 def test_early_stopping_can_monitor_gauc(rating_log, tmp_path, monkeypatch):
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     raw = ranking_raw(rating_log, train={"epochs": 3}, task={"monitor": "GAUC"})
-    res = train_ranking_run(build_config(raw), tmp_path / "run", progress=False)
+    res = train_run(build_config(raw), tmp_path / "run", progress=False)
     log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     valid = [r for r in log if r.get("event") == "valid"]
     best = max(range(len(valid)), key=lambda i: (valid[i]["valid/GAUC"], -i))
@@ -282,7 +282,7 @@ def test_item_prior_offsets_by_the_popularity_logit_and_reloads(rating_log, tmp_
                                rtol=1e-5, atol=1e-5)  # fmt: skip
     # untrained, the ranker predicts exactly the popularity baseline
     np.testing.assert_allclose(task.predict(data.test), rate[data.test.items], atol=1e-5)
-    res = train_ranking_run(cfg, tmp_path / "run", progress=False)
+    res = train_run(cfg, tmp_path / "run", progress=False)
     again = Trainer(cfg, store, data, tmp_path / "reload", progress=False).task
     again.model.prior_logit.zero_()
     load_weights(tmp_path / "run" / "best.safetensors", again.model)
@@ -328,7 +328,7 @@ def test_pairwise_loss_by_hand_and_user_grouping():
 def test_pairwise_training_runs_end_to_end(rating_log, tmp_path, monkeypatch):
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     raw = ranking_raw(rating_log, train={"epochs": 3}, task={"pairwise_weight": 1.0})
-    res = train_ranking_run(build_config(raw), tmp_path / "run", progress=False)
+    res = train_run(build_config(raw), tmp_path / "run", progress=False)
     log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in log if r.get("event") == "valid"]
     assert losses[-1] < losses[0] and np.isfinite(res["test"]["metrics"]["GAUC"])
@@ -376,7 +376,7 @@ def test_behavior_pool_learns_within_user_preference(rating_log, tmp_path, monke
     rate = np.asarray(task.model.prior_logit)  # untrained: exactly the baseline
     np.testing.assert_allclose(task.predict(data.test), 1 / (1 + np.exp(-rate[data.test.items])),
                                atol=1e-5)  # fmt: skip
-    train_ranking_run(cfg, tmp_path / "run", progress=False)
+    train_run(cfg, tmp_path / "run", progress=False)
     load_weights(tmp_path / "run" / "best.safetensors", task.model)
     model, captured = task.model, {}  # the pool's q, read batch by batch
     model.pool.register_forward_hook(lambda m, i, o: captured.update(q=o))
@@ -433,16 +433,15 @@ def test_itemknn_baseline_end_to_end(rating_log, tmp_path, monkeypatch):
     res = {}
     for name in ("popularity", "itemknn"):
         raw = ranking_raw(rating_log, task={"baseline": name, "knn_history": 10})
-        res[name] = train_ranking_run(build_config(raw), tmp_path / name, progress=False)
+        res[name] = train_run(build_config(raw), tmp_path / name, progress=False)
     assert res["itemknn"]["test"]["metrics"]["GAUC"] > 0.9
     assert (
         res["itemknn"]["test"]["metrics"]["GAUC"]
         > res["popularity"]["test"]["metrics"]["GAUC"] + 0.2
     )
     assert res["itemknn"]["params"]["total"] == 0
-    from seqrec.task.ranking import evaluate_ranking_run
 
-    again = evaluate_ranking_run(tmp_path / "itemknn", "test")
+    again = Run(tmp_path / "itemknn").evaluate("test").metrics
     assert again["GAUC"] == pytest.approx(res["itemknn"]["test"]["metrics"]["GAUC"])
 
 
@@ -452,7 +451,7 @@ def test_ranker_starts_from_a_retrieval_run(rating_log, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file
 
-    from seqrec.train.run import train_run
+    from seqrec.trainer.run import train_run
 
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
     pre = ranking_raw(rating_log, task={"name": "retrieval"}, train={"epochs": 1})
@@ -473,7 +472,7 @@ def test_ranker_starts_from_a_retrieval_run(rating_log, tmp_path, monkeypatch):
     other.write_text("\n".join(lines[:1] + [x for x in lines[1:] if x.split(",")[1] != "3"]) + "\n")
     raw = ranking_raw(other, train={"epochs": 1, "init_from": str(tmp_path / "pre")})
     with pytest.raises(SeqrecError, match="another item catalogue"):
-        train_ranking_run(build_config(raw), tmp_path / "bad", progress=False)
+        train_run(build_config(raw), tmp_path / "bad", progress=False)
     # a retrieval run over a same-sized catalogue of other ids: the shapes match, the ids not
     shifted = tmp_path / "shifted.csv"
     rows = [r.split(",") for r in rating_log.read_text().splitlines()]

@@ -20,9 +20,17 @@ from conftest import tiny_config
 from seqrec.data.split import Split
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
-from seqrec.tasks import RankingTask, RetrievalTask, Task, load_task_data, output_files, trains
+from seqrec.tasks import (
+    RankingTask,
+    RetrievalTask,
+    Task,
+    load_task_data,
+    output_files,
+    trains,
+    untrained_results,
+)
 from seqrec.tasks.ranking.examples import RankingData
-from seqrec.train.loop import Trainer, run_task
+from seqrec.trainer.loop import Trainer
 
 
 @pytest.fixture
@@ -56,7 +64,7 @@ def test_a_baseline_takes_no_step_and_no_trainer(rating_log, tmp_path):
     cfg = build_config(ranking_raw(rating_log, task={"baseline": "popularity"}))
     assert not trains(cfg)
     store, data = load_task_data(cfg)
-    res = run_task(cfg, store, data, tmp_path / "run", progress=False)
+    res = untrained_results(cfg, store, data)
     assert res["steps"] == 0 and res["params"]["total"] == 0 and res["ranker"] == "popularity"
     assert res["test"]["protocol"]["evaluated"] == "test"
     assert not (tmp_path / "run").exists()  # nothing to log, checkpoint or save

@@ -70,19 +70,6 @@ def print_ctr_table(title: str, sections: dict[str, dict]) -> None:
     print_table(table)
 
 
-def is_ranking(cfg, run: Path | None, marker: str = "checkpoint.pt") -> bool:
-    """Whether ``cfg`` (or the run folder ``run``, read when it holds ``marker``) is a
-    ranking-task run. A baseline ranking run (popularity, item-kNN) has a config but no
-    checkpoint, so `evaluate` asks for config.yaml."""
-    if cfg is not None:
-        return cfg.task.name == "ranking"
-    if not (run / marker).is_file():
-        return False  # the retrieval path reports what is missing, with the fix
-    from seqrec.train.run import load_run_config
-
-    return load_run_config(run).task.name == "ranking"
-
-
 def write_json(path: Path, body: Any, what: str, **dumps: Any) -> None:
     """Write ``body`` as indented JSON and say so; an unwritable path is a one-line error, not
     a traceback after the work is done."""

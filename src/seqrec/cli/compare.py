@@ -28,9 +28,9 @@ def compare(
     """Per-user test metrics of finished runs: each run's mean with its CI, and for every pair
     (or each run against the first, --baseline) the paired difference, its CI, the t-test and
     Wilcoxon p-values and Holm's correction. Runs must share their data and test protocol."""
-    from seqrec.compare import compare as compare_runs
+    from seqrec.comparison import compare as compare_runs
     from seqrec.errors import SeqrecError
-    from seqrec.train.checkpoint import atomic_write_text
+    from seqrec.trainer.checkpoint import atomic_write_text
 
     result = compare_runs(runs, baseline=baseline, level=level)
     out.print(result.to_text(), highlight=False, soft_wrap=True)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from seqrec.cli.common import (
-    is_ranking,
     metrics_table,
     print_ctr_table,
     print_table,
@@ -38,16 +37,32 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run's best weights (full ranking unless --sampled; a ranking-task
     run reports AUC, GAUC, log loss and calibration)."""
-    from seqrec.train.evaluate_run import evaluate_run
+    from seqrec.errors import SeqrecError
+    from seqrec.fsutil import unwritable
+    from seqrec.run import Run
+    from seqrec.trainer.checkpoint import atomic_write_json
 
-    if is_ranking(None, run, marker="config.yaml"):
-        from seqrec.task.ranking import evaluate_ranking_run
-
-        metrics = evaluate_ranking_run(run, split, json_out, overwrite)
-        print_ctr_table(f"{run} — ranking task, real events", {split: metrics})
-        return
-    res = evaluate_run(
-        run, split, sampled, negatives, keep_seen, json_out, overwrite, mask_window=mask_window
-    )
-    label = res.protocol["ranking"] + ", " + seen_label(res.protocol["mask_seen"])
-    print_table(metrics_table(f"{run} — {label}", {split: res.metrics}))
+    if split not in {"valid", "test"}:
+        raise SeqrecError(f"--split must be 'valid' or 'test', not '{split}'")
+    if sampled not in {None, "uniform", "popularity"}:
+        raise SeqrecError(f"--sampled must be 'uniform' or 'popularity', not '{sampled}'")
+    if keep_seen and mask_window:
+        raise SeqrecError("--keep-seen and --mask-window contradict each other; pass one")
+    if json_out is not None:  # checked before any work
+        if json_out.is_dir():
+            raise SeqrecError(f"{json_out} is a folder; choose a file path for --json")
+        if json_out.exists() and not overwrite:
+            raise SeqrecError(f"{json_out} already exists; pass --overwrite or choose another path")
+        if (why := unwritable(json_out, "--json path")) is not None:
+            raise SeqrecError(why)
+    run_ = Run(run)
+    if run_.config.task.name == "ranking":
+        res = run_.evaluate(split)
+        print_ctr_table(f"{run} — ranking task, real events", {split: res.metrics})
+    else:
+        mask_seen: bool | str = "window" if mask_window else not keep_seen
+        res = run_.evaluate(split, sampled, negatives, mask_seen)
+        label = res.protocol["ranking"] + ", " + seen_label(res.protocol["mask_seen"])
+        print_table(metrics_table(f"{run} — {label}", {split: res.metrics}))
+    if json_out is not None:
+        atomic_write_json(json_out, res.to_json())

@@ -71,9 +71,10 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing package.")] = False,
 ) -> None:
     """Write a model package: safetensors weights, config, id maps, popularity, metadata."""
-    from seqrec.package import export_package
+    from seqrec.run import Run
 
-    manifest = export_package(run, out_dir, item_metadata, metadata_id_col, overwrite)
+    package = Run(run).export(out_dir, item_metadata, metadata_id_col, overwrite)
+    manifest = package.manifest
     out.print(
         f"exported {manifest['model']} ({manifest['n_items']} items, "
         f"{len(manifest['files'])} files + manifest) to {out_dir}"
@@ -104,13 +105,13 @@ def serve(
         ) from None
     import torch
 
-    from seqrec.package import load
+    from seqrec.run import load_package
     from seqrec.serve.batch import refuse_timestamp_models
     from seqrec.serve.index import build_index
 
     if threads:
         torch.set_num_threads(threads)
-    rec = refuse_timestamp_models(load(package), package)
+    rec = refuse_timestamp_models(load_package(package), package)
     rec.index = build_index(index, rec, threads)
     http = create_app(rec, max_batch=max_batch, max_wait_ms=max_wait_ms, index_name=index)
     out.print(f"serving {package} on http://{host}:{port} (docs: /docs)")

@@ -10,7 +10,6 @@ import typer
 from seqrec.cli.common import (
     Overrides,
     Preset,
-    is_ranking,
     metrics_table,
     out,
     print_ctr_table,
@@ -45,7 +44,7 @@ def train(
 
     Multi-process: `torchrun --nproc_per_node N -m seqrec train ...` (docs/DISTRIBUTED.md).
     """
-    from seqrec.train.run import train_run
+    from seqrec.trainer.run import train_run
 
     if resume is not None:
         if config or set_ or model or out_dir or overwrite or task:
@@ -57,10 +56,7 @@ def train(
         cfg = None
     else:
         cfg, run_dir = _new_run(config, set_, model, task, out_dir)
-    if is_ranking(cfg, resume):
-        _train_ranking(cfg, run_dir, resume is not None, overwrite, progress)
-        return
-    from seqrec.train.distributed import is_main_process
+    from seqrec.trainer.distributed import is_main_process
 
     try:
         results = train_run(
@@ -72,7 +68,10 @@ def train(
         raise
     if not is_main_process():
         return
-    _print_results(results)
+    if results.get("task") == "ranking":
+        _print_ranking_results(results)
+    else:
+        _print_results(results)
     out.print(f"run saved in {run_dir}")
 
 
@@ -118,14 +117,10 @@ def _print_results(results: dict) -> None:
     )
 
 
-def _train_ranking(cfg, run_dir: Path, resume: bool, overwrite: bool, progress: bool) -> None:
-    """`seqrec train` for task.name=ranking (task/ranking.py): AUC, GAUC, log loss, ECE."""
-    from seqrec.task.ranking import train_ranking_run
-
-    res = train_ranking_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
+def _print_ranking_results(res: dict) -> None:
+    """A ranking-task run's AUC, GAUC, log loss and calibration per split."""
     print_ctr_table(
         f"ranking {res['ranker']} on {res['dataset']['name']} — temporal split, real "
         f"events (best epoch {res['best_epoch']}, {res['params']['total']:,} parameters)",
         {part: res[part]["metrics"] for part in ("valid", "test")},
     )
-    out.print(f"run saved in {run_dir}")

@@ -3,9 +3,9 @@
 Sequences are right-padded (oldest item in slot 0, PAD = 0 after the most recent item) and each
 batch is only as wide as its longest row. Right padding means a causal model never needs a
 padding mask: a real position only looks at earlier slots, which are all real, so attention can
-use the plain causal kernel. Models count positions back from the most recent item, which is
-the official SASRec convention for a fixed left-padded window and keeps results identical
-whether or not a batch is trimmed. All gathers are vectorised: one fancy-index per batch.
+use the plain causal kernel. Positions count from each row's oldest item by default (a model's
+``positions`` option can count back from the most recent one, the official SASRec window), so
+results are identical whether or not a batch is trimmed. All gathers are vectorised: one fancy-index per batch.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ trained on one dataset read another: ML-1M and ML-100K number their movies diffe
 2 is Jumanji, ML-100K 2 is GoldenEye) and their metadata files may order vocabularies
 differently, but "Comedy", "1995" and a title word hash to the same row everywhere.
 
-Field kinds (``data/features.py``):
+Field kinds (``data/features/``):
 
 * categorical: one token per item;
 * multi-valued: up to ``slots`` tokens (genres, Amazon attributes, hashed title words);
@@ -87,7 +87,7 @@ def _numeric_tokens(name: str, field: Any, slots: int, buckets: int) -> tuple[np
 def item_tokens(
     features: Any, fields: dict[str, int], buckets: int
 ) -> tuple[np.ndarray, dict[str, str]]:
-    """``features`` (data/features.py ``Features``, rows aligned to internal item ids, row 0 =
+    """``features`` (data/features/ ``Features``, rows aligned to internal item ids, row 0 =
     PAD) -> (tokens [rows, sum(slots)] int64, 0 = empty slot; report field -> how it was read).
 
     Columns follow ``fields`` order, ``fields[f]`` slots per field; multi-valued fields keep

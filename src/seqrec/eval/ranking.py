@@ -12,7 +12,7 @@ Protocol (written into every result):
   the history, uniformly or by training popularity, and are labelled "sampled".
 
 Users are processed in order of history length so that each chunk is only as wide as its
-longest history (left padding makes this exact, see data.batches).
+longest history (right padding makes this exact, see data.batches).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A test split gives one rank per user, so every HR@K / NDCG@K is a mean of per-user values and
 two models scored on the same users can be compared user by user. That pairing removes the
 between-user variance both models share, which is why a paired difference is far tighter than
-the overlap of two separate CIs. Nothing here knows about run folders (``seqrec.compare`` does);
+the overlap of two separate CIs. Nothing here knows about run folders (``seqrec.comparison`` does);
 inputs are plain arrays.
 
 * ``per_user_metrics`` / ``normal_ci`` (from ``metrics``): the per-user values and the normal CI

@@ -51,6 +51,11 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
+def families() -> dict[str, type[ModelConfig]]:
+    """Every registered model family -> its config class (``seqrec.models()``)."""
+    return {name: MODELS[name].config_class for name in model_names()}
+
+
 def config_class(name: str) -> type[ModelConfig]:
     if name not in MODELS:
         raise SeqrecError(f"unknown model '{name}'; choose one of {', '.join(model_names())}")

@@ -51,7 +51,7 @@ class SRTConfig(SASRecBlockConfig):
     srt_fields: dict[str, int] = Field(
         default_factory=lambda: {"genres": 6, "title_tokens": 12, "year": 2}
     )
-    """SRT: item feature fields (names from data/features.py) -> token slots per item. Each
+    """SRT: item feature fields (names from data/features/) -> token slots per item. Each
     field is pooled separately, then the fields are concatenated ([SRT]: title and brand).
     Categorical = 1 token, multi-valued = up to ``slots`` values, numeric = the integer value
     and its decade (year 1995 -> year=1995, year~1990)."""

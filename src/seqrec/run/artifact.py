@@ -1,6 +1,6 @@
 """One run artifact: a trained model's folder, and the only code that loads its model.
 
-A `Run` opens either a run folder (what `seqrec train` writes, see `seqrec.train.run`) or a
+A `Run` opens either a run folder (what `seqrec train` writes, see `seqrec.trainer.run`) or a
 model package (what `Run.export` writes, see `seqrec.run.package`): a package is an exported run,
 read by the same loader. Evaluation, recommendation, serving and export all get their model
 from `Run.load_model`, so a model that loads for one loads for all, and no other module builds
@@ -54,9 +54,10 @@ from seqrec.run.package import (
     train_popularity,
     write_package,
 )
+from seqrec.run.ranking_eval import RankingEval, evaluate_ranking
 from seqrec.run.recommender import Recommender
-from seqrec.train.checkpoint import load_weights
-from seqrec.train.run import load_run_config, train_run
+from seqrec.trainer.checkpoint import load_weights
+from seqrec.trainer.run import load_run_config, train_run
 
 PathLike = str | os.PathLike
 
@@ -200,8 +201,9 @@ class Run:
         mask_seen: bool | str = True,
         seed: int = 0,
         device: str | torch.device = "cpu",
-    ) -> EvalResult:
-        """Rank ``split``'s held-out items with the run's best weights on the run's data.
+    ) -> EvalResult | RankingEval:
+        """Rank ``split``'s held-out items with the run's best weights on the run's data (a
+        ranking-task run: AUC, GAUC, log loss and calibration on the split's real events).
 
         ``sampled`` ('uniform' | 'popularity') ranks against ``negatives`` drawn negatives
         (``seed`` draws them, so several seeds show the protocol's own noise) instead of the
@@ -215,6 +217,13 @@ class Run:
         if mask_seen not in (True, False, "window"):
             raise SeqrecError(f"mask_seen must be True, False or 'window', not {mask_seen!r}")
         cfg = self.config
+        if cfg.task.name == "ranking":
+            if sampled is not None or mask_seen is not True:
+                raise SeqrecError(
+                    "sampled and mask_seen choose a next-item ranking protocol; a ranking-task "
+                    "run is scored on real (history, candidate) events: leave them unset"
+                )
+            return evaluate_ranking(cfg, self.weights_path, split)
         model = self.load_model(device)
         store, sp = prepare(cfg.data)
         # same count is not enough: other ids (or another order) would score the wrong items
@@ -308,20 +317,11 @@ def train(
     progress: bool = True,
 ) -> Run:
     """Train ``cfg`` into the run folder ``out`` (or, with ``resume``, continue the run there
-    with its saved config: pass ``cfg=None``) and return the finished `Run`.
+    with its saved config: pass ``cfg=None``) and return the finished `Run`. Any task, and
+    under torchrun every process calls it.
 
     ``overwrite`` replaces a previous seqrec run in ``out``; a folder holding anything else
     is refused whatever the flags.
     """
-    out = Path(out)
-    if cfg is None and resume and (out / CONFIG).is_file():
-        ranking = load_run_config(out).task.name == "ranking"
-    else:
-        ranking = cfg is not None and cfg.task.name == "ranking"
-    if ranking:  # until the ranking trainer merges into train_run
-        from seqrec.task.ranking import train_ranking_run
-
-        train_ranking_run(cfg, out, resume=resume, overwrite=overwrite, progress=progress)
-    else:
-        train_run(cfg, out, resume=resume, overwrite=overwrite, progress=progress)
+    train_run(cfg, Path(out), resume=resume, overwrite=overwrite, progress=progress)
     return Run(out)

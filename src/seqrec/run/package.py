@@ -34,7 +34,6 @@ import polars as pl
 import yaml
 from safetensors import SafetensorError, safe_open
 
-from seqrec import __version__
 from seqrec.data import prepare
 from seqrec.data.batches import flat_slices
 from seqrec.data.catalog import with_catalog_defaults
@@ -49,7 +48,8 @@ from seqrec.fsutil import (
     unwritable,
 )
 from seqrec.recipe import RunConfig, build_config
-from seqrec.train.checkpoint import save_weights
+from seqrec.trainer.checkpoint import save_weights
+from seqrec.version import __version__
 
 FORMAT = "seqrec-package"
 FORMAT_VERSION = 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,14 +57,6 @@ class Recommender:
     info: dict[str, Any] = field(default_factory=dict)  # package manifest / run summary
     index: Any = None  # optional approximate index (serve.index.FaissIndex)
     config: Any = None  # the run's RunConfig (what the model needs from the data)
-
-    @classmethod
-    def from_run(cls, run_dir: Path, device: str = "cpu") -> Recommender:
-        """``Run(run_dir).recommender(device)``, kept for callers not yet moved to
-        ``seqrec.load`` (a cycle inside the run layer: delete it once they have)."""
-        from seqrec.run.artifact import Run
-
-        return Run(run_dir).recommender(device)
 
     @property
     def n_items(self) -> int:
@@ -113,7 +104,7 @@ class Recommender:
             raise SeqrecError(f"k={k} must be between 1 and the catalogue size {self.n_items}")
 
     @torch.inference_mode()
-    def recommend(
+    def top_k(
         self,
         histories: list[np.ndarray],
         k: int = 10,
@@ -202,7 +193,7 @@ class Recommender:
                 items, scores = self.index.search(self, hists, kmax, exclude_seen, row_cands)
             else:
                 has_filter = any(c is not None for c in row_cands)
-                items, scores = self.recommend(
+                items, scores = self.top_k(
                     hists, kmax, exclude_seen, chunk, row_cands if has_filter else None
                 )
             for j, i in enumerate(rows):
@@ -217,6 +208,17 @@ class Recommender:
         ans.items = self.item_ids[items[keep]].astype(str).tolist()
         ans.scores = [float(s) for s in scores[keep]]
         ans.fallback = fallback
+
+    def recommend(
+        self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_seen: bool = True
+    ) -> list[Answer]:
+        """Top-k original item ids for each history of original item ids (the Python API's
+        entry point: ``seqrec.load(path).recommend([["50", "172"], ["1"]], k=10)``).
+
+        Unknown ids are reported in each `Answer` (``unknown_items``), not fatal; a history
+        with no known item is answered from training popularity where the model has it.
+        """
+        return self.answer([Query(list(h), k, exclude_seen) for h in histories])
 
     def recommend_ids(
         self,

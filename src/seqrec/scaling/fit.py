@@ -71,7 +71,7 @@ def _perf_law(
 
 
 def _perf_law_cv(rows: list[dict], metric: str, law: str, form: str, seed: int, restarts: int):
-    """Leave-one-out over every run (``perf_law.cross_validate``), keyed by config hash."""
+    """Leave-one-out over every run (``perf_law_table.cross_validate``), keyed by config hash."""
     try:
         cv = cross_validate(_law_rows(rows), metric, form, law=law, restarts=restarts, seed=seed)
     except SeqrecError as err:

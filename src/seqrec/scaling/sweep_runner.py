@@ -18,8 +18,8 @@ import yaml
 from seqrec.errors import SeqrecError
 from seqrec.scaling.sweep_spec import SweepRun
 from seqrec.scaling.sweep_table import atomic_text
-from seqrec.train.loop import TrainingInterrupted
-from seqrec.train.run import train_run
+from seqrec.trainer.loop import TrainingInterrupted
+from seqrec.trainer.run import train_run
 
 
 def _last_error(log: Path) -> str:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seqrec.eval.metrics import confidence_interval, per_user_metrics
+
 if TYPE_CHECKING:  # the spec module loads the config classes (pydantic); rows need only fields
     from seqrec.scaling.sweep_spec import SweepRun
 
@@ -60,9 +62,6 @@ COLUMNS: dict[str, str] = {
 
 def _ci(ranks: np.ndarray, name: str, k: int) -> tuple[float, float]:
     """95% interval of a metric's mean over the test users, from their ranks."""
-    # imported here: seqrec.eval's package loads torch (eval/ranking.py); the table does not
-    from seqrec.eval.metrics import confidence_interval, per_user_metrics
-
     return confidence_interval(per_user_metrics(ranks, [k])[f"{name}@{k}"])
 
 

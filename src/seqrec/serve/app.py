@@ -34,9 +34,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from seqrec import __version__
 from seqrec.errors import SeqrecError
 from seqrec.run.recommender import Answer, Query, Recommender
+from seqrec.version import __version__
 
 
 def _integral(value: Any) -> Any:

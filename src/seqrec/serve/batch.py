@@ -347,7 +347,7 @@ def recommend_to_file(
             for ids, hists, done in source:
                 if encode:
                     hists = rec.encode(hists, skip_unknown=skip_unknown)
-                items, scores = rec.recommend(hists, k, exclude_seen, chunk=chunk)
+                items, scores = rec.top_k(hists, k, exclude_seen, chunk=chunk)
                 writer.write(recommendation_frame(rec, ids, items, scores, k))
                 if bar is not None:
                     bar.advance(task, done)

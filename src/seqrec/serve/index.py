@@ -96,7 +96,7 @@ class FaissIndex:
         if exact_rows:
             self.fallbacks += len(exact_rows)
             sub = [candidates[i] for i in exact_rows]
-            ex_items, ex_scores = rec.recommend(
+            ex_items, ex_scores = rec.top_k(
                 [histories[i] for i in exact_rows],
                 k,
                 exclude_seen,

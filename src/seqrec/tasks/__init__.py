@@ -1,4 +1,4 @@
-"""Tasks: what the one trainer trains (``train/loop.py``), chosen by ``cfg.task.name``.
+"""Tasks: what the one trainer trains (``trainer/loop.py``), chosen by ``cfg.task.name``.
 
 ``retrieval`` ranks the whole catalogue for the next item; ``ranking`` scores (history,
 candidate) pairs. Each is a `Task` (``base.py``); this module is the one place that maps a

@@ -3,7 +3,7 @@
 Why a contract: next-item retrieval and CTR ranking share everything about *how* a model is
 trained (device, seeding, AdamW + schedule, gradient clipping, the step loop, logging,
 checkpoints and exact resume, early stopping, the time budget, DDP, testing once on the best
-weights: ``train/loop.py``) and differ only in *what* is trained: what a batch is, what its
+weights: ``trainer/loop.py``) and differ only in *what* is trained: what a batch is, what its
 loss is, what is monitored and how a split is scored. A `Task` holds exactly that difference,
 so the trainer has one step loop and never branches on the task's name.
 

@@ -88,7 +88,7 @@ class RankingTask(Task):
         if untrained(cfg):
             raise SeqrecError(
                 f"the {cfg.task.baseline} baseline trains nothing; score it with "
-                "seqrec.train.loop.run_task (or `seqrec train`)"
+                "seqrec.tasks.untrained_results (or `seqrec train`)"
             )
         self.cfg, self.store, self.data, self.device, self.dist = cfg, store, data, device, dist
         # what the weights are fitted on (task.train_min_age_s); statistics use all of data

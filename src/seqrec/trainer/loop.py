@@ -10,7 +10,7 @@ once, on the selected weights, at the very end.
 
 One epoch is the task's ``epoch_order(epoch)``, a function of (seed, epoch), cut into global
 batches of ``train.batch_size``, so a run resumed from a mid-epoch checkpoint replays exactly
-the same batches. Under torchrun the same loop runs on every rank (see train/distributed.py):
+the same batches. Under torchrun the same loop runs on every rank (see trainer/distributed.py):
 each rank trains its contiguous slice of the global batch, the loss is rescaled so the
 DDP-averaged gradient equals the single-process one, evaluation is sharded by the task, and
 only rank 0 writes files.
@@ -29,8 +29,8 @@ import torch
 from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
 from seqrec.recipe import RunConfig
-from seqrec.tasks import build_task, trains, untrained_results
-from seqrec.train.checkpoint import (
+from seqrec.tasks import build_task
+from seqrec.trainer.checkpoint import (
     load_checkpoint,
     load_weights,
     restore_training_state,
@@ -38,11 +38,11 @@ from seqrec.train.checkpoint import (
     save_weights,
     training_state,
 )
-from seqrec.train.distributed import DistContext, ObjectiveView, rank_seed
-from seqrec.train.init_from import load_initial_weights
-from seqrec.train.interrupt import TrainingInterrupted, sigterm_as_interrupt
-from seqrec.train.log import NoLog, RunLog, TrainProgress
-from seqrec.train.optim import build_optimizer, build_scheduler
+from seqrec.trainer.distributed import DistContext, ObjectiveView, rank_seed
+from seqrec.trainer.init_from import load_initial_weights
+from seqrec.trainer.interrupt import TrainingInterrupted, sigterm_as_interrupt
+from seqrec.trainer.log import NoLog, RunLog, TrainProgress
+from seqrec.trainer.optim import build_optimizer, build_scheduler
 
 
 def epochs_completed(state: dict, steps_per_epoch: int) -> int:
@@ -357,24 +357,3 @@ class Trainer:
 
         self.dist.on_main(load_best)  # rank 0 reads the file ...
         self.dist.broadcast_module(self.model)  # ... and hands the weights to the others
-
-
-def run_task(
-    cfg: RunConfig,
-    store: SequenceStore,
-    data: Any,
-    run_dir: Path,
-    resume: bool = False,
-    progress: bool = True,
-    dist: DistContext | None = None,
-) -> dict:
-    """Train ``cfg``'s task in ``run_dir`` (or resume it), or score a baseline that trains
-    nothing: the one entry point for every task. ``data`` comes from
-    ``seqrec.tasks.load_task_data(cfg)``; the results hold the per-unit test output under a
-    private key that ``seqrec.tasks.output_files`` turns into the run folder's file."""
-    if not trains(cfg):
-        return untrained_results(cfg, store, data)
-    trainer = Trainer(cfg, store, data, run_dir, progress=progress, dist=dist)
-    if resume:
-        trainer.resume()
-    return trainer.fit()

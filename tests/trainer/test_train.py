@@ -15,8 +15,8 @@ from seqrec.data import prepare
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
 from seqrec.tasks import retrieval
-from seqrec.train.loop import Trainer, TrainingInterrupted
-from seqrec.train.run import train_run
+from seqrec.trainer.loop import Trainer, TrainingInterrupted
+from seqrec.trainer.run import train_run
 
 pytestmark = pytest.mark.usefixtures("in_tmp_dir")
 
@@ -246,7 +246,7 @@ def test_random_windows_cover_long_histories_and_are_reproducible(tmp_path):
 
     from seqrec.data.split import leave_one_out
     from seqrec.data.store import SequenceStore
-    from seqrec.train.loop import Trainer
+    from seqrec.trainer.loop import Trainer
 
     lens = np.array([40, 5, 12])
     offsets = np.concatenate([[0], np.cumsum(lens)])

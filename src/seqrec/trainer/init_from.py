@@ -8,8 +8,9 @@ silently partial init. State a model declares as catalogue-bound (``model.catalo
 e.g. SRT's item tokens) is the target data's and is neither read nor required; an id-based item
 table (SASRec's ``item_emb``) is not declared so, hence transfer between catalogues of
 different sizes fails there, as it should: ids do not mean the same items in another dataset.
-A same-sized catalogue in another order would pass that shape check, so for a model without
-``catalogue_keys`` the source run's item_ids.npy is compared with the target data's too.
+A same-sized catalogue in another order would pass that shape check, so for a model whose items
+are ids (not ``transferable_items``) the source run's item_ids.npy is compared with the
+target data's too.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""seqrec.compare: reading run folders, pairing refusals, seed groups, the text and JSON forms."""
+"""seqrec.comparison: reading run folders, pairing refusals, seed groups, the text and JSON forms."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqrec.compare import compare, config_differences
+from seqrec.comparison import compare, config_differences
 from seqrec.errors import SeqrecError
 from seqrec.eval.stats import per_user_metrics
 

@@ -36,9 +36,9 @@ from conftest import N_USERS, tiny_config
 from seqrec.data import prepare
 from seqrec.recipe import build_config
 from seqrec.tasks import load_task_data, retrieval
-from seqrec.train.distributed import DistContext, rank_seed
-from seqrec.train.loop import Trainer, TrainingInterrupted
-from seqrec.train.run import train_run
+from seqrec.trainer.distributed import DistContext, rank_seed
+from seqrec.trainer.loop import Trainer, TrainingInterrupted
+from seqrec.trainer.run import train_run
 
 pytestmark = [
     pytest.mark.distributed,
@@ -92,7 +92,7 @@ def _worker(rank: int, task: str, port: int, env: dict, cwd: str, stacks: str, a
 
 # what the fork server imports once (installed packages: it does not see tests/ on sys.path);
 # DDP's constructor imports torch._dynamo (seconds) on first use
-PRELOAD = ["torch", "torch._dynamo", "seqrec.train.run", "safetensors.torch", "yaml", "pytest"]
+PRELOAD = ["torch", "torch._dynamo", "seqrec.trainer.run", "safetensors.torch", "yaml", "pytest"]
 
 
 def spawn(task: str, *args, retry_hang: bool = False) -> None:

@@ -2,14 +2,18 @@
 
 runs/<name>/
   seqrec-run.json      manifest, written first: format + version, seqrec version, model,
-                       config fingerprint (marks the folder as seqrec's)
+                       task, config fingerprint (marks the folder as seqrec's)
   config.yaml          the full resolved config (re-loadable with `seqrec train -c`)
   metrics.jsonl        training log
   checkpoint.pt        latest resumable state (weights_only-loadable)
   best.safetensors     best-on-validation weights
   item_ids.npy         internal item id -> original id (index 0 = PAD), for recommendations
   results.json         final valid + test metrics, protocol, parameter and FLOP counts
-  test_ranks.npy       per-user test ranks (for confidence intervals and paired tests)
+  test_ranks.npy       retrieval: per-user test ranks (confidence intervals, paired tests)
+  test_predictions.npz ranking: user, item, label, probability per test example
+
+One `train_run` serves every task (``cfg.task.name``): the task's data, the one trainer (or a
+baseline that trains nothing) and the task's output file come from ``seqrec.tasks``.
 
 `seqrec.run.Run` reads such a folder (and loads its model); this module is the writing side,
 kept in the train layer so the trainer never imports what sits above it.
@@ -23,7 +27,7 @@ never overwritten without ``--overwrite``.
 
 Under torchrun (WORLD_SIZE > 1) every rank runs `train_run`; only rank 0 checks, reads and
 writes the folder, and the others receive the config and checkpoint from it
-(see train/distributed.py and docs/DISTRIBUTED.md).
+(see trainer/distributed.py and docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations
@@ -38,8 +42,6 @@ import numpy as np
 import torch
 import yaml
 
-from seqrec import __version__
-from seqrec.data import prepare
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import (
     CHECKPOINT,
@@ -50,7 +52,6 @@ from seqrec.fsutil import (
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
     RUN_MANIFEST,
-    TEST_RANKS,
     describe,
     foreign_entries,
     is_run_folder,
@@ -59,9 +60,11 @@ from seqrec.fsutil import (
     unwritable,
 )
 from seqrec.recipe import RunConfig, build_config
-from seqrec.train.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
-from seqrec.train.distributed import DistContext
-from seqrec.train.loop import Trainer
+from seqrec.tasks import load_task_data, output_files, trains, untrained_results
+from seqrec.trainer.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+from seqrec.trainer.distributed import DistContext
+from seqrec.trainer.loop import Trainer
+from seqrec.version import __version__
 
 
 def run_manifest(cfg: RunConfig | None) -> dict[str, Any]:
@@ -201,22 +204,26 @@ def _train_run(
     else:
         # refuse before any work
         dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, create=False))
-    store, split = dist.local_first(lambda: prepare(cfg.data))
+    store, data = dist.local_first(lambda: load_task_data(cfg))
     if not resume:
         # the folder is made only once the data loaded, so a bad path or setting leaves no
         # half-made "unfinished run" behind that would block the corrected command
         dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, cfg=cfg))
-    trainer = Trainer(cfg, store, split, run_dir, progress=progress, dist=dist)
-    if resume:
+    # the trainer is built (device, model, data checks) before config.yaml is written, so a
+    # start that fails there leaves no "unfinished run" the corrected command must overwrite
+    trainer = (
+        Trainer(cfg, store, data, run_dir, progress=progress, dist=dist) if trains(cfg) else None
+    )
+    if resume and trainer is not None:
         trainer.resume()
-    elif main:
+    elif main and not resume:
         atomic_write_text(
             run_dir / CONFIG, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )
     if main:
         atomic_write_bytes(run_dir / ITEM_IDS, _npy_bytes(np.asarray(store.item_ids).astype(str)))
-    results = trainer.fit()
-    ranks = results.pop("_test_ranks")
+    results = trainer.fit() if trainer is not None else untrained_results(cfg, store, data)
+    files = output_files(cfg, data, results)
     results.update(
         {
             "dataset": {"name": cfg.data.dataset, **store.stats()},
@@ -226,7 +233,8 @@ def _train_run(
         }
     )
     if main:
-        atomic_write_bytes(run_dir / TEST_RANKS, _npy_bytes(ranks))
+        for name, blob in files.items():
+            atomic_write_bytes(run_dir / name, blob)
         atomic_write_json(run_dir / RESULTS, results)
     dist.barrier()  # no rank reports success before the run folder is complete
     return results

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from seqrec.train.checkpoint import atomic_write_text
+from seqrec.trainer.checkpoint import atomic_write_text
 
 
 class RunLog:
