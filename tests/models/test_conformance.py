@@ -32,6 +32,7 @@ from conftest import (
     N_USERS,
     cycle_sequences,
     interrupt_after,
+    tiny_config,
     write_csv_log,
     write_movies,
 )
@@ -76,29 +77,20 @@ def small_config(name: str, root: Path) -> RunConfig:
     log = root / "log.csv"
     if not log.is_file():
         write_csv_log(log, cycle_sequences())
-    data = {"dataset": str(log), "max_len": MAX_LEN}
+    data = {"max_len": MAX_LEN}
     if model.needs().item_features and not issubclass(cls, SideOptions):
         ids = [ITEM_OFFSET + j for j in range(N_ITEMS)]
         data["item_features"] = str(write_movies(root / "meta" / "movies.csv", ids, 0))
-    cfg = build_config(
-        {
-            "data": data,
-            "model": small_model_section(name),
-            "objective": {"name": cls.objectives[0]},
-            "train": {
-                "epochs": EPOCHS,
-                "batch_size": BATCH_SIZE,
-                "lr": 0.01,
-                "warmup_steps": 0,
-                "patience": 50,
-                "device": "cpu",
-                "threads": 1,
-                "checkpoint_every": 1000,
-                "log_every": 1,
-            },
-            "eval": {"ks": [1, 5, 10]},
-        }
+    raw = tiny_config(
+        log,
+        data=data,
+        model=small_model_section(name),
+        objective={"name": cls.objectives[0]},
+        train={"epochs": EPOCHS, "batch_size": BATCH_SIZE, "log_every": 1},
+        eval={"ks": [1, 5, 10]},
     )
+    raw["model"] = small_model_section(name)  # the family's own small shape, nothing else
+    cfg = build_config(raw)
     if model.needs().timestamps:  # the generated log has a time column: check it is read
         assert cfg.data.time_col in log.read_text().splitlines()[0].split(",")
     return cfg
