@@ -86,7 +86,7 @@ class Caser(SeqModel):
         self.vertical = nn.Conv1d(1, cfg.n_v, window) if cfg.n_v else None
         self.fc = nn.Linear(cfg.n_h * window + cfg.n_v * d, d)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.out_emb = nn.Embedding(n_items + 1, d)
+        self.out_item_emb = nn.Embedding(n_items + 1, d)
         self.out_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.reset_parameters()
 
@@ -94,10 +94,10 @@ class Caser(SeqModel):
         """The paper's init: item tables N(0, 1/d), convolution and FC weights as torch does."""
         d = self.cfg.hidden
         nn.init.normal_(self.item_emb.weight, std=d**-0.5)
-        nn.init.normal_(self.out_emb.weight, std=d**-0.5)
+        nn.init.normal_(self.out_item_emb.weight, std=d**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-            self.out_emb.weight[0].zero_()
+            self.out_item_emb.weight[0].zero_()
             self.out_bias.zero_()
 
     @staticmethod
@@ -107,7 +107,7 @@ class Caser(SeqModel):
     @property
     def item_weights(self) -> torch.Tensor:
         """Output table [n_items + 1, D + 1]: item vectors W' and the bias b' as a column."""
-        return torch.cat([self.out_emb.weight, self.out_bias[:, None]], dim=1)
+        return torch.cat([self.out_item_emb.weight, self.out_bias[:, None]], dim=1)
 
     def _state(self, features: torch.Tensor) -> torch.Tensor:
         """[..., n_h L + n_v d] pooled features -> [..., D + 1] = [phi_a(W z + b), 1]."""

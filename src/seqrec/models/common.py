@@ -76,12 +76,13 @@ def last_from_forward(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Total / item-table / everything-else parameter counts.
 
-    The item table is any module named ``item_emb``, at any depth (a model that wraps an
-    encoder, ``encoder.item_emb``, counts too). Learned positions count as non-embedding, as in
-    the scaling-law literature (they grow with the window, not the catalogue).
+    The item tables are the modules whose name ends in ``item_emb``, at any depth (a model that
+    wraps an encoder, ``encoder.item_emb``, counts too; a separate output table, Caser's
+    ``out_item_emb``, is one as well). Learned positions count as non-embedding, as in the
+    scaling-law literature (they grow with the window, not the catalogue).
     """
     named = model.named_parameters()
-    emb = sum(p.numel() for n, p in named if "item_emb" in n.split(".")[:-1])
+    emb = sum(p.numel() for n, p in named if any(m.endswith("item_emb") for m in n.split(".")[:-1]))
     total = sum(p.numel() for p in model.parameters())
     return {"total": total, "embedding": emb, "non_embedding": total - emb}
 
