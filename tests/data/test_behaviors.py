@@ -43,7 +43,8 @@ def test_behaviours_follow_their_events_through_the_cache(tmp_path, fmt):
     if fmt == "pairs":
         path = tmp_path / "u.data"
         path.write_text("\n".join("\t".join(x.split("::")) for x in src.read_text().split()))
-        kw = {"behavior_col": "rating"}
+        # small unsorted times are no evidence of time: detection would refuse, so say it
+        kw = {"behavior_col": "rating", "format": "pairs"}
     elif fmt == "csv":
         path = tmp_path / "r.csv"
         path.write_text("userId,movieId,rating,timestamp\n" + src.read_text().replace("::", ","))
@@ -60,7 +61,8 @@ def test_behaviours_follow_their_events_through_the_cache(tmp_path, fmt):
         lo, hi = store.offsets[u], store.offsets[u + 1]
         got = [truth[(store.user_ids[u], store.item_ids[i])] for i in store.items[lo:hi]]
         assert got == store.behaviors[lo:hi].tolist()
-    plain = build_store(DataConfig(dataset=str(path)))  # other cache key, no behaviours
+    plain_kw = {"format": kw["format"]} if "format" in kw else {}
+    plain = build_store(DataConfig(dataset=str(path), **plain_kw))  # other key, no behaviours
     assert plain.behaviors is None and plain.meta["cache_key"] != store.meta["cache_key"]
 
 

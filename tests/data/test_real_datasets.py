@@ -44,3 +44,23 @@ def test_catalogue_counts(data_dir, tmp_path, monkeypatch, name, users, items, i
     np.testing.assert_array_equal(cached.items, store.items)
     assert len(split.test) == users and store.items.min() == 1 and store.items.max() == items
     assert (split.train.ends < split.test.ends).all()
+
+
+def test_detection_agrees_with_the_catalogue_on_every_local_file(data_dir):
+    """Every catalogue file present is detected as the format the catalogue gives it, and the
+    gSASRec split file (items only, no user id column) is refused instead of misread."""
+    from seqrec.data.catalog import CATALOG
+    from seqrec.data.evidence import detect
+    from seqrec.errors import SeqrecError
+
+    seen = 0
+    for spec in CATALOG.values():
+        for rel, fmt in spec.local_candidates:
+            if (data_dir / rel).is_file():
+                seen += 1
+                assert detect(data_dir / rel).format == fmt, rel
+    assert seen
+    split = data_dir / "movielens/ml-1m-sasrec-gsasrec-split/train_input.txt.gz"
+    if split.is_file():
+        with pytest.raises(SeqrecError, match=r"no format fits.*data.format=pairs.*seq"):
+            detect(split)

@@ -5,11 +5,13 @@ the data came from. ``order`` is the position in the source, kept because many p
 (SASRec, S3-Rec) carry their chronology only in line order, and it is the stable tie-break when
 several interactions share a timestamp. Files are decoded as UTF-8 when they are valid UTF-8 and
 as latin-1 otherwise (old MovieLens files are latin-1), so no input ever fails on encoding.
+Every row keeps the number of the line it came from until it is checked, so a value that cannot
+be used is reported as ``<file> line <n>: ...`` (``source.py`` reads the bytes, ``evidence.py``
+picks the format, ``values.py`` types and checks the columns).
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 from pathlib import Path
@@ -17,14 +19,24 @@ from typing import NamedTuple
 
 import polars as pl
 
+from seqrec.data.evidence import SAMPLE_BYTES, detect, detect_format
+from seqrec.data.formats import FORMATS, FormatChoice, given
+from seqrec.data.source import as_utf8, read_bytes
+from seqrec.data.values import (
+    Where,
+    check_no_missing_times,
+    normalise_behavior,
+    normalise_ids,
+    normalise_ts,
+)
 from seqrec.errors import SeqrecError
 from seqrec.options import DataConfig
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("ml-dat", "csv", "parquet", "seq", "pairs")
 _MOVIELENS_CSV = ("userId", "movieId", "timestamp")
-_NON_CANONICAL_INT = r"^(?:\+|-?0\d)"  # "007" or "+7" would not survive an int round trip
+_PAIRS = "'user item [timestamp]' (or u.data's 'user item rating timestamp')"
+__all__ = ["FORMATS", "Interactions", "detect", "detect_format", "read_bytes", "read_interactions"]
 
 
 class Interactions(NamedTuple):
@@ -35,159 +47,32 @@ class Interactions(NamedTuple):
     format: str
     behavior_values: list[str] | None = None
     """Original behaviour values of codes 1..K when they were recoded (else None)."""
+    evidence: str = ""
+    """Why ``format`` was used (``detected: ...`` or ``given: ...``)."""
+    skipped: dict[str, int] | None = None
+    """Lines that held no interaction, by reason (seq lines with a user and no items)."""
 
 
-def read_bytes(path: Path) -> bytes:
-    """Whole file, gunzipped when it starts with the gzip magic (the suffix is not trusted)."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SeqrecError(f"data file {path} does not exist; check data.dataset") from None
-    except OSError as err:
-        raise SeqrecError(f"cannot read {path} ({err.strerror}); check its permissions") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise SeqrecError(f"{path} is a corrupt gzip file ({err}); download it again") from None
-    if not raw.strip():
-        raise SeqrecError(
-            f"data file {path} is empty; point data.dataset at a file with interactions"
-        )
-    return raw
-
-
-def _as_utf8(raw: bytes) -> bytes:
-    if raw.isascii():
-        return raw
-    try:
-        raw.decode("utf-8")
-        return raw
-    except UnicodeDecodeError:
-        return raw.decode("latin-1").encode("utf-8")
-
-
-def detect_format(path: Path, head: bytes | None = None) -> str:
-    """Guess the format from the name, then from the first lines; explicit data.format wins."""
-    name = Path(path).name.lower().removesuffix(".gz")
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith(".dat") and "ratings" in name:
-        return "ml-dat"
-    if head is None:
-        with gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    if head[:4] == b"PAR1":
-        return "parquet"
-    lines = [ln for ln in head.decode("latin-1").splitlines()[:200] if ln.strip()]
-    if not lines:
-        return "seq"
-    if name.endswith((".csv", ".tsv")):
-        return "csv"
-    if "::" in lines[0]:
-        return "ml-dat"
-    if any(c in lines[0] for c in ",;|") or not lines[0].split()[-1].lstrip("-").isdigit():
-        return "csv"
-    rows = [ln.split() for ln in lines[:-1] or lines]  # the last line may be cut by the read
-    widths = {len(r) for r in rows}
-    if len(widths) > 1 or max(widths) > 4:
-        return "seq"
-    users = [r[0] for r in rows]
-    if len(set(users)) < len(users) or widths == {2}:
-        return "pairs"
-    # Constant 3 or 4 fields and one line per user: a last column of epoch-like numbers is a time.
-    last = [r[-1] for r in rows]
-    return "pairs" if all(v.isdigit() and int(v) > 10**8 for v in last) else "seq"
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def _lines(raw: bytes) -> pl.Series:
-    """Non-empty lines, whitespace normalised to single spaces (regex only when really needed)."""
+def _lines(raw: bytes) -> pl.DataFrame:
+    """``lineno`` (1-based, in the file) and ``line`` of the non-blank lines, whitespace
+    normalised to single spaces (the regex runs only when really needed)."""
     frame = pl.read_csv(
-        io.BytesIO(_as_utf8(raw)),
+        io.BytesIO(as_utf8(raw)),
         has_header=False,
         separator="\x1f",
         quote_char=None,
         new_columns=["line"],
         schema={"line": pl.Utf8},
         truncate_ragged_lines=True,
-    )
+    ).with_row_index("lineno", offset=1)
     line = pl.col("line")
     if b"\t" in raw or b"  " in raw or b"\r" in raw or b"\x1f" in raw:
         line = line.str.replace_all(r"\s+", " ")
-    return frame.select(line.str.strip_chars()).filter(pl.col("line").str.len_bytes() > 0)["line"]
+    return frame.select("lineno", line.str.strip_chars()).filter(pl.col("line").str.len_bytes() > 0)
 
 
-def normalise_ids(col: pl.Series, what: str, require_int: bool = False) -> pl.Series:
-    """Int64 when every id is a canonical integer (so they sort numerically), else Utf8."""
-    if col.null_count():
-        raise SeqrecError(f"{col.null_count()} rows have an empty {what} id; remove those rows")
-    if col.dtype.is_integer():
-        return col.cast(pl.Int64)
-    if col.dtype.is_float():
-        if (col != col.floor()).any() or col.is_nan().any():
-            raise SeqrecError(
-                f"{what} ids are fractional numbers; store them as integers or strings"
-            )
-        return col.cast(pl.Int64)
-    text = col.cast(pl.Utf8).str.strip_chars()
-    as_int = text.cast(pl.Int64, strict=False)
-    if not as_int.null_count() and not text.str.contains(_NON_CANONICAL_INT).any():
-        return as_int
-    if require_int:
-        bad = text.filter(as_int.is_null()).head(3).to_list()
-        raise SeqrecError(
-            f"{what} ids must be integers in this format but found {bad}; "
-            "use format=csv/pairs for string ids"
-        )
-    return text
-
-
-def normalise_ts(col: pl.Series) -> pl.Series:
-    """Integer times; datetimes become epoch seconds and fractional times are floored."""
-    if col.dtype in (pl.Date, pl.Datetime) or isinstance(col.dtype, pl.Datetime):
-        return col.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Int64)
-    if col.dtype.is_integer():
-        return col.cast(pl.Int64)
-    if col.dtype.is_float():
-        return col.floor().cast(pl.Int64)
-    text = col.cast(pl.Utf8).str.strip_chars()
-    as_num = text.cast(pl.Float64, strict=False)
-    if as_num.null_count() == text.null_count():
-        return normalise_ts(as_num)
-    try:
-        as_dt = text.str.to_datetime(strict=False)
-    except pl.exceptions.ComputeError:  # no date format fits the first values
-        as_dt = None
-    if as_dt is not None and as_dt.null_count() == text.null_count():
-        return normalise_ts(as_dt)
-    bad = text.filter(as_num.is_null() & text.is_not_null()).head(3).to_list()
-    raise SeqrecError(
-        f"timestamps must be numbers or dates but found {bad}; "
-        "convert them to epoch seconds or set data.time_col=null to use file order"
-    )
-
-
-def normalise_behavior(col: pl.Series) -> tuple[pl.Series, list[str] | None]:
-    """Behaviour codes as Int16, 0 reserved for "none" (PAD). Integers in 1..32767 are kept
-    (MovieLens ratings 1-5); anything else (4.5-star ratings, "click"/"buy") is coded 1..K in
-    sorted order and the values are returned so the codes can be read back."""
-    if col.null_count():
-        raise SeqrecError(f"{col.null_count()} rows have no behaviour value; fill them")
-    text = col.cast(pl.Utf8).str.strip_chars()
-    as_int = text.cast(pl.Int64, strict=False)
-    if not as_int.null_count() and as_int.min() >= 1 and as_int.max() <= 32767:
-        return as_int.cast(pl.Int16), None
-    as_num = text.cast(pl.Float64, strict=False)
-    values = (as_num if not as_num.null_count() else text).unique().sort()
-    if len(values) > 32767:
-        raise SeqrecError(f"behaviour column has {len(values)} distinct values; at most 32767")
-    codes = (as_num if not as_num.null_count() else text).rank("dense").cast(pl.Int16)
-    return codes, [str(v) for v in values.to_list()]
+def _differ(count: int) -> str:
+    return f" ({count:,} lines differ)" if count > 1 else ""
 
 
 def _finish(
@@ -195,18 +80,19 @@ def _finish(
     items: pl.Series,
     ts: pl.Series | None,
     fmt: str,
-    require_int: bool = False,
+    where: Where,
+    int_format: str | None = None,
     behavior: pl.Series | None = None,
 ) -> Interactions:
     frame = pl.DataFrame(
         {
-            "user": normalise_ids(users, "user", require_int),
-            "item": normalise_ids(items, "item", require_int),
+            "user": normalise_ids(users, "user", where, int_format),
+            "item": normalise_ids(items, "item", where, int_format),
         }
     ).with_row_index("order")
     values = None
     if behavior is not None:
-        codes, values = normalise_behavior(behavior)
+        codes, values = normalise_behavior(behavior, where)
         frame = frame.with_columns(behavior=codes)
     frame = frame.with_columns(pl.col("order").cast(pl.Int64))
     if ts is not None and ts.null_count() == len(ts):
@@ -214,73 +100,106 @@ def _finish(
     if ts is None:
         frame = frame.with_columns(ts=pl.int_range(pl.len(), dtype=pl.Int64).over("user"))
     else:
-        if ts.null_count():
-            raise SeqrecError(
-                f"{ts.null_count()} of {len(ts)} rows have no timestamp; "
-                "fill them or set data.time_col=null to order by file position"
-            )
-        frame = frame.with_columns(ts=normalise_ts(ts).alias("ts"))
+        check_no_missing_times(ts, where)
+        frame = frame.with_columns(ts=normalise_ts(ts, where).alias("ts"))
     if frame.is_empty():
-        raise SeqrecError("the data file holds no interactions; check data.dataset and data.format")
+        raise SeqrecError(
+            f"{where.name} holds no interactions (only a header?); point data.dataset at a "
+            "file with interactions, or fix data.format"
+        )
     cols = ["user", "item", "ts", "order"] + (["behavior"] if behavior is not None else [])
     return Interactions(frame.select(cols), ts is not None, fmt, values)
 
 
-def read_seq(raw: bytes) -> Interactions:
-    """``user item1 item2 ...`` per line, items already in chronological order."""
-    tokens = _lines(raw).str.split(" ")
+def read_seq(raw: bytes, name: str = "data file", detected: bool = False) -> Interactions:
+    """``user item1 item2 ...`` per line, items already in chronological order.
+
+    A line that repeats an earlier line's user contradicts the format: when the format was
+    detected (from the first lines only) that is an error, when it was given the items are
+    appended to the user's sequence, with a warning that says where.
+    """
+    lines = _lines(raw)
+    tokens = lines["line"].str.split(" ")
+    users = tokens.list.first()
+    repeat = ~users.is_first_distinct()
+    if repeat.any():
+        count, i, at = Where(name, lines["lineno"]).locate(repeat)
+        others = f" ({count:,} lines do)" if count > 1 else ""
+        said = f"{at} repeats the user id {users[i]!r} of an earlier line{others}"
+        if detected:
+            raise SeqrecError(
+                f"{said}, so the file is not one user per line as its first lines suggested; "
+                "fix it, or set data.format=seq to append such lines to that user's sequence"
+            )
+        log.warning("%s; data.format=seq appends their items to that user's sequence", said)
     frame = (
-        pl.DataFrame({"t": tokens})
-        .select(pl.col("t").list.first().alias("user"), pl.col("t").list.slice(1).alias("item"))
+        pl.DataFrame({"lineno": lines["lineno"], "user": users, "item": tokens.list.slice(1)})
         .explode("item")
         .drop_nulls("item")
     )
-    return _finish(frame["user"], frame["item"], None, "seq")
+    inter = _finish(frame["user"], frame["item"], None, "seq", Where(name, frame["lineno"]))
+    return inter._replace(skipped={"users_without_items": int((tokens.list.len() == 1).sum())})
 
 
-def read_pairs(raw: bytes, use_time: bool = True, behavior: bool = False) -> Interactions:
+def read_pairs(
+    raw: bytes, use_time: bool = True, behavior: bool = False, name: str = "data file"
+) -> Interactions:
     """``user item``, ``user item ts`` or MovieLens ``user item rating ts`` (u.data) per line."""
-    tokens = _lines(raw).str.split(" ")
+    lines = _lines(raw)
+    tokens = lines["line"].str.split(" ")
     width = tokens.list.len()
     first = int(width[0])
-    if first not in (2, 3, 4) or (width != first).any():
-        line = int((width != first).arg_max()) + 1 if first in (2, 3, 4) else 1
+    where = Where(name, lines["lineno"])
+    if first not in (2, 3, 4):
         raise SeqrecError(
-            f"pairs format expects 'user item [timestamp]' on every line, but data line {line} has "
-            f"{int(width[line - 1])} fields; use data.format=seq for one user per line"
+            f"{name} line {lines['lineno'][0]}: {first} fields, but the pairs format reads "
+            f"{_PAIRS} lines; use data.format=seq if each line is one user's sequence"
+        )
+    off = width != first
+    if off.any():
+        count, i, at = where.locate(off)
+        raise SeqrecError(
+            f"{at}: {int(width[i])} fields where line {lines['lineno'][0]} has {first}"
+            f"{_differ(count)}; the pairs format needs the same fields, {_PAIRS}, on every "
+            "line: fix those lines, or use data.format=seq if each line is one user's sequence"
         )
     ts = tokens.list.get(first - 1) if first > 2 and use_time else None
     rating = None
     if behavior:
         if first != 4:
             raise SeqrecError(
-                "data.behavior_col with the pairs format needs 'user item rating ts' lines "
-                f"(u.data), but lines have {first} fields; set data.behavior_col=null"
+                f"data.behavior_col with the pairs format needs 'user item rating ts' lines "
+                f"(u.data), but {name} has {first} fields per line; set data.behavior_col=null"
             )
         rating = tokens.list.get(2)
-    return _finish(tokens.list.get(0), tokens.list.get(1), ts, "pairs", behavior=rating)
+    return _finish(tokens.list.get(0), tokens.list.get(1), ts, "pairs", where, behavior=rating)
 
 
-def read_ml_dat(raw: bytes, use_time: bool = True, behavior: bool = False) -> Interactions:
-    """MovieLens ``user::item::rating::ts``; read with ':' so fields 0, 2, 4, 6 hold the values."""
-    first = raw[:4096].lstrip().split(b"\n", 1)[0].strip()
-    if first.count(b"::") != 3 or first.count(b":") != 6:
+def read_ml_dat(
+    raw: bytes, use_time: bool = True, behavior: bool = False, name: str = "data file"
+) -> Interactions:
+    """MovieLens ``user::item::rating::ts``; ids must be integers, as in every MovieLens file."""
+    lines = _lines(raw)
+    fields = lines["line"].str.split("::")
+    width = fields.list.len()
+    off = width != 4
+    if off.any():
+        count, i, at = Where(name, lines["lineno"]).locate(off)
+        if i == 0:
+            raise SeqrecError(
+                f"{name} is not a MovieLens ratings.dat (user::item::rating::timestamp per "
+                f"line; line {lines['lineno'][0]} has {int(width[0])} '::' fields); "
+                "set data.format to the file's real format"
+            )
         raise SeqrecError(
-            "not a MovieLens ratings.dat (user::item::rating::timestamp per line); "
-            "set data.format to the file's real format"
+            f"{at}: {int(width[i])} '::'-separated fields where ratings.dat has 4"
+            f"{_differ(count)}; fix {'those lines' if count > 1 else 'it'}"
         )
-    frame = pl.read_csv(
-        io.BytesIO(_as_utf8(raw)),
-        has_header=False,
-        separator=":",
-        quote_char=None,
-        infer_schema=False,
-        columns=[0, 2, 4, 6],
-        truncate_ragged_lines=True,
-    )
-    ts = frame[:, 3] if use_time else None
-    rating = frame[:, 2] if behavior else None
-    return _finish(frame[:, 0], frame[:, 1], ts, "ml-dat", require_int=True, behavior=rating)
+    ts = fields.list.get(3) if use_time else None
+    rating = fields.list.get(2) if behavior else None
+    where = Where(name, lines["lineno"])
+    user, item = fields.list.get(0), fields.list.get(1)
+    return _finish(user, item, ts, "ml-dat", where, int_format="ml-dat", behavior=rating)
 
 
 def _pick_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str, str, str | None]:
@@ -304,29 +223,27 @@ def _pick_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str, s
     return user, item, time
 
 
-def _behavior_column(found: list[str], cfg: DataConfig, path: Path) -> str | None:
+def _named_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str | None, ...]:
+    """(user, item, time, behaviour) column names; time and behaviour may be None."""
     beh = cfg.behavior_col
     if beh is not None and beh not in found:
         raise SeqrecError(
             f"{path.name}: behaviour column '{beh}' (data.behavior_col) not found; columns "
             f"found: {found}. Set data.behavior_col to one of them or to null"
         )
-    return beh
+    return (*_pick_columns(found, cfg, path), beh)
 
 
-def _named_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str | None, ...]:
-    """(user, item, time, behaviour) column names of a named-column file; time and behaviour
-    may be None."""
-    return (*_pick_columns(found, cfg, path), _behavior_column(found, cfg, path))
-
-
-def _finish_frame(frame: pl.DataFrame, names: tuple[str | None, ...], fmt: str) -> Interactions:
+def _finish_frame(
+    frame: pl.DataFrame, names: tuple[str | None, ...], fmt: str, where: Where
+) -> Interactions:
     user, item, time, beh = names
     return _finish(
         frame[user],
         frame[item],
         frame[time] if time else None,
         fmt,
+        where,
         behavior=frame[beh] if beh else None,
     )
 
@@ -338,56 +255,107 @@ def _sniff_sep(raw: bytes) -> str:
     return best if counts[best] else " "
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _csv_failure(raw: bytes, sep: str, path: Path, err: Exception) -> SeqrecError:
+    """The line whose field count differs from the header's, else polars's first line."""
+    lines = pl.read_csv(
+        io.BytesIO(as_utf8(raw)),
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        new_columns=["line"],
+        schema={"line": pl.Utf8},
+        truncate_ragged_lines=True,
+    ).with_row_index("lineno", offset=1)
+    seps = lines["line"].fill_null("").str.count_matches(sep, literal=True)
+    off = (seps != seps[0]) & lines["line"].fill_null("").str.strip_chars().str.len_bytes().gt(0)
+    if b'"' not in raw and off.any():
+        count, i, at = Where(path.name, lines["lineno"]).locate(off)
+        return SeqrecError(
+            f"{at}: {int(seps[i]) + 1} fields where the header has {int(seps[0]) + 1}"
+            f"{_differ(count)}; fix {'those lines' if count > 1 else 'it'}, or set data.sep if {sep!r} is not the "
+            "separator"
+        )
+    return SeqrecError(
+        f"{path.name} could not be read as CSV ({_first_line(err)}); check data.sep and the "
+        "file's quoting"
+    )
+
+
 def read_csv(raw: bytes, cfg: DataConfig, path: Path) -> Interactions:
     """Delimited file with a header; every column read as text, then typed by our own rules."""
     sep = cfg.sep or _sniff_sep(raw)
     if len(sep) != 1:
         raise SeqrecError(f"data.sep must be one character for csv, got {sep!r}; fix data.sep")
-    src = io.BytesIO(_as_utf8(raw))
-    found = pl.read_csv(src, separator=sep, n_rows=0).columns
-    names = _named_columns(found, cfg, path)
-    src.seek(0)
-    cols = [c for c in names if c]
-    return _finish_frame(
-        pl.read_csv(src, separator=sep, columns=cols, infer_schema=False), names, "csv"
-    )
+    src = io.BytesIO(as_utf8(raw))
+    try:
+        found = pl.read_csv(src, separator=sep, n_rows=0).columns
+        names = _named_columns(found, cfg, path)
+        src.seek(0)
+        cols = [c for c in names if c]
+        frame = pl.read_csv(src, separator=sep, columns=cols, infer_schema=False)
+    except pl.exceptions.PolarsError as err:
+        raise _csv_failure(raw, sep, path, err) from None
+    return _finish_frame(frame, names, "csv", Where(path.name, first=2))
 
 
 def read_parquet(raw: bytes, cfg: DataConfig, path: Path) -> Interactions:
     try:
         schema = pl.read_parquet_schema(io.BytesIO(raw))
-    except Exception as err:  # polars raises several internal error types for non-parquet bytes
+        names = _named_columns(list(schema), cfg, path)
+        frame = pl.read_parquet(io.BytesIO(raw), columns=[c for c in names if c])
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         raise SeqrecError(
-            f"{path.name} is not a readable parquet file ({err}); fix data.format"
+            f"{path.name} is not a readable Parquet file ({_first_line(err)}); replace it, or "
+            "set data.format if it is not Parquet"
         ) from None
-    names = _named_columns(list(schema), cfg, path)
-    cols = [c for c in names if c]
-    return _finish_frame(pl.read_parquet(io.BytesIO(raw), columns=cols), names, "parquet")
+    return _finish_frame(frame, names, "parquet", Where(path.name, unit="row"))
 
 
 def read_interactions(
-    path: str | Path, fmt: str = "auto", cfg: DataConfig | None = None
+    path: str | Path,
+    fmt: str = "auto",
+    cfg: DataConfig | None = None,
+    choice: FormatChoice | None = None,
 ) -> Interactions:
-    """Parse ``path`` in format ``fmt`` ("auto" detects) into the common four-column frame."""
+    """Parse ``path`` in format ``fmt`` ("auto" detects) into the common four-column frame.
+
+    ``choice`` is a format already chosen (build_store detects before its cache lookup); its
+    evidence is carried into the result and logged with the row count.
+    """
     path = Path(path)
     cfg = cfg or DataConfig()
     raw = read_bytes(path)
-    if fmt == "auto":
-        fmt = detect_format(path, raw[: 1 << 16])
+    if choice is None:
+        auto = fmt == "auto"
+        choice = detect(path, cfg, raw[:SAMPLE_BYTES]) if auto else given(fmt, f"format={fmt}")
+    fmt = choice.format
     if fmt not in FORMATS:
         raise SeqrecError(f"unknown data format '{fmt}'; use one of {', '.join(FORMATS)}")
+    timed, rated = cfg.time_col is not None, cfg.behavior_col is not None
     if fmt == "seq":
-        if cfg.behavior_col is not None:
+        if rated:
             raise SeqrecError(
                 "data.behavior_col is set but the seq format (one user per line) has no "
                 "behaviour field; use a ratings file or set data.behavior_col=null"
             )
-        return read_seq(raw)
-    # time_col=None means "order by file position" for the headerless formats too.
-    if fmt == "pairs":
-        return read_pairs(raw, cfg.time_col is not None, cfg.behavior_col is not None)
-    if fmt == "ml-dat":
-        return read_ml_dat(raw, cfg.time_col is not None, cfg.behavior_col is not None)
-    if fmt == "csv":
-        return read_csv(raw, cfg, path)
-    return read_parquet(raw, cfg, path)
+        inter = read_seq(raw, path.name, choice.detected)
+    elif fmt == "pairs":  # time_col=None: "order by file position" for headerless files too
+        inter = read_pairs(raw, timed, rated, path.name)
+    elif fmt == "ml-dat":
+        inter = read_ml_dat(raw, timed, rated, path.name)
+    elif fmt == "csv":
+        inter = read_csv(raw, cfg, path)
+    else:
+        inter = read_parquet(raw, cfg, path)
+    log.info(
+        "%s: %s interactions read as %s (%s)",
+        path.name,
+        f"{inter.frame.height:,}",
+        fmt,
+        choice.evidence,
+    )
+    return inter._replace(evidence=choice.evidence)

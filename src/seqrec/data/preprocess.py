@@ -31,6 +31,9 @@ class Prepared(NamedTuple):
     user_ids: np.ndarray
     item_ids: np.ndarray
     behaviors: np.ndarray | None = None  # int16 aligned with items, when the frame has them
+    dropped: dict[str, int] | None = None
+    """Rows removed and why: ``duplicates`` (data.dedupe), ``kcore`` (rows), and the users
+    and items k-core removed (``kcore_users``, ``kcore_items``)."""
 
 
 def dedupe(frame: pl.DataFrame, policy: str) -> pl.DataFrame:
@@ -113,11 +116,23 @@ def preprocess(
     kcore_mode: str = "iterative",
 ) -> Prepared:
     """The whole chain; ``frame`` has the ``user, item, ts, order`` columns from ingest."""
+    read = frame.height
     frame = dedupe(frame, dedupe_policy)
+    deduped = frame.height
+    users, items_before = frame["user"].n_unique(), frame["item"].n_unique()
     frame = kcore(frame, min_user_count, min_item_count, kcore_mode)
+    dropped = {"duplicates": read - deduped, "kcore": deduped - frame.height}
+    if dropped["kcore"]:
+        dropped["kcore_users"] = users - frame["user"].n_unique()
+        dropped["kcore_items"] = items_before - frame["item"].n_unique()
     frame, user_ids, item_ids = remap(frame)
     offsets, items, timestamps, behaviors = to_csr(frame, len(user_ids))
     log.info(
-        "prepared %d users, %d items, %d interactions", len(user_ids), len(item_ids) - 1, len(items)
+        "prepared %d users, %d items, %d interactions from %d rows (dropped: %s)",
+        len(user_ids),
+        len(item_ids) - 1,
+        len(items),
+        read,
+        ", ".join(f"{k} {v:,}" for k, v in dropped.items()),
     )
-    return Prepared(offsets, items, timestamps, user_ids, item_ids, behaviors)
+    return Prepared(offsets, items, timestamps, user_ids, item_ids, behaviors, dropped)

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from seqrec.data.catalog import (
     spec_by_sha256,
     with_catalog_defaults,
 )
+from seqrec.data.formats import FormatChoice, given
+from seqrec.data.source import check_readable
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import swap_dir
 from seqrec.options import DataConfig
@@ -50,6 +52,8 @@ _KEY_FIELDS = (
     "kcore",
     "behavior_col",
 )
+_READ_REPORT = ("format", "format_evidence", "rows_read", "dropped", "skipped_lines")
+"""Metadata stats() reports: how the file was read and what was dropped on the way."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +146,7 @@ class SequenceStore:
             "length_max": int(lengths.max()) if len(lengths) else 0,
             "has_timestamps": self.has_timestamps,
             "has_behaviors": self.has_behaviors,
+            **{k: self.meta[k] for k in _READ_REPORT if k in self.meta},
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -220,21 +225,32 @@ def _store_name(path: Path) -> str:
     return ".".join(parts) or path.name
 
 
+def _choose_format(cfg: DataConfig, path: Path, fmt: str, spec: Any) -> FormatChoice:
+    """data.format when set, else the catalogue's format for its file, else detection (which
+    refuses rather than guesses)."""
+    if cfg.format != "auto":
+        return given(cfg.format, f"data.format={cfg.format}")
+    if fmt != "auto":
+        return given(fmt, f"the catalogue entry {spec.name} lists {path.name} as {fmt}")
+    from seqrec.data.evidence import detect  # needs polars, which a given format does not
+
+    return detect(path, cfg)
+
+
 def build_store(cfg: DataConfig) -> SequenceStore:
     """Resolve, parse and preprocess ``cfg.dataset``, or load the identical cached result.
 
     The cache key hashes the raw file's bytes plus every option that changes the output, so an
     edited file or a different k-core can never be served a stale store, and an unchanged one is
-    never parsed twice.
+    never parsed twice. The store's metadata says how the file was read (the format and the
+    evidence for it) and how many rows were read and dropped, and why; ``stats()`` reports it,
+    so results.json does. A cache written before those reports existed is rebuilt in place.
     """
     cfg = with_catalog_defaults(cfg)
     path, fmt, spec = resolve(cfg.dataset, cache_dir=cfg.cache_dir)
-    if cfg.format != "auto":
-        fmt = cfg.format
-    elif fmt == "auto":
-        from seqrec.data.ingest import detect_format
-
-        fmt = detect_format(path)
+    check_readable(path)
+    choice = _choose_format(cfg, path, fmt, spec)
+    fmt = choice.format
     digest = sha256_file(path)
     # a catalogue file passed by path keeps its catalogue name (results say what data they used)
     named = spec or spec_by_sha256(digest)
@@ -245,15 +261,21 @@ def build_store(cfg: DataConfig) -> SequenceStore:
     cached = cache_root(cfg.cache_dir) / "stores" / key
     if (cached / "meta.json").is_file():
         try:
-            return SequenceStore.load(cached)
+            store = SequenceStore.load(cached)
         except SeqrecError as err:
             log.warning("ignoring cached store: %s", err)
+        else:
+            if "rows_read" in store.meta:  # the evidence is this call's: the same key may
+                # have been built from an explicit format that detection now agrees with
+                log.info("%s: cached store, read as %s (%s)", name, fmt, choice.evidence)
+                return replace(store, meta={**store.meta, "format_evidence": choice.evidence})
+            log.info("rebuilding the cached store of %s: it predates read reports", name)
 
     # parsing needs polars; a cached store does not, so a prepared cache opens without it
     from seqrec.data.ingest import read_interactions
     from seqrec.data.preprocess import preprocess
 
-    inter = read_interactions(path, fmt, cfg)
+    inter = read_interactions(path, fmt, cfg, choice)
     expected = spec.expected_interactions if spec else None
     if expected and inter.frame.height != expected:
         raise SeqrecError(
@@ -265,10 +287,15 @@ def build_store(cfg: DataConfig) -> SequenceStore:
     meta = {
         "source": str(path),
         "format": inter.format,
+        "format_evidence": inter.evidence,
         "raw_interactions": inter.frame.height,
+        "rows_read": inter.frame.height,
+        "dropped": prep.dropped,
         "preprocessing": {k: getattr(cfg, k) for k in _KEY_FIELDS},
         "cache_key": key,
     }
+    if inter.skipped and any(inter.skipped.values()):
+        meta["skipped_lines"] = inter.skipped
     if prep.behaviors is not None:
         meta["n_behaviors"] = int(prep.behaviors.max()) if len(prep.behaviors) else 0
         meta["behavior_values"] = inter.behavior_values
