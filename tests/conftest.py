@@ -190,3 +190,21 @@ def interrupt_after(monkeypatch, n_steps: int, interrupt=_ctrl_c) -> None:
         return interrupted
 
     monkeypatch.setattr(retrieval, "build_objective", build)
+
+
+def interrupt_in_validation(monkeypatch, n_validation: int, interrupt=_ctrl_c) -> None:
+    """Simulate Ctrl-C (or ``interrupt``) at the end of validation ``n_validation`` (0-based)
+    of a retrieval run: after the trainer recorded it (best score, weights file, log line),
+    before it went on."""
+    from seqrec.tasks.retrieval import RetrievalTask
+
+    real = RetrievalTask.report
+    calls = [0]
+
+    def report(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        if calls[0] == n_validation:
+            interrupt()
+        calls[0] += 1
+
+    monkeypatch.setattr(RetrievalTask, "report", report)

@@ -65,15 +65,24 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
-def training_state(state: dict, model, optimizer, scheduler) -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global RNG streams training draws from (dropout, negatives, masks, augmentations):
+    the CPU generator, and on a CUDA device that device's generator as well."""
+    out = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def training_state(state: dict, model, optimizer, scheduler, rng: dict) -> dict[str, Any]:
     """What a checkpoint holds to resume exactly, whatever the task: the loop counters,
-    model, optimizer and schedule state, and the torch RNG (rank 0's under DDP)."""
+    model, optimizer and schedule state, and the RNG (`rng_state`; rank 0's under DDP)."""
     return {
         "state": dict(state),
         "model_state": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
+        **rng,
     }
 
 
@@ -84,6 +93,35 @@ def restore_training_state(ck: dict[str, Any], state: dict, model, optimizer, sc
     optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])
     state.update(ck["state"])
+
+
+def log_length(path: Path | None) -> int | None:
+    """Bytes in the run's log now (None without one): a checkpoint keeps it to rewind to."""
+    return path.stat().st_size if path is not None and path.is_file() else None
+
+
+def rewind_log(log, length: int | None, step: int) -> None:
+    """Put metrics.jsonl (``log``: a RunLog, or a DDP rank's NoLog) back as it was when the
+    checkpoint was taken: cut to its length then, to the byte, or for a checkpoint from before
+    lengths were kept, to the lines of steps up to the checkpoint's."""
+    path = getattr(log, "path", None)
+    if length is None or path is None or not truncate_file(path, length):
+        log.truncate_after(step)
+
+
+def truncate_file(path: Path, size: int) -> bool:
+    """Cut ``path`` back to its first ``size`` bytes; False, changing nothing, when it is
+    missing or shorter."""
+    try:
+        with path.open("r+b") as f:
+            if f.seek(0, os.SEEK_END) < size:
+                return False
+            f.truncate(size)
+            f.flush()
+            os.fsync(f.fileno())
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:

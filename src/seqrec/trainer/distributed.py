@@ -139,26 +139,38 @@ class DistContext:
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device(name)
 
-    def rng_checkpoint(self, collective: bool) -> dict[str, Any]:
-        """What a checkpoint holds beyond rank 0's torch RNG under DDP: the world size and,
-        when the ranks are in step (``collective``), every rank's RNG, so a resume with the
-        same world size continues every stream."""
+    def rng_checkpoint(
+        self, collective: bool, device: torch.device | None = None
+    ) -> dict[str, Any]:
+        """What a checkpoint holds beyond rank 0's RNG under DDP: the world size and, when the
+        ranks are in step (``collective``), every rank's RNG (CPU, and on CUDA its device's),
+        so a resume with the same world size continues every stream."""
         if not self.enabled:
             return {}
         out: dict[str, Any] = {"world_size": self.world_size}
         if collective:
             out["torch_rng_ranks"] = self.all_gather_object(torch.get_rng_state())
+            if device is not None and device.type == "cuda":
+                out["cuda_rng_ranks"] = self.all_gather_object(torch.cuda.get_rng_state(device))
         return out
 
-    def restore_rng(self, ck: dict[str, Any], seed: int, step: int) -> None:
+    def restore_rng(
+        self, ck: dict[str, Any], seed: int, step: int, device: torch.device | None = None
+    ) -> None:
         """Rank 0 continues the saved rank-0 stream (the only one a single process has); other
         ranks continue their own when the world size is unchanged, else start a fresh stream
         derived from (seed, rank, step): dropout masks then differ from an uninterrupted run."""
+        cuda = device is not None and device.type == "cuda"
         per_rank = ck.get("torch_rng_ranks")
+        same_world = per_rank is not None and ck.get("world_size") == self.world_size
         if self.rank == 0:
             torch.set_rng_state(ck["torch_rng"])
-        elif per_rank is not None and ck.get("world_size") == self.world_size:
+            if cuda and ck.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ck["cuda_rng"], device)
+        elif same_world:
             torch.set_rng_state(per_rank[self.rank])
+            if cuda and ck.get("cuda_rng_ranks") is not None:
+                torch.cuda.set_rng_state(ck["cuda_rng_ranks"][self.rank], device)
         else:
             torch.manual_seed(rank_seed(seed, self.rank, step))
 
@@ -213,6 +225,14 @@ class DistContext:
         parts = [torch.empty_like(t) for _ in range(self.world_size)]
         dist.all_gather(parts, t)
         return torch.stack(parts).cpu().numpy()
+
+    def throughput(self, counts: list[float]) -> dict:
+        """Units/s of every process over ``counts`` = [units, seconds]; the total is all
+        units over the slowest process's time (the steps run in lock-step)."""
+        per = self.all_gather_floats(counts)
+        rates = [float(n / t) if t > 0 else 0.0 for n, t in per]
+        total = float(per[:, 0].sum() / per[:, 1].max()) if per[:, 1].max() > 0 else 0.0
+        return {"interactions_per_s": total, "interactions_per_s_per_process": rates}
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         if not self.enabled:

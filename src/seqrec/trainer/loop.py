@@ -33,14 +33,17 @@ from seqrec.tasks import build_task
 from seqrec.trainer.checkpoint import (
     load_checkpoint,
     load_weights,
+    log_length,
     restore_training_state,
+    rewind_log,
+    rng_state,
     save_checkpoint,
     save_weights,
     training_state,
 )
 from seqrec.trainer.distributed import DistContext, ObjectiveView, rank_seed
 from seqrec.trainer.init_from import load_initial_weights
-from seqrec.trainer.interrupt import TrainingInterrupted, sigterm_as_interrupt
+from seqrec.trainer.interrupt import StopSignals, TrainingInterrupted
 from seqrec.trainer.log import NoLog, RunLog, TrainProgress
 from seqrec.trainer.optim import build_optimizer, build_scheduler
 
@@ -104,27 +107,40 @@ class Trainer:
             count.epoch: 0,
             "train_loss": None,  # mean loss of the last epoch
         }
+        self.signals = StopSignals()
+        # while a step or validation runs: the point before it, which an interruption saves
+        self._point: dict | None = None
+        # continuing a checkpoint (its log has the start event); the finished training saved
+        self._resumed = self._final_saved = False
 
     # ----------------------------------------------------------------- checkpoints
     def _expect(self) -> dict:
-        return {
-            "model": self.task.tag,
-            "n_items": self.store.n_items,
-            "fingerprint": self.cfg.fingerprint(),
-        }
+        cfg, n_items = self.cfg, self.store.n_items
+        return {"model": self.task.tag, "n_items": n_items, "fingerprint": cfg.fingerprint()}
+
+    def _snapshot(self) -> dict:
+        """A point training continues from exactly: the loop state, the RNG streams, and the
+        length of metrics.jsonl (what was logged after it is cut off on resume)."""
+        length = log_length(getattr(self.log, "path", None))
+        return {"state": dict(self.state), "rng": rng_state(self.device), "log_bytes": length}
 
     def checkpoint(self, collective: bool = True) -> None:
         """Save the resumable state (rank 0 writes, the other ranks wait for it).
 
-        ``collective=False`` (Ctrl-C under torchrun, when the ranks are no longer in step):
-        rank 0 writes what it has without talking to the others.
+        While a step or validation runs, that is the point before it (``_point``): the model,
+        optimiser and schedule do not change in validation, and within a step a signal is
+        held until it ends, so only an error raised inside the objective lands there, before
+        the weights move. ``collective=False`` (Ctrl-C under torchrun, when the ranks are no
+        longer in step): rank 0 writes what it has without talking to the others.
         """
-        extra = self.dist.rng_checkpoint(collective)
+        point = self._point or self._snapshot()
+        extra = self.dist.rng_checkpoint(collective, self.device)
         if task_state := self.task.state_dict():
             extra["task_state"] = task_state
         if self.dist.is_main:
-            state = training_state(self.state, self.model, self.opt, self.sched)
-            save_checkpoint(self.run_dir / "checkpoint.pt", {**self._expect(), **state, **extra})
+            state = training_state(point["state"], self.model, self.opt, self.sched, point["rng"])
+            ck = {**self._expect(), **state, "log_bytes": point["log_bytes"], **extra}
+            save_checkpoint(self.run_dir / "checkpoint.pt", ck)
         if collective:
             self.dist.barrier()
 
@@ -133,8 +149,9 @@ class Trainer:
         ck = self.dist.on_main(lambda: load_checkpoint(path, expect=self._expect()))
         restore_training_state(ck, self.state, self.model, self.opt, self.sched)
         self.task.load_state_dict(ck.get("task_state", {}))
-        self.dist.restore_rng(ck, self.cfg.train.seed, self.state["global_step"])
-        self.log.truncate_after(self.state["global_step"])
+        self.dist.restore_rng(ck, self.cfg.train.seed, self.state["global_step"], self.device)
+        rewind_log(self.log, ck.get("log_bytes"), self.state["global_step"])
+        self._resumed = True
 
     def _save_weights(self) -> None:
         """The run's weights file: what the test scores and evaluate / recommend / export load."""
@@ -181,14 +198,6 @@ class Trainer:
         self.sched.step()
         return value, n_global, n_local, time.perf_counter() - t0
 
-    def _throughput(self, counts: list[float]) -> dict:
-        """Units/s of every process over ``counts`` = [units, seconds]; the total is all
-        units over the slowest process's time (the steps run in lock-step)."""
-        per = self.dist.all_gather_floats(counts)
-        rates = [float(n / t) if t > 0 else 0.0 for n, t in per]
-        total = float(per[:, 0].sum() / per[:, 1].max()) if per[:, 1].max() > 0 else 0.0
-        return {"interactions_per_s": total, "interactions_per_s_per_process": rates}
-
     # ----------------------------------------------------------------- one epoch
     def _train_epoch(self, bar: TrainProgress) -> bool:
         """Run the rest of the current epoch; False when max_steps stopped it early."""
@@ -197,11 +206,14 @@ class Trainer:
         steps = max(1, math.ceil(len(order) / cfg.batch_size))
         self.model.train()
         while st["step_in_epoch"] < steps:
+            self.signals.check()  # between steps: a held Ctrl-C / SIGTERM stops here
             if cfg.max_steps is not None and st["global_step"] >= cfg.max_steps:
                 self._close_epoch_loss()
                 return False
             i = st["step_in_epoch"]
+            self._point = self._snapshot()
             loss, n, n_local, dt = self._step(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+            self._point = None
             st["train_seconds"] += dt
             st["step_in_epoch"] += 1
             st["global_step"] += 1
@@ -221,7 +233,7 @@ class Trainer:
                     count.rate: n / dt,
                 }
                 if self.dist.enabled:  # averaged over the steps since the last line
-                    record.update(self._throughput(self._since_log))
+                    record.update(self.dist.throughput(self._since_log))
                     record["processes"] = self.dist.world_size
                 self._since_log = [0.0, 0.0]
                 self.log.write(record)
@@ -238,24 +250,33 @@ class Trainer:
         st["epoch_loss_sum"], st[key] = 0.0, 0
 
     def _validate(self, epoch_seconds: float, bar: TrainProgress) -> bool:
-        """Score validation, keep the best weights; True when patience ran out."""
-        st = self.state
-        val = self.task.validate(st)
-        improved = bool(val.value > st["best"])
-        if improved:
-            st.update(best=val.value, best_epoch=st["epoch"], bad_evals=0)
+        """Score validation, keep the best weights; True when patience ran out.
+
+        A signal stops it at once (it can take long): the checkpoint then holds the point
+        before it, so the resumed run validates again and makes the same decisions (best,
+        bad_evals, the weights file, the log lines), as the uninterrupted run did."""
+        st, self._point = self.state, self._snapshot()
+        with self.signals.taken():
+            val = self.task.validate(st)
+            improved = bool(val.value > st["best"])
+            if improved:
+                st.update(best=val.value, best_epoch=st["epoch"], bad_evals=0)
+                if self.dist.is_main:
+                    self._save_weights()
+            else:
+                st["bad_evals"] += 1
+            self.log.write({"event": "valid", "epoch": st["epoch"], "step": st["global_step"],
+                            "epoch_seconds": epoch_seconds, **val.fields})  # fmt: skip
+            for event in self.task.after_validation(st):
+                self.log.write(event)
             if self.dist.is_main:
-                self._save_weights()
-        else:
-            st["bad_evals"] += 1
-        self.log.write({"event": "valid", "epoch": st["epoch"], "step": st["global_step"],
-                        "epoch_seconds": epoch_seconds, **val.fields})  # fmt: skip
-        for event in self.task.after_validation(st):
-            self.log.write(event)
-        if self.dist.is_main:
-            self.task.report(bar, st, val, improved, epoch_seconds)
-        # train.select=last runs every epoch: the end tests (and saves) the final weights
-        return self.cfg.train.select == "best" and st["bad_evals"] >= self.cfg.train.patience
+                self.task.report(bar, st, val, improved, epoch_seconds)
+            # train.select=last runs every epoch: the end tests (and saves) the final weights
+            stop = self.cfg.train.select == "best" and st["bad_evals"] >= self.cfg.train.patience
+            if stop:
+                st["stopped_by"] = "patience"
+        self._point = None
+        return stop
 
     # ----------------------------------------------------------------- the run
     def _out_of_time(self, wall_mark: list[float]) -> bool:
@@ -273,53 +294,69 @@ class Trainer:
 
     def _run_epochs(self, bar: TrainProgress) -> None:
         """Train, validate when due (or when stopped inside an epoch), stop on patience / time
-        budget / max_steps, checkpoint at each epoch end. Ctrl-C (and SIGTERM in a single
-        process) saves a checkpoint, then raises `TrainingInterrupted` with the resume command.
-        """
-        cfg, st = self.cfg.train, self.state
-        wall_mark = [time.perf_counter()]
-        try:
-            with bar, sigterm_as_interrupt(enabled=not self.dist.enabled):
-                while st["epoch"] < cfg.epochs:
-                    bar.new_epoch(st["epoch"], st["step_in_epoch"])
-                    t_epoch = time.perf_counter()
-                    finished = self._train_epoch(bar)
-                    due = (st["epoch"] + 1) % cfg.eval_every == 0
-                    if (due or not finished) and (
-                        self._validate(time.perf_counter() - t_epoch, bar)
-                        or self._out_of_time(wall_mark)
-                    ):
-                        break
-                    if not finished:
-                        break
-                    st["epoch"] += 1
-                    st["step_in_epoch"] = 0
-                    self.checkpoint()
-        except KeyboardInterrupt:
-            # under torchrun the ranks are no longer in step: rank 0 saves what it has alone
-            self.checkpoint(collective=not self.dist.enabled)
-            raise TrainingInterrupted(
-                f"interrupted at step {st['global_step']}; checkpoint saved in {self.run_dir}, "
-                f"continue with: seqrec train --resume {self.run_dir}"
-            ) from None
+        budget / max_steps, checkpoint at each epoch end; then mark the training done (a run
+        resumed after that, from an interruption in the final test, trains no more)."""
+        cfg, st, wall_mark = self.cfg.train, self.state, [time.perf_counter()]
+        with bar:
+            while st["epoch"] < cfg.epochs:
+                bar.new_epoch(st["epoch"], st["step_in_epoch"])
+                t_epoch = time.perf_counter()
+                finished = self._train_epoch(bar)
+                due = (st["epoch"] + 1) % cfg.eval_every == 0
+                if (due or not finished) and (
+                    self._validate(time.perf_counter() - t_epoch, bar)
+                    or self._out_of_time(wall_mark)
+                ):
+                    break
+                if not finished:
+                    st["stopped_by"] = "max_steps"
+                    break
+                st.update(epoch=st["epoch"] + 1, step_in_epoch=0)
+                self.checkpoint()
+        st["training_done"] = True
 
     def fit(self) -> dict:
-        """Train to the end, then score the selected weights once: the run's results."""
+        """Train to the end, then score the selected weights once: the run's results.
+
+        Ctrl-C (and SIGTERM in a single process) saves a checkpoint, then raises
+        `TrainingInterrupted` with the resume command. The signals are held back while a step
+        runs and taken between steps, in validation and in the final test (interrupt.py), so
+        the checkpoint is always a point the resumed run continues from exactly.
+        """
+        with self.signals.installed(enabled=not self.dist.enabled):
+            try:
+                with self.signals.held():
+                    return self._fit()
+            except KeyboardInterrupt:
+                with self.signals.held(deliver=False):  # a second Ctrl-C waits for the save
+                    if not self._final_saved:
+                        # under torchrun the ranks are no longer in step: rank 0 saves alone
+                        self.checkpoint(collective=not self.dist.enabled)
+                where = " in the final test" if self._final_saved else ""
+                raise TrainingInterrupted(
+                    f"interrupted at step {self.state['global_step']}{where}; checkpoint saved "
+                    f"in {self.run_dir}, continue with: seqrec train --resume {self.run_dir}"
+                ) from None
+
+    def _fit(self) -> dict:
         cfg, st = self.cfg.train, self.state
         acct = self.task.accounting()
         extra = {}
-        if cfg.init_from and st["global_step"] == 0:  # a fresh run, not a resumed one
+        if cfg.init_from and not self._resumed:  # a resumed run's checkpoint holds them
             extra["init"] = load_initial_weights(
                 self.task.init_module(), cfg.init_from, self.cfg.model.name, self.store.item_ids
             )
-        self.log.write({"event": "start", **self.task.start_fields(acct, extra)})
+        if not self._resumed:  # the resumed log keeps the first session's start event
+            self.log.write({"event": "start", **self.task.start_fields(acct, extra)})
         bar = TrainProgress(self.steps_per_epoch, enabled=self.progress)
         procs = f", {self.dist.world_size} processes" if self.dist.enabled else ""
         if self.dist.is_main:
             bar.console.print(self.task.start_line(acct, procs), highlight=False)
-        self._run_epochs(bar)
-        self.checkpoint()
-        throughput = {"processes": self.dist.world_size, **self._throughput(self._session)}
+        if not st.get("training_done"):
+            self._run_epochs(bar)
+            self.checkpoint()
+        self._final_saved = True
+        throughput = {"processes": self.dist.world_size, **self.dist.throughput(self._session)}
         if self.dist.enabled and self.dist.is_main:
             rates = ", ".join(f"{r:,.0f}" for r in throughput["interactions_per_s_per_process"])
             bar.console.print(
@@ -327,17 +364,20 @@ class Trainer:
                 f"({rates} per process)",
                 highlight=False,
             )
-        self._load_selected()
+        with self.signals.taken():  # redone in full by a resumed run
+            self._load_selected()
+            final = self.task.final()
         return {
             "best_epoch": st["best_epoch"],
             "epochs_run": epochs_completed(st, self.steps_per_epoch),
             "steps": st["global_step"],
             "train_seconds": st["train_seconds"],
             "wall_seconds": st.get("wall_seconds"),
-            "stopped_by": st.get("stopped_by", "patience or epochs"),
+            # patience | time_budget | max_steps | epochs: why the loop ended
+            "stopped_by": st.get("stopped_by", "epochs"),
             self.task.counting.total: st[self.task.counting.total],
             "train_loss": st["train_loss"],
-            **self.task.final(),
+            **final,
             **acct,
             **self.task.summary(st, throughput),
         }

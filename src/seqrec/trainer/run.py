@@ -63,6 +63,7 @@ from seqrec.recipe import RunConfig, build_config
 from seqrec.tasks import load_task_data, output_files, trains, untrained_results
 from seqrec.trainer.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
 from seqrec.trainer.distributed import DistContext
+from seqrec.trainer.interrupt import TrainingInterrupted
 from seqrec.trainer.loop import Trainer
 from seqrec.version import __version__
 
@@ -158,13 +159,33 @@ def _refuse_foreign(run_dir: Path) -> None:
         )
 
 
+def write_run_config(run_dir: Path, cfg: RunConfig) -> None:
+    """config.yaml: the resolved config, JSON-able, what `--resume` rebuilds the run from."""
+    atomic_write_text(
+        Path(run_dir) / CONFIG, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    )
+
+
 def load_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise SeqrecError(
             f"{run_dir} is not a seqrec run folder (no config.yaml); pass the folder `seqrec train` wrote"
         )
-    return build_config(yaml.safe_load(path.read_text()))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise SeqrecError(
+            f"{path} is not valid YAML{at}; restore the file `seqrec train` wrote (its "
+            "results.json holds the same config under 'config')"
+        ) from None
+    if not isinstance(raw, dict):
+        raise SeqrecError(
+            f"{path} does not hold a config mapping; restore the file `seqrec train` wrote"
+        )
+    return build_config(raw)
 
 
 def train_run(
@@ -217,12 +238,25 @@ def _train_run(
     if resume and trainer is not None:
         trainer.resume()
     elif main and not resume:
-        atomic_write_text(
-            run_dir / CONFIG, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-        )
+        write_run_config(run_dir, cfg)
     if main:
         atomic_write_bytes(run_dir / ITEM_IDS, _npy_bytes(np.asarray(store.item_ids).astype(str)))
     results = trainer.fit() if trainer is not None else untrained_results(cfg, store, data)
+    try:
+        _write_results(cfg, store, data, results, run_dir, main)
+    except KeyboardInterrupt:
+        if trainer is None or (run_dir / RESULTS).is_file():
+            raise
+        # the checkpoint marks the training done: a resume runs the final test again
+        raise TrainingInterrupted(
+            f"interrupted while writing the results; continue with: seqrec train --resume {run_dir}"
+        ) from None
+    dist.barrier()  # no rank reports success before the run folder is complete
+    return results
+
+
+def _write_results(cfg, store, data, results: dict, run_dir: Path, main: bool) -> None:
+    """The task's output files and results.json (rank 0), each written atomically."""
     files = output_files(cfg, data, results)
     results.update(
         {
@@ -236,8 +270,6 @@ def _train_run(
         for name, blob in files.items():
             atomic_write_bytes(run_dir / name, blob)
         atomic_write_json(run_dir / RESULTS, results)
-    dist.barrier()  # no rank reports success before the run folder is complete
-    return results
 
 
 def machine_info() -> dict:
