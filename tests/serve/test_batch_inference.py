@@ -57,11 +57,12 @@ def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 
 def run_to(package, out: Path, **kw) -> tuple[int, list]:
+    """(recommendation rows written, the TableWriter)."""
     writers: list = []
     args = {"users": None, "histories": None, "k": 5, "skip_unknown": True, "overwrite": False}
     args.update(kw)
-    n = recommend_to_file(package, out, writer_out=writers, **args)
-    return n, writers
+    written = recommend_to_file(package, out, writer_out=writers, **args)
+    return written.rows, writers
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -161,10 +162,72 @@ def test_a_failure_mid_stream_leaves_no_output(package, tmp_path):
     hist = tmp_path / "h.txt"
     hist.write_text("a 105\nb 106\nc 107\nlonely\n")
     out = tmp_path / "out" / "r.parquet"
-    with pytest.raises(SeqrecError, match=f"{hist}:4"):
+    with pytest.raises(SeqrecError, match=f"{hist}:4"):  # found before any scoring
         run_to(package, out, histories=hist, chunk=1)
+    assert not out.parent.exists()
+    hist.write_text("a 105\nb 106\nc nope\n")  # the third chunk fails after two were written
+    with pytest.raises(SeqrecError, match="not in the model's catalogue"):
+        run_to(package, out, histories=hist, chunk=1, skip_unknown=False)
     assert not out.exists() and list(out.parent.iterdir()) == []
     out.parent.joinpath("r.parquet").write_text("keep")
     with pytest.raises(SeqrecError, match="already exists"):
         run_to(package, out, histories=hist, chunk=1)
     shutil.rmtree(out.parent)
+
+
+def _cli_recommend(package, hist: Path, out: Path, k: int):
+    args = ["recommend", str(package), "--histories", str(hist), "--out", str(out)]
+    return runner.invoke(app, [*args, "-k", str(k), "--no-progress"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_short_answers_are_counted_in_the_file_and_the_summary(package, tmp_path, suffix):
+    """k = n_items leaves n_items - |history| items; a history covering the catalogue gets none
+    and still has its row; the CLI line says how many users got fewer than k."""
+    every = " ".join(str(ITEM_OFFSET + j) for j in range(N_ITEMS))
+    hist = tmp_path / "h.txt"
+    hist.write_text(f"a 105 106\nall {every}\nb 107\n")
+    out = tmp_path / f"r{suffix}"
+    res = _cli_recommend(package, hist, out, N_ITEMS)
+    assert res.exit_code == 0, res.output
+    line = " ".join(res.output.split())
+    assert f"wrote {2 * N_ITEMS - 3} recommendation rows for 3 users" in line
+    assert f"3 users got fewer than {N_ITEMS}" in line and "1 of them none" in line
+    df = pl.read_parquet(out) if suffix == ".parquet" else pl.read_csv(out, infer_schema=False)
+    assert df.columns == ["user", "rank", "item", "score", "returned"]
+    returned = {u: int(g["returned"][0]) for (u,), g in df.group_by("user")}
+    assert returned == {"a": N_ITEMS - 2, "all": 0, "b": N_ITEMS - 1}
+    empty = df.filter(pl.col("user") == "all")
+    assert empty.height == 1 and empty["item"].is_null().all() and empty["rank"].is_null().all()
+    assert df.filter(pl.col("user") == "a").height == N_ITEMS - 2
+    three = " ".join(_cli_recommend(package, hist, tmp_path / f"f{suffix}", 3).output.split())
+    assert "wrote 6 recommendation rows for 3 users" in three
+    assert "1 user got fewer than 3" in three and "1 of them none" in three
+    hist.write_text("a 105 106\n")
+    one = " ".join(_cli_recommend(package, hist, tmp_path / f"g{suffix}", 3).output.split())
+    assert "wrote 3 recommendation rows for 1 user to" in one and "fewer" not in one
+
+
+def test_short_answers_in_the_python_result(package):
+    rec = seqrec.load(package)
+    every = [str(ITEM_OFFSET + j) for j in range(N_ITEMS)]
+    a, b, c = rec.recommend([["105", "106"], every, ["105"]], k=N_ITEMS - 1)
+    assert (a.returned, a.short) == (N_ITEMS - 2, True)
+    assert (b.returned, b.short, b.items) == (0, True, [])
+    assert (c.returned, c.short) == (N_ITEMS - 1, False)
+    assert not rec.recommend([every], k=3, exclude_seen=False)[0].short
+    assert [len(h) for h in rec.encode([[], ["105"]])] == [0, 1]  # no polars error on []
+
+
+def test_a_repeated_history_id_is_refused_before_any_scoring(package, tmp_path, monkeypatch):
+    hist = tmp_path / "h.txt"
+    hist.write_text("a 105 106\nb 107\n\na 108\n")
+    scored = []
+    monkeypatch.setattr(batch, "open_recommender", lambda *a, **k: scored.append(1))
+    with pytest.raises(SeqrecError, match=f"{hist}: id 'a' is on lines 1 and 4; give each id one"):
+        run_to(package, tmp_path / "r.csv", histories=hist, chunk=1)
+    assert not scored and not (tmp_path / "r.csv").exists()
+    res = _cli_recommend(package, hist, tmp_path / "r.csv", 3)
+    assert res.exit_code != 0 and "is on lines 1 and 4" in str(res.exception)
+    with pytest.raises(SeqrecError, match="--users lists 500 more than once"):
+        run_to(package, tmp_path / "u.csv", users="500,501,500")

@@ -193,7 +193,7 @@ def test_items_health_metadata_and_docs(rec, package):
 def test_bad_requests_get_422_with_a_clear_message(rec, body, where):
     app = create_app(rec, max_history=5)
     res = post(app, "/recommend", body)
-    assert res.status_code == 422
+    assert res.status_code == 422 and res.json()["error"] == "invalid_request"
     assert where in res.json()["message"]
     assert res.json()["detail"]  # FastAPI's structured list is kept
 
@@ -215,9 +215,9 @@ def test_other_4xx(rec):
     )[0]
     assert res.status_code == 422 and "invalid JSON" in res.json()["message"]
     res = post(app, "/recommend", {"history": ["105"] * 1000})
-    assert res.status_code == 413 and "larger than 2000 bytes" in res.json()["detail"]
+    assert res.status_code == 413 and "larger than 2000 bytes" in res.json()["message"]
     res = get(app, "/items/not-an-item")
-    assert res.status_code == 404 and "unknown item id 'not-an-item'" in res.json()["detail"]
+    assert res.status_code == 404 and "unknown item id 'not-an-item'" in res.json()["message"]
     assert get(app, "/recommend").status_code == 405
     assert get(app, "/nothing-here").status_code == 404
 

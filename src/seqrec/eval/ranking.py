@@ -8,8 +8,11 @@ Protocol (written into every result):
   by its own score (so a re-consumed item is not an automatic miss);
 * rank = 1 + number of candidates scored strictly higher than the target (ties go to the
   target; with float scores from a trained model ties are vanishingly rare);
-* sampled metrics (only when asked) rank the target among ``n_negatives`` items drawn outside
-  the history, uniformly or by training popularity, and are labelled "sampled".
+* sampled metrics (only when asked) rank the target among ``n_negatives`` distinct items drawn
+  without replacement outside the masked history and the target, uniformly or by training
+  popularity, and are labelled "sampled". More negatives than a user has items left to draw
+  from is refused before any scoring: with replacement the same item could be counted twice,
+  and "sampled" metrics then fell below full-ranking ones.
 
 Users are processed in order of history length so that each chunk is only as wide as its
 longest history (right padding makes this exact, see data.batches).
@@ -26,6 +29,7 @@ import torch
 from torch import nn
 
 from seqrec.data.batches import flat_slices, history_batch
+from seqrec.errors import SeqrecError
 from seqrec.eval.metrics import per_user_metrics, summarize
 from seqrec.options import EvalConfig
 
@@ -89,14 +93,73 @@ def score_chunks(
         yield pos, scores, allowed
 
 
-def _sample_negatives(
+def sample_negatives(
     allowed: torch.Tensor, n: int, probs: torch.Tensor | None, gen: torch.Generator
 ) -> torch.Tensor:
-    """[b, n] candidate items drawn (with replacement) among the allowed ones."""
+    """[b, n] distinct items per row, drawn without replacement among the allowed ones
+    (uniformly, or in proportion to ``probs``): a negative counted twice would push the target
+    down twice, which no real candidate list does. Every row needs at least ``n`` allowed items
+    of positive weight (`check_negatives` says so before any scoring)."""
     weights = allowed.float()
     if probs is not None:
         weights = weights * probs[None, :]
-    return torch.multinomial(weights, n, replacement=True, generator=gen)
+    return torch.multinomial(weights, n, replacement=False, generator=gen)
+
+
+def check_negatives(
+    n: int,
+    n_items: int,
+    items: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    targets: np.ndarray,
+    max_len: int,
+    mask_seen: bool | str,
+    popularity: np.ndarray | None = None,
+) -> None:
+    """Refuse, in one line, ``n`` negatives that some row cannot draw without replacement.
+
+    A row draws from the catalogue minus PAD, its target and (with ``mask_seen``) the items of
+    its history the evaluator masks; popularity sampling also skips items never seen in
+    training. Exact counts are computed only for rows whose history is long enough to fail.
+    """
+    where = "--negatives / eval.n_negatives"
+    if n < 1:
+        raise SeqrecError(f"{where} must be at least 1, got {n}")
+    drawable = np.ones(n_items + 1, dtype=bool)
+    drawable[0] = False
+    if popularity is not None:
+        drawable &= np.asarray(popularity)[: n_items + 1] > 0
+    pool = int(drawable.sum())
+    if n > pool - 1:
+        raise SeqrecError(
+            f"{n} negatives cannot be drawn without replacement from {pool} catalogue items "
+            f"({pool - 1} besides the target); pass {where} of at most {pool - 1}, or rank "
+            "against the full catalogue (no --sampled)"
+        )
+    if not mask_seen or not len(ends):
+        return
+    seen_from = np.maximum(starts, ends - max_len) if mask_seen == "window" else starts
+    risky = np.flatnonzero((ends - seen_from) + 1 > pool - n)  # the others have enough left
+    if not len(risky):
+        return
+    rows, flat = flat_slices(seen_from[risky], ends[risky])
+    width = n_items + 1
+    keys = np.concatenate(
+        [rows * width + items[flat], np.arange(len(risky)) * width + targets[risky]]
+    )
+    keys = np.unique(keys.astype(np.int64))
+    keys = keys[drawable[keys % width]]
+    left = pool - np.bincount(keys // width, minlength=len(risky))
+    if (left < n).any():
+        worst = int(np.argmin(left))
+        raise SeqrecError(
+            f"{n} negatives cannot be drawn without replacement: the user in row "
+            f"{int(risky[worst])} has only {int(left[worst])} items left besides its seen "
+            f"items and its target (users with fewer than {n}: {int((left < n).sum())}); pass "
+            f"{where} of at most {int(left.min())}, keep seen items (--keep-seen), or rank "
+            "against the full catalogue (no --sampled)"
+        )
 
 
 @torch.inference_mode()
@@ -132,6 +195,12 @@ def evaluate(
         if popularity is None:
             raise ValueError("popularity-sampled metrics need item popularity counts")
         probs = torch.as_tensor(popularity, dtype=torch.float32, device=device)
+    if cfg.sampled is not None:
+        n_items = int(model.item_weights.shape[0]) - 1
+        check_negatives(
+            cfg.n_negatives, n_items, items, starts, ends, targets, max_len, cfg.mask_seen,
+            popularity if cfg.sampled == "popularity" else None,
+        )  # fmt: skip
     for pos, scores, allowed in score_chunks(
         model,
         items,
@@ -152,7 +221,7 @@ def evaluate(
         if cfg.sampled is None:
             higher = (scores > target_score[:, None]) & allowed
         else:
-            neg = _sample_negatives(allowed, cfg.n_negatives, probs, gen)
+            neg = sample_negatives(allowed, cfg.n_negatives, probs, gen)
             higher = scores.gather(1, neg) > target_score[:, None]
         ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
     model.train(was_training)
@@ -179,6 +248,7 @@ def ranking_protocol(cfg: EvalConfig, max_len: int, split_protocol: dict | None 
         "ranking": "full"
         if cfg.sampled is None
         else f"sampled ({cfg.n_negatives} {cfg.sampled} negatives)",
+        **({"negatives_drawn": "without replacement"} if cfg.sampled is not None else {}),
         "mask_seen": cfg.mask_seen,
         "target_masked_if_seen": False,
         "ties": "rank = 1 + #candidates scored strictly higher",

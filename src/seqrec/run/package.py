@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ ITEMS = "items.parquet"
 METADATA = "item_metadata.parquet"
 CONFIG = "config.yaml"
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".npy", ".npz")
+_NUMBER = re.compile(r"[-+]?\d+(\.\d*)?")  # a header naming a column so is a data row
 PACKAGE_FILES = frozenset({MANIFEST, CONFIG, WEIGHTS, ITEMS, METADATA})
 """Every file a package folder holds; a folder with anything else is never replaced."""
 
@@ -81,6 +83,12 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def _first_line(err: BaseException) -> str:
+    """The first line of a reader's error: polars and arrow messages run over several."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else "no detail"
+
+
 def read_item_metadata(path: Path, id_col: str | None = None) -> pl.DataFrame:
     """MovieLens `id::title::genres` (.dat), CSV/TSV with a header, or parquet -> frame keyed by
     ``item_id`` (str, same normalisation as the interaction readers)."""
@@ -89,7 +97,7 @@ def read_item_metadata(path: Path, id_col: str | None = None) -> pl.DataFrame:
         raise SeqrecError(f"item metadata file {path} does not exist; check --item-metadata")
     raw = path.read_bytes()
     if not raw.strip():
-        raise SeqrecError(f"item metadata file {path} is empty")
+        raise SeqrecError(f"item metadata file {path} is empty; pass a file with a row per item")
     try:
         if raw[:4] == b"PAR1" or path.suffix in {".parquet", ".pq"}:
             frame = pl.read_parquet(io.BytesIO(raw))
@@ -115,12 +123,17 @@ def read_item_metadata(path: Path, id_col: str | None = None) -> pl.DataFrame:
         raise
     except Exception as err:  # polars / arrow raise many error types on malformed files
         raise SeqrecError(
-            f"cannot read item metadata {path} ({type(err).__name__}: {err})"
+            f"cannot read item metadata {path} ({type(err).__name__}: {_first_line(err)}); "
+            "pass a CSV/TSV with a header, a movies.dat or a Parquet file"
         ) from None
     if id_col is None:
         guesses = ("item_id", "movieId", "movie_id", "item", "id", "asin", "itemId")
         id_col = next((c for c in guesses if c in frame.columns), None)
-    if id_col is None or id_col not in frame.columns:
+    if id_col is not None and id_col not in frame.columns:
+        raise SeqrecError(f"{path}: no column {id_col!r} (columns: {frame.columns}); pass one")
+    if id_col is not None and _NUMBER.fullmatch(id_col.strip()):  # a header is never a number
+        raise SeqrecError(f"{path}: line 1 is data, not a header; add a header line (item_id,...)")
+    if id_col is None:
         raise SeqrecError(
             f"{path}: no item id column (columns: {frame.columns}); pass --metadata-id-col"
         )
@@ -262,11 +275,18 @@ def write_package(
 # ------------------------------------------------------------------------------------ load
 
 
+_WROTE = "pass the folder `seqrec export` wrote"
+
+
+def _corrupt(path: Path, what: str) -> SeqrecError:
+    return SeqrecError(f"model package {path} is corrupted: {what}; export it again")
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """Parse and verify a package's manifest and every file's sha256; returns the manifest."""
     path = Path(path)
     if not path.is_dir():
-        raise SeqrecError(f"model package {path} does not exist or is not a folder")
+        raise SeqrecError(f"model package {path} does not exist or is not a folder; {_WROTE}")
     mpath = path / MANIFEST
     if not mpath.is_file():
         if (path / "config.yaml").is_file() and (path / "best.safetensors").exists():
@@ -274,7 +294,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
                 f"{path} is a training run, not a model package; "
                 f"make one with `seqrec export {path} PACKAGE_DIR`"
             )
-        raise SeqrecError(f"{path} is not a seqrec model package (no {MANIFEST})")
+        raise SeqrecError(f"{path} is not a seqrec model package (no {MANIFEST}); {_WROTE}")
     try:
         manifest = json.loads(mpath.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as err:
@@ -283,7 +303,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
             "export it again"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SeqrecError(f"{path} is not a seqrec model package ({MANIFEST} has another format)")
+        raise SeqrecError(f"{path} is not a seqrec model package (foreign {MANIFEST}); {_WROTE}")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise SeqrecError(
@@ -292,8 +312,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
         )
     files = manifest.get("files")
     weights = manifest.get("weights")
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise SeqrecError(f"model package {path} is corrupted: {MANIFEST} lists no file hashes")
+    if not (isinstance(files, dict) and files and all(isinstance(v, str) for v in files.values())):
+        raise _corrupt(path, f"{MANIFEST} lists no file hashes")
     unsafe = [n for n in files if str(n).lower().endswith(_UNSAFE_SUFFIXES)]
     if weights != WEIGHTS or unsafe or WEIGHTS not in files:
         raise SeqrecError(
@@ -303,13 +323,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
         )
     for name in (CONFIG, ITEMS):
         if name not in files:
-            raise SeqrecError(f"model package {path} is corrupted: {name} is not in the manifest")
+            raise _corrupt(path, f"{name} is not in the manifest")
     for name, digest in files.items():
         if Path(name).name != name or name in {"", ".", ".."}:
-            raise SeqrecError(f"model package {path} is corrupted: bad file name {name!r}")
+            raise _corrupt(path, f"bad file name {name!r}")
         fpath = path / name
         if not fpath.is_file():
-            raise SeqrecError(f"model package {path} is corrupted: {name} is missing")
+            raise _corrupt(path, f"{name} is missing")
         if sha256_file(fpath) != digest:
             raise SeqrecError(
                 f"model package {path} is corrupted: {name} does not match its sha256 in "

@@ -39,11 +39,30 @@ class Query:
 
 @dataclass
 class Answer:
+    """One query's recommendations, best first, and what the caller should know about them.
+
+    ``returned`` and ``short`` are derived from ``items`` and ``k`` so they can never disagree
+    with the list: fewer than ``k`` items come back when the history (with ``exclude_seen``)
+    and the candidate filter leave fewer than ``k`` items to choose from, e.g. ``k = n_items``
+    with any seen item, or a history that covers the whole catalogue (0 items).
+    """
+
     items: list[str]
     scores: list[float]
     unknown_items: list[str] = field(default_factory=list)
     unknown_candidates: list[str] = field(default_factory=list)
     fallback: str | None = None  # "popularity" when the history had no known item
+    k: int = 0  # how many items were asked for
+
+    @property
+    def returned(self) -> int:
+        """How many items this answer holds (at most ``k``)."""
+        return len(self.items)
+
+    @property
+    def short(self) -> bool:
+        """True when fewer than ``k`` items could be returned."""
+        return len(self.items) < self.k
 
 
 @dataclass
@@ -87,7 +106,9 @@ class Recommender:
             }
         )
         lens = np.array([len(h) for h in histories], dtype=np.int64)
-        flat = pl.DataFrame({"orig": [str(x) for h in histories for x in h]})
+        flat = pl.DataFrame(
+            {"orig": [str(x) for h in histories for x in h]}, schema={"orig": pl.Utf8}
+        )  # typed, so that histories holding no item at all still join
         idx = flat.join(lookup, on="orig", how="left", maintain_order="left")["idx"].to_numpy()
         unknown = np.isnan(idx) if idx.dtype.kind == "f" else np.zeros(len(idx), bool)
         if unknown.any() and not skip_unknown:
@@ -100,6 +121,8 @@ class Recommender:
         return [a[a != 0] for a in np.split(idx, np.cumsum(lens)[:-1])]
 
     def check_k(self, k: int) -> None:
+        if not isinstance(k, int | np.integer) or isinstance(k, bool):  # else a torch TypeError
+            raise SeqrecError(f"k must be an integer from 1 to {self.n_items}, not {k!r}")
         if k < 1 or k > self.n_items:
             raise SeqrecError(f"k={k} must be between 1 and the catalogue size {self.n_items}")
 
@@ -177,7 +200,7 @@ class Recommender:
             cand, unknown_c = (None, []) if q.candidates is None else self.lookup(q.candidates)
             encoded.append(hist)
             cands.append(cand)
-            answers[i] = Answer([], [], unknown, unknown_c)
+            answers[i] = Answer([], [], unknown, unknown_c, k=q.k)
             if len(hist) == 0:
                 items, scores = self.popular(q.k, cand)
                 self._fill(answers[i], items, scores, "popularity")
@@ -216,7 +239,8 @@ class Recommender:
         entry point: ``seqrec.load(path).recommend([["50", "172"], ["1"]], k=10)``).
 
         Unknown ids are reported in each `Answer` (``unknown_items``), not fatal; a history
-        with no known item is answered from training popularity where the model has it.
+        with no known item is answered from training popularity where the model has it. An
+        answer that holds fewer than ``k`` items says so (``short``, ``returned``).
         """
         return self.answer([Query(list(h), k, exclude_seen) for h in histories])
 

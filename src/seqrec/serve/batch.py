@@ -1,29 +1,34 @@
 """Batch inference to a file: `seqrec recommend`.
 
 Users are streamed in chunks of ``chunk``: read (a histories file line by line, or slices of the
-memory-mapped store), scored with `Recommender.recommend` (the evaluator's `score_chunks`),
+memory-mapped store), scored with `Recommender.top_k` (the evaluator's `score_chunks`),
 turned into at most ``chunk * k`` rows and appended to a temporary file next to the output,
 which is renamed into place only once every user is written. Memory is bounded by the chunk,
 not by the number of users; an interrupted run leaves no partial output behind.
+
+Users who get fewer than ``k`` items are visible in the file (its ``returned`` column, and one
+row even for a user who gets none: `serve.table`) and counted in the returned `Written`. A
+histories file is read once before the model loads (`serve.histories`): a bad line or an id
+given twice is refused before any scoring.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import unwritable
 from seqrec.run import Recommender, Run
+from seqrec.serve.histories import check_history_file, iter_history_file, read_histories
+from seqrec.serve.table import TableWriter, Written, recommendation_frame
 
-_FILE_MODE = 0o644
+__all__ = ["iter_history_file", "read_histories", "recommend_to_file"]
 
 
 def open_recommender(path: Path | Run, device: str = "cpu") -> Recommender:
@@ -50,62 +55,6 @@ def _refuse_timestamps(needs_timestamps: bool, path: Path) -> None:
         )
 
 
-def _decode_line(raw: bytes) -> str:
-    try:  # the data readers' rule (UTF-8 when valid, latin-1 otherwise), line by line
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def iter_history_file(path: Path, chunk: int) -> Iterator[tuple[list[str], list[list[str]], int]]:
-    """(ids, histories, bytes read) for at most ``chunk`` users at a time.
-
-    The file holds one `id item item ...` line per user (whitespace or comma separated);
-    blank lines are skipped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SeqrecError(
-            f"histories file {path} does not exist; pass a file with one `id item ...` line per user"
-        )
-    ids: list[str] = []
-    hists: list[list[str]] = []
-    consumed = 0
-    seen_any = False
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            consumed += len(raw)
-            line = _decode_line(raw)
-            parts = line.replace(",", " ").split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise SeqrecError(
-                    f"{path}:{n}: a line needs an id and at least one item, got '{line.strip()}'"
-                )
-            ids.append(parts[0])
-            hists.append(parts[1:])
-            seen_any = True
-            if len(ids) >= chunk:
-                yield ids, hists, consumed
-                ids, hists, consumed = [], [], 0
-    if not seen_any:
-        raise SeqrecError(
-            f"histories file {path} is empty; write one `id item item ...` line per user"
-        )
-    if ids:
-        yield ids, hists, consumed
-
-
-def read_histories(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The whole histories file at once (small files; `recommend_to_file` streams instead)."""
-    ids, hists = [], []
-    for i, h, _ in iter_history_file(path, 1 << 62):
-        ids += i
-        hists += h
-    return ids, hists
-
-
 def _check_store(run: Path | Run, item_ids: np.ndarray | None):
     """The dataset the run (folder or package) was trained on, checked against its ids."""
     run = run if isinstance(run, Run) else Run(run)
@@ -122,6 +71,15 @@ def _check_store(run: Path | Run, item_ids: np.ndarray | None):
     return store
 
 
+def _user_list(users: str) -> list[str]:
+    """The ``--users`` ids in order; one listed twice is refused (two blocks under one id)."""
+    wanted = [u.strip() for u in users.split(",") if u.strip()]
+    twice = sorted(u for u, n in Counter(wanted).items() if n > 1)
+    if twice:
+        raise SeqrecError(f"--users lists {', '.join(twice[:5])} more than once; list each once")
+    return wanted
+
+
 def user_histories(
     run_dir: Path | Run, users: str, item_ids: np.ndarray | None = None
 ) -> tuple[list[str], list[np.ndarray]]:
@@ -130,8 +88,8 @@ def user_histories(
     ``item_ids`` (the run's id map) guards against data that changed since training: the
     store's internal ids must mean the same items as the model's.
     """
+    wanted = _user_list(users)
     store = _check_store(run_dir, item_ids)
-    wanted = [u.strip() for u in users.split(",") if u.strip()]
     index = {u: i for i, u in enumerate(np.asarray(store.user_ids).astype(str))}
     missing = [u for u in wanted if u not in index]
     if missing:
@@ -153,109 +111,6 @@ def iter_store_users(store, chunk: int) -> Iterator[tuple[list[str], list[np.nda
             for u in range(s, e)
         ]
         yield ids, hists, e - s
-
-
-def recommendation_frame(
-    rec: Recommender, ids: list[str], items: np.ndarray, scores: np.ndarray, k: int
-) -> pl.DataFrame:
-    """Long format: user, rank, item (original id), score; unfillable slots (PAD) dropped."""
-    n = len(ids)
-    real = items.reshape(-1) != 0  # users who have seen almost everything get fewer than k rows
-    return pl.DataFrame(
-        {
-            "user": np.repeat(np.asarray(ids, dtype=str), k)[real],
-            "rank": np.tile(np.arange(1, k + 1), n)[real],
-            "item": rec.decode(items).reshape(-1).astype(str)[real],
-            "score": scores.reshape(-1)[real],
-        }
-    )
-
-
-class TableWriter:
-    """Appends frames to a temporary .csv / .parquet next to ``path``; `commit` renames it."""
-
-    def __init__(self, path: Path):
-        import pyarrow as pa
-
-        if path.suffix not in {".csv", ".parquet"}:
-            raise SeqrecError(f"output {path} must end in .csv or .parquet")
-        self.path = path
-        self.schema = pa.schema(
-            [
-                ("user", pa.string()),
-                ("rank", pa.int64()),
-                ("item", pa.string()),
-                ("score", pa.float32()),
-            ]
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.rows = 0
-        self.max_rows = 0  # largest frame written at once (the memory bound, tested)
-        self._csv = None
-        self._parquet = None
-
-    def write(self, df: pl.DataFrame) -> None:
-        self.rows += df.height
-        self.max_rows = max(self.max_rows, df.height)
-        if self.path.suffix == ".csv":
-            if self._csv is None:
-                self._csv = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
-                df.write_csv(self._csv, include_header=True)
-            else:
-                df.write_csv(self._csv, include_header=False)
-        else:
-            import pyarrow.parquet as pq
-
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.tmp, self.schema)
-            self._parquet.write_table(df.to_arrow().cast(self.schema))
-
-    def _close(self) -> None:
-        if self._csv is not None:
-            self._csv.flush()
-            os.fsync(self._csv.fileno())
-            self._csv.close()
-        if self._parquet is not None:
-            self._parquet.close()
-        self._csv = self._parquet = None
-
-    def commit(self) -> None:
-        if self.path.suffix == ".csv" and self._csv is None:
-            self.write(
-                pl.DataFrame(
-                    schema={"user": pl.Utf8, "rank": pl.Int64, "item": pl.Utf8, "score": pl.Float32}
-                )
-            )
-        if self.path.suffix == ".parquet" and self._parquet is None:
-            import pyarrow.parquet as pq
-
-            self._parquet = pq.ParquetWriter(self.tmp, self.schema)
-        self._close()
-        os.chmod(self.tmp, _FILE_MODE)
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self._close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-def write_table(df: pl.DataFrame, path: Path, overwrite: bool) -> None:
-    if path.suffix not in {".csv", ".parquet"}:
-        raise SeqrecError(f"output {path} must end in .csv or .parquet")
-    if path.exists() and not overwrite:
-        raise SeqrecError(f"{path} already exists; pass --overwrite or choose another --out")
-    writer = TableWriter(path)
-    try:
-        writer.write(df)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def _progress(enabled: bool, total: int | None, what: str):
@@ -285,6 +140,18 @@ def _progress(enabled: bool, total: int | None, what: str):
     )
 
 
+def _check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an output path that cannot be written, before any work."""
+    if output.suffix not in {".csv", ".parquet"}:
+        raise SeqrecError(f"output {output} must end in .csv or .parquet; rename it, e.g. recs.csv")
+    if output.is_dir():
+        raise SeqrecError(f"output {output} is a folder; choose a file path for --out")
+    if output.exists() and not overwrite:
+        raise SeqrecError(f"{output} already exists; pass --overwrite or choose another --out")
+    if (why := unwritable(output, "--out")) is not None:
+        raise SeqrecError(why)
+
+
 def recommend_to_file(
     model_dir: Path,
     output: Path,
@@ -299,8 +166,9 @@ def recommend_to_file(
     progress: bool = False,
     recommender: Recommender | None = None,
     writer_out: list | None = None,
-) -> int:
-    """Top-k for users or histories, streamed to ``output``; returns the number of rows.
+) -> Written:
+    """Top-k for users or histories, streamed to ``output``; returns what was written (rows,
+    users, and how many users got fewer than ``k``).
 
     ``model_dir`` is a model package or a training run folder. ``writer_out`` (tests) receives
     the `TableWriter` so its ``max_rows`` can be checked.
@@ -310,14 +178,11 @@ def recommend_to_file(
     if chunk < 1:
         raise SeqrecError(f"--chunk must be at least 1, got {chunk}")
     output = Path(output)
-    if output.suffix not in {".csv", ".parquet"}:
-        raise SeqrecError(f"output {output} must end in .csv or .parquet")
-    if output.is_dir():
-        raise SeqrecError(f"output {output} is a folder; choose a file path for --out")
-    if output.exists() and not overwrite:
-        raise SeqrecError(f"{output} already exists; pass --overwrite or choose another --out")
-    if (why := unwritable(output, "--out")) is not None:
-        raise SeqrecError(why)
+    _check_output(output, overwrite)
+    if histories is not None:
+        check_history_file(Path(histories))  # every line, before the model loads
+    if users is not None:
+        _user_list(users)
     run = Run(model_dir) if recommender is None or histories is None else None
     rec = recommender or open_recommender(run)
     rec.check_k(k)
@@ -339,6 +204,7 @@ def recommend_to_file(
         total, unit, encode = store.n_users, "users", False
 
     writer = TableWriter(output)
+    written = Written(k=k)
     if writer_out is not None:
         writer_out.append(writer)
     try:
@@ -349,10 +215,11 @@ def recommend_to_file(
                     hists = rec.encode(hists, skip_unknown=skip_unknown)
                 items, scores = rec.top_k(hists, k, exclude_seen, chunk=chunk)
                 writer.write(recommendation_frame(rec, ids, items, scores, k))
+                written.add(items)
                 if bar is not None:
                     bar.advance(task, done)
         writer.commit()
     except BaseException:
         writer.abort()
         raise
-    return writer.rows
+    return written
