@@ -3,10 +3,11 @@
     python benchmarks/make_results.py
 
 RESULTS.md opens with the leaderboard (leaderboard.py: every trained configuration per dataset
-and protocol, mean ± 95% CI over seeds), then the model zoo's paired comparisons, the issues'
-targets, the figures and each leaderboard row's command. ARCHIVE.md holds every result file in
-full. The leaderboard is also written as benchmarks/results/leaderboard.json and, where
-matplotlib is installed, drawn as benchmarks/figures/leaderboard_*.png.
+and protocol, mean ± 95% CI over seeds), then reliability (the bad-input suite, the HTTP fuzz,
+the body limit), the model zoo's paired comparisons, the issues' targets, the figures and each
+leaderboard row's command. ARCHIVE.md holds every result file in full. The leaderboard is also
+written as benchmarks/results/leaderboard.json and, where matplotlib is installed, drawn as
+benchmarks/figures/leaderboard_*.png.
 """
 
 from __future__ import annotations
@@ -289,6 +290,59 @@ def zoo(by_name: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def reliability(by_name: dict[str, dict]) -> str:
+    """Issue 22's checks, one paragraph each: the bad-input suite by class (bad_input.py), the
+    HTTP fuzz (api_fuzz.py) and the chunked over-limit body (body_limit.py)."""
+    parts = []
+    if rec := by_name.get("bad_input"):
+        m, by_class = rec["metrics"], rec.get("by_class", {})
+        parts += [
+            f"**Bad-input suite** (`tests/badinput`, [bad_input](ARCHIVE.md#bad_input)): "
+            f"{m['cases']} cases in {m['classes']} classes, through the CLI, the Python API "
+            "and HTTP. Each asserts the exit status (CLI 2, `SeqrecError`, the documented HTTP "
+            "status), one line naming the problem and its fix, no traceback, and that no file "
+            f"present before the command changed: {m['passed']} passed, {m.get('failed', 0)} "
+            f"failed, {m.get('xfailed', 0)} expected failures, in {m['seconds (suite)']:.0f} s.",
+            "",
+            "| class | cases | passed | expected failures |",
+            "|---|---|---|---|",
+            *(f"| {cls} | {sum(o.values())} | {o.get('passed', 0)} | {o.get('xfailed', 0)} |"
+              for cls, o in by_class.items()),
+        ]  # fmt: skip
+        if rec.get("xfailed"):
+            parts += ["", "Expected failures (known bugs, each case marked xfail(strict)):"]
+            reasons: dict[str, list[str]] = {}
+            for case, why in rec["xfailed"].items():
+                reasons.setdefault(why, []).append(f"`{case.split('::', 1)[1]}`")
+            parts += [f"- {why}: {', '.join(cases)}" for why, cases in reasons.items()]
+        parts.append("")
+    if rec := by_name.get("api_fuzz"):
+        m = rec["metrics"]
+        cli = "schemathesis run --checks all"
+        parts += [
+            f"**HTTP fuzz** ([api_fuzz](ARCHIVE.md#api_fuzz)): {m['requests']:,} generated "
+            f"requests over {m['operations']} operations (schemathesis, valid and invalid): "
+            f"{m['5xx responses']} 5xx, {m['undocumented statuses']} undocumented statuses, "
+            f"{m['error bodies not in the error shape']} errors outside the one error shape, "
+            f"{m['conformance failures']} conformance failures; `{cli}`: "
+            f"{m.get(f'{cli}: cases', 0)} cases, {m.get(f'{cli}: failures', 0)} failures.",
+            "",
+        ]
+    if rec := by_name.get("body_limit"):
+        m = rec["metrics"]
+        parts += [
+            f"**Body limit** ([body_limit](ARCHIVE.md#body_limit)): a {m['body MB per request']} "
+            f"MB chunked POST against the {m['limit MiB']:g} MiB limit gets "
+            f"{m['chunked, client sends it all: status']}; the server grows by "
+            f"{m['server peak RSS growth MiB, first request (cold)']:.1f} MiB on its first "
+            f"request and {m['server peak RSS growth MiB, later requests (warm)']:.1f} MiB on "
+            f"later ones, and {'still' if m['healthy afterwards'] else 'no longer'} answers "
+            "/health afterwards.",
+            "",
+        ]
+    return "\n".join(["## Reliability", "", *parts]) if parts else ""
+
+
 # each figure and the result file holding the numbers drawn in it (benchmarks/scaling_report.py)
 FIGURES = {
     "scaling_ml1m_families": "scaling_ml1m",
@@ -325,8 +379,9 @@ def main() -> None:
     boards = leaderboard.build(records)
     (RESULTS / OUTPUT).write_text(leaderboard.to_json(boards))
     drawn = leaderboard.figures(boards, ROOT / "benchmarks" / "figures")
-    parts = [HEADER, LEADERBOARD_INTRO, leaderboard.markdown(boards, "ARCHIVE.md"), zoo(by_name),
-             targets(by_name), figures(boards), leaderboard.commands(boards, "ARCHIVE.md")]  # fmt: skip
+    parts = [HEADER, LEADERBOARD_INTRO, leaderboard.markdown(boards, "ARCHIVE.md"),
+             reliability(by_name), zoo(by_name), targets(by_name), figures(boards),
+             leaderboard.commands(boards, "ARCHIVE.md")]  # fmt: skip
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(re.sub(r"\n{3,}", "\n\n", "\n".join(parts)))
     archive = ARCHIVE_HEADER + "\n" + summary(records) + "\n" + "\n".join(map(section, records))

@@ -120,12 +120,14 @@ def test_train_title_follows_the_configured_protocol(cycle_log, tmp_path):
         "-o",
         "eval.sampled=uniform",
         "-o",
+        "eval.n_negatives=20",  # drawn without replacement from 30 items
+        "-o",
         "eval.mask_seen=false",
         "--out",
         tmp_path / "run",
         "--no-progress",
     ).output
-    assert "sampled (100 uniform negatives), seen items kept" in out
+    assert "sampled (20 uniform negatives), seen items kept" in out
     assert "full ranking" not in out
 
 
@@ -154,9 +156,9 @@ def test_evaluate_full_sampled_and_keep_seen(trained_run, tmp_path):
     assert sampled["metrics"]["HR@1"] >= full["metrics"]["HR@1"]
     assert sampled["metrics"]["MRR"] >= full["metrics"]["MRR"]
 
-    popular, out = evaluate_json(trained_run, tmp_path, "--sampled", "popularity")
-    assert "sampled (100 popularity negatives)" in out
-    assert popular["protocol"]["ranking"] == "sampled (100 popularity negatives)"
+    popular, out = evaluate_json(trained_run, tmp_path, "--sampled", "popularity", "--negatives", 8)
+    assert "sampled (8 popularity negatives)" in out
+    assert popular["protocol"]["ranking"] == "sampled (8 popularity negatives)"
 
     kept, out = evaluate_json(trained_run, tmp_path, "--keep-seen")
     assert "full, seen items kept" in out and kept["protocol"]["mask_seen"] is False
@@ -173,7 +175,7 @@ def test_evaluate_full_sampled_and_keep_seen(trained_run, tmp_path):
 
 def check_recs(df: pl.DataFrame, histories: dict[str, list[str]], k: int) -> float:
     """Shape, order and seen-item checks; returns the share with the cycle's next item in the top 3."""
-    assert df.columns == ["user", "rank", "item", "score"]
+    assert df.columns == ["user", "rank", "item", "score", "returned"]
     assert df.height == k * len(histories)
     assert df["user"].unique(maintain_order=True).to_list() == list(histories)
     hits = 0

@@ -133,6 +133,8 @@ class TrainConfig(Strict):
     (SASRec) or a random window per user and epoch, so long histories are fully used over epochs."""
     seed: int = 42
     device: str = "auto"
+    """auto (CUDA when visible), cpu, mps, cuda or cuda:N (xpu, xpu:N); checked with the whole
+    config (recipe.py), so a misspelt device is refused before any folder is written."""
     threads: int | None = None
     log_every: int = Field(50, ge=1)
     """Write a training line (loss, lr, throughput) to metrics.jsonl every this many steps;
@@ -148,6 +150,7 @@ class TrainConfig(Strict):
 
 class EvalConfig(Strict):
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20, 50, 100])
+    """The cut-offs of HR@k / NDCG@k, each at least 1 (retrieval validation reads @10)."""
     mask_seen: bool | Literal["window"] = True
     """Which history items leave the candidate list: True every item of the user's whole
     history; ``"window"`` only the last ``data.max_len`` the model reads, as

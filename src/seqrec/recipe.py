@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import yaml
@@ -37,6 +38,8 @@ from seqrec.options import (
     preset_path,
     suggest,
 )
+
+_DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")  # what train.device may name
 
 
 class RunConfig(Strict):
@@ -84,6 +87,26 @@ class RunConfig(Strict):
                 f"objective.normalize={self.objective.normalize} but model.l2_norm_output="
                 f"{cosine}; set both to the same value so evaluation scores "
                 "with the normalisation the loss trained"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _device_and_cutoffs(self) -> RunConfig:
+        """Checked here, before any folder is written, what used to fail later with a
+        traceback: a device torch cannot parse; HR@k and NDCG@k need k >= 1, and retrieval
+        validation reads NDCG@10 and HR@10 (early stopping, the best weights)."""
+        if not _DEVICE.fullmatch(self.train.device):
+            raise ValueError(
+                f"train.device={self.train.device!r} is not a device; use auto, cpu, mps, "
+                "cuda or cuda:N"
+            )
+        ks = self.eval.ks
+        if not ks or min(ks) < 1:
+            raise ValueError(f"eval.ks={ks} holds a cut-off below 1; set eval.ks=[5,10,20]")
+        if self.task.name == "retrieval" and 10 not in ks:
+            raise ValueError(
+                f"eval.ks={ks} lacks 10, which validation monitors (NDCG@10, HR@10); "
+                "add 10 to eval.ks"
             )
         return self
 
@@ -228,7 +251,10 @@ def read_preset(preset: str) -> dict[str, Any]:
             f"config file {path} is not valid YAML ({what}{at}); fix the syntax"
         ) from None
     if not isinstance(raw, dict):
-        raise SeqrecError(f"config file {path} must hold a mapping of sections")
+        raise SeqrecError(
+            f"config file {path} must hold a mapping of sections; write it as `section:` "
+            "lines with indented `key: value` options (see configs/quickstart.yaml)"
+        )
     return raw
 
 
@@ -269,7 +295,7 @@ def _format_validation(err: ValidationError, raw: dict[str, Any]) -> str:
         elif not where:  # a check of the whole config: its message names the keys
             msgs.append(e["msg"].removeprefix("Value error, "))
         else:
-            msgs.append(f"{where}: {e['msg']}")
+            msgs.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
     return "; ".join(msgs)
 
 

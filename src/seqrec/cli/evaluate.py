@@ -1,4 +1,8 @@
-"""`seqrec evaluate`: a finished run's best weights under another protocol."""
+"""`seqrec evaluate`: a finished run's best weights under another protocol.
+
+`--json PATH` writes the result to a file (as it always has); `--format json` prints it on
+stdout instead of the table.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,13 @@ from typing import Annotated
 import typer
 
 from seqrec.cli.common import (
-    metrics_table,
+    Format,
+    FormatOption,
+    WideOption,
+    output_format,
     print_ctr_table,
-    print_table,
+    print_json,
+    print_metrics,
     seen_label,
 )
 
@@ -21,7 +29,9 @@ def evaluate(
     sampled: Annotated[
         str | None, typer.Option(help="uniform | popularity: sampled metrics (labelled so).")
     ] = None,
-    negatives: Annotated[int, typer.Option(help="Negatives for sampled metrics.")] = 100,
+    negatives: Annotated[
+        int | None, typer.Option(help="Negatives for sampled metrics (with --sampled; 100).")
+    ] = None,
     keep_seen: Annotated[bool, typer.Option(help="Do not mask already-seen items.")] = False,
     mask_window: Annotated[
         bool,
@@ -31,9 +41,14 @@ def evaluate(
         ),
     ] = False,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the result here.")
+        Path | None,
+        typer.Option(
+            "--json", help="Also write the full result to this file (--format json: to stdout)."
+        ),
     ] = None,
     overwrite: bool = False,
+    fmt: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
     """Evaluate a trained run's best weights (full ranking unless --sampled; a ranking-task
     run reports AUC, GAUC, log loss and calibration)."""
@@ -42,12 +57,18 @@ def evaluate(
     from seqrec.run import Run
     from seqrec.trainer.checkpoint import atomic_write_json
 
+    fmt = output_format(fmt, wide)
     if split not in {"valid", "test"}:
         raise SeqrecError(f"--split must be 'valid' or 'test', not '{split}'")
     if sampled not in {None, "uniform", "popularity"}:
         raise SeqrecError(f"--sampled must be 'uniform' or 'popularity', not '{sampled}'")
     if keep_seen and mask_window:
         raise SeqrecError("--keep-seen and --mask-window contradict each other; pass one")
+    if negatives is not None and sampled is None:
+        raise SeqrecError(
+            "--negatives sets the sampled protocol's negatives, but full ranking uses none; "
+            "add --sampled uniform (or popularity) or drop --negatives"
+        )
     if json_out is not None:  # checked before any work
         if json_out.is_dir():
             raise SeqrecError(f"{json_out} is a folder; choose a file path for --json")
@@ -58,11 +79,15 @@ def evaluate(
     run_ = Run(run)
     if run_.config.task.name == "ranking":
         res = run_.evaluate(split)
-        print_ctr_table(f"{run} — ranking task, real events", {split: res.metrics})
+        if fmt is not Format.json:
+            print_ctr_table([str(run), "ranking task, real events"], {split: res.metrics})
     else:
         mask_seen: bool | str = "window" if mask_window else not keep_seen
-        res = run_.evaluate(split, sampled, negatives, mask_seen)
+        res = run_.evaluate(split, sampled, 100 if negatives is None else negatives, mask_seen)
         label = res.protocol["ranking"] + ", " + seen_label(res.protocol["mask_seen"])
-        print_table(metrics_table(f"{run} — {label}", {split: res.metrics}))
+        if fmt is not Format.json:
+            print_metrics([str(run), label], {split: res.metrics}, fmt)
     if json_out is not None:
         atomic_write_json(json_out, res.to_json())
+    if fmt is Format.json:
+        print_json(res.to_json())

@@ -37,10 +37,12 @@ def recommend(
 ) -> None:
     """Top-K items for dataset users or for histories read from a file (original item ids).
 
-    Streams users in chunks into a temporary file that is renamed into place at the end."""
+    Streams users in chunks into a temporary file that is renamed into place at the end.
+    Columns: user, rank, item, score, returned (the user's item count: below k when the
+    history leaves fewer unseen items; a user with none keeps one row with empty item)."""
     from seqrec.serve.batch import recommend_to_file
 
-    n = recommend_to_file(
+    written = recommend_to_file(
         run,
         output,
         users,
@@ -53,7 +55,8 @@ def recommend(
         exclude_seen=not keep_seen,
         progress=progress,
     )
-    out.print(f"wrote {n} recommendation rows to {output}")
+    # one line even piped or in a log file (rich would break it at 80 columns, mid-path)
+    out.print(written.summary(output), highlight=False, markup=False, soft_wrap=True)
 
 
 def export(
@@ -77,7 +80,10 @@ def export(
     manifest = package.manifest
     out.print(
         f"exported {manifest['model']} ({manifest['n_items']} items, "
-        f"{len(manifest['files'])} files + manifest) to {out_dir}"
+        f"{len(manifest['files'])} files + manifest) to {out_dir}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
 
 
@@ -114,5 +120,5 @@ def serve(
     rec = refuse_timestamp_models(load_package(package), package)
     rec.index = build_index(index, rec, threads)
     http = create_app(rec, max_batch=max_batch, max_wait_ms=max_wait_ms, index_name=index)
-    out.print(f"serving {package} on http://{host}:{port} (docs: /docs)")
+    out.print(f"serving {package} on http://{host}:{port} (docs: /docs)", soft_wrap=True)
     uvicorn.run(http, host=host, port=port, log_level=log_level)

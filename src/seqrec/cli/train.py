@@ -1,19 +1,29 @@
-"""`seqrec train`: one run of either task (retrieval or ranking) into a run folder."""
+"""`seqrec train`: one run of either task (retrieval or ranking) into a run folder.
+
+The end of a run says why training stopped (patience, train.epochs, train.max_steps or
+train.time_budget_s) in one line, then the result as `--format` asks (see cli/common.py).
+"""
 
 from __future__ import annotations
 
+import sys
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from seqrec.cli.common import (
+    Format,
+    FormatOption,
     Overrides,
     Preset,
-    metrics_table,
+    WideOption,
     out,
+    output_format,
     print_ctr_table,
-    print_table,
+    print_json,
+    print_metrics,
     seen_label,
 )
 from seqrec.errors import SeqrecError
@@ -38,14 +48,21 @@ def train(
     ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress bars (on a terminal; never in a file).")
+    ] = True,
+    fmt: FormatOption = Format.table,
+    wide: WideOption = False,
 ) -> None:
     """Train a model, early-stop on validation NDCG@10, then evaluate the test split once.
 
-    Multi-process: `torchrun --nproc_per_node N -m seqrec train ...` (docs/DISTRIBUTED.md).
+    Prints why training stopped and the valid/test metrics (--wide: every K; --format json:
+    the results.json content on stdout). Multi-process: `torchrun --nproc_per_node N -m
+    seqrec train ...` (docs/DISTRIBUTED.md).
     """
     from seqrec.trainer.run import train_run
 
+    fmt = output_format(fmt, wide)
     if resume is not None:
         if config or set_ or model or out_dir or overwrite or task:
             raise SeqrecError(
@@ -58,21 +75,40 @@ def train(
         cfg, run_dir = _new_run(config, set_, model, task, out_dir)
     from seqrec.trainer.distributed import is_main_process
 
+    # --format json: stdout carries the JSON alone, whatever training prints on the way
+    quiet = redirect_stdout(sys.stderr) if fmt is Format.json else nullcontext()
     try:
-        results = train_run(
-            cfg, run_dir, resume=resume is not None, overwrite=overwrite, progress=progress
-        )
+        with quiet:
+            results = train_run(
+                cfg, run_dir, resume=resume is not None, overwrite=overwrite, progress=progress
+            )
     except SeqrecError:
         if not is_main_process():  # under torchrun rank 0 reports it; the others stay quiet
             raise typer.Exit(2) from None
         raise
     if not is_main_process():
         return
+    if fmt is Format.json:
+        print_json(results)
+        print(f"run saved in {run_dir}", file=sys.stderr)
+        return
+    if line := stop_line(results):
+        _say(line)
     if results.get("task") == "ranking":
         _print_ranking_results(results)
     else:
-        _print_results(results)
-    out.print(f"run saved in {run_dir}")
+        _print_results(results, fmt)
+    _say(f"run saved in {run_dir}")
+
+
+def _say(line: str) -> None:
+    """One message line: on a terminal narrower than it, broken between phrases (as the
+    trainer's lines are); piped, never broken."""
+    from seqrec.trainer.log import phrase_lines
+
+    if out.is_terminal:
+        line = "\n".join(phrase_lines(line, out.width))
+    out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _new_run(
@@ -99,28 +135,55 @@ def _new_run(
     return cfg, out_dir or Path("runs") / name
 
 
-def _print_results(results: dict) -> None:
-    """The valid/test metrics of a finished retrieval run, titled with its protocol."""
-    params = results["params"]
-    protocol = results["test"]["protocol"]
-    label = protocol["ranking"] + (" ranking" if protocol["ranking"] == "full" else "")
-    label += ", " + seen_label(protocol["mask_seen"])
+def stop_line(results: dict) -> str | None:
+    """Why training ended, from results.json's ``stopped_by`` (none for an untrained
+    baseline): the option that ended it, with its value, and the epoch whose weights count,
+    so a run that stopped early is never mistaken for one that ran its course."""
+    why = results.get("stopped_by")
+    if why is None:
+        return None
+    train = results["config"]["train"]
+    task = results["config"].get("task", {})
+    monitor = task.get("monitor", "AUC") if results.get("task") == "ranking" else "NDCG@10"
+    evals = f"{train['patience']} evaluation" + ("s" if train["patience"] != 1 else "")
+    reason = {
+        "patience": f"no better validation {monitor} in {evals} (train.patience)",
+        "epochs": f"reached train.epochs={train['epochs']}",
+        "max_steps": f"reached train.max_steps={train.get('max_steps')}",
+        "time_budget": f"train.time_budget_s={train.get('time_budget_s')} used "
+        f"({results.get('wall_seconds') or 0:.0f}s of training and validation)",
+    }.get(why, why)
+    return f"stopped: {reason}, best epoch {results['best_epoch']}"
+
+
+def _caption(results: dict) -> list[str]:
+    """Which weights the test scored (the best validated ones, or the last: train.select)
+    and how many parameters they have; a baseline trains none."""
+    if results.get("best_epoch") is None:
+        return ["untrained baseline"]
     tested = f"best epoch {results['best_epoch']}"
     if results.get("selected") == "last epoch":
         tested = f"last epoch {results['tested_epoch']}, best validation {results['best_epoch']}"
-    print_table(
-        metrics_table(
-            f"{results['config']['model']['name']} on {results['dataset']['name']} — {label} "
-            f"({tested}, {params['total']:,} parameters)",
-            {"valid": results["valid"]["metrics"], "test": results["test"]["metrics"]},
-        )
+    return [tested, f"{results['params']['total']:,} parameters"]
+
+
+def _print_results(results: dict, fmt: Format) -> None:
+    """The valid/test metrics of a finished retrieval run, titled with its protocol."""
+    protocol = results["test"]["protocol"]
+    label = protocol["ranking"] + (" ranking" if protocol["ranking"] == "full" else "")
+    label += ", " + seen_label(protocol["mask_seen"])
+    print_metrics(
+        [f"{results['config']['model']['name']} on {results['dataset']['name']}", label],
+        {"valid": results["valid"]["metrics"], "test": results["test"]["metrics"]},
+        fmt,
+        caption=_caption(results),
     )
 
 
 def _print_ranking_results(res: dict) -> None:
     """A ranking-task run's AUC, GAUC, log loss and calibration per split."""
     print_ctr_table(
-        f"ranking {res['ranker']} on {res['dataset']['name']} — temporal split, real "
-        f"events (best epoch {res['best_epoch']}, {res['params']['total']:,} parameters)",
+        [f"ranking {res['ranker']} on {res['dataset']['name']}", "temporal split, real events"],
         {part: res[part]["metrics"] for part in ("valid", "test")},
+        caption=_caption(res),
     )
