@@ -7,10 +7,13 @@ nothing is ever written to the home cache.
 
 from __future__ import annotations
 
+import gzip
+import io
 import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -208,3 +211,24 @@ def interrupt_in_validation(monkeypatch, n_validation: int, interrupt=_ctrl_c) -
         calls[0] += 1
 
     monkeypatch.setattr(RetrievalTask, "report", report)
+
+
+def gzip_cut(text: str, keep: float) -> bytes:
+    """``text`` gzipped, then cut to the first ``keep`` share of its bytes (a truncated file)."""
+    data = gzip.compress(text.encode())
+    return data[: int(len(data) * keep)]
+
+
+def gzip_flipped() -> bytes:
+    """A complete gzip file with two bytes in its middle flipped (fails its CRC or inflate)."""
+    data = bytearray(gzip.compress(("1 2 978300760\n" * 50_000 + "2 5 978300761\n").encode()))
+    data[len(data) // 2] ^= 0xFF
+    data[len(data) // 2 + 1] ^= 0xFF
+    return bytes(data)
+
+
+def parquet_bytes(**columns) -> bytes:
+    """A Parquet file of ``columns`` as bytes."""
+    buf = io.BytesIO()
+    pl.DataFrame(columns).write_parquet(buf)
+    return buf.getvalue()

@@ -9,38 +9,18 @@ by one is refused by the other).
 from __future__ import annotations
 
 import gzip
-import io
 
-import polars as pl
 import pytest
 
 import seqrec
-from conftest import tiny_config
+from conftest import gzip_cut, gzip_flipped, parquet_bytes, tiny_config
 
 from .harness import case
 
 CSV = "user_id,item_id,timestamp\n1,2,5\n1,4,6\n2,2,7\n"
 
 
-def _gzip_cut(text: str, keep: float) -> bytes:
-    data = gzip.compress(text.encode())
-    return data[: int(len(data) * keep)]
-
-
-def _gzip_flipped() -> bytes:
-    data = bytearray(gzip.compress(("1 2 978300760\n" * 50_000 + "2 5 978300761\n").encode()))
-    data[len(data) // 2] ^= 0xFF
-    data[len(data) // 2 + 1] ^= 0xFF
-    return bytes(data)
-
-
-def _parquet(**columns) -> bytes:
-    buf = io.BytesIO()
-    pl.DataFrame(columns).write_parquet(buf)
-    return buf.getvalue()
-
-
-_PARQUET = _parquet(user_id=[1, 2], item_id=[3, 4])
+_PARQUET = parquet_bytes(user_id=[1, 2], item_id=[3, 4])
 # a sorted `user item timestamp` log with one row per user and small integer times: rows of
 # (user, item, time) and one user per line fit equally well, so seqrec must not pick one
 _ONE_ROW_EACH = "".join(f"{u} {100 + u} {u}\n" for u in range(1, 60))
@@ -62,7 +42,7 @@ FILES = [
     case("files", "a-timestamp-past-year-3000-in-a-pairs-file", "late.txt",
          "1 2 978300760\n1 3 40000000000000\n", ["data.format=pairs"], ["late.txt line 2"]),
     case("files", "a-NaN-timestamp-in-parquet-names-the-row", "nan.parquet",
-         _parquet(user_id=[1, 2], item_id=[3, 4], timestamp=[1.0, float("nan")]), [],
+         parquet_bytes(user_id=[1, 2], item_id=[3, 4], timestamp=[1.0, float("nan")]), [],
          ["nan.parquet row 2", "timestamp nan"]),
     case("files", "an-unparseable-timestamp-names-the-line", "when.csv",
          CSV + "1,3,yesterday\n", [], ["when.csv", "yesterday"]),
@@ -83,11 +63,11 @@ FILES = [
          _BACKWARDS, [], ["back.txt", "goes back", "data.format=pairs"]),
     case("files", "a-ragged-file-fits-neither-reading", "ragrep.txt", _RAGGED_REPEAT, [],
          ["ragrep.txt", "no format fits", "data.format=seq"]),
-    case("files", "a-truncated-gzip", "cut.txt.gz", _gzip_cut("1 2 978300760\n" * 50_000, 0.5),
+    case("files", "a-truncated-gzip", "cut.txt.gz", gzip_cut("1 2 978300760\n" * 50_000, 0.5),
          [], ["cut.txt.gz is a truncated gzip"]),
     case("files", "a-tiny-truncated-gzip-is-not-Aborted", "tiny.txt.gz",
-         _gzip_cut("1 2\n1 3\n", 0.7), [], ["tiny.txt.gz is a truncated gzip"]),
-    case("files", "a-corrupt-gzip", "bad.txt.gz", _gzip_flipped(), [],
+         gzip_cut("1 2\n1 3\n", 0.7), [], ["tiny.txt.gz is a truncated gzip"]),
+    case("files", "a-corrupt-gzip", "bad.txt.gz", gzip_flipped(), [],
          ["bad.txt.gz is a corrupt gzip"]),
     case("files", "an-empty-gzip", "empty.txt.gz", gzip.compress(b""), [],
          ["empty.txt.gz is empty once decompressed"]),
@@ -149,7 +129,7 @@ TRAIN = [
     case("files", "train-on-a-NaN-timestamp-leaves-no-run-folder", "nan.csv",
          CSV + "1,3,nan\n", ["nan.csv line 5"]),
     case("files", "train-on-a-truncated-gzip-leaves-no-run-folder", "cut.txt.gz",
-         _gzip_cut("1 2 978300760\n" * 50_000, 0.5), ["truncated gzip"]),
+         gzip_cut("1 2 978300760\n" * 50_000, 0.5), ["truncated gzip"]),
     case("files", "train-on-an-ambiguous-log-leaves-no-run-folder", "sorted.txt", _ONE_ROW_EACH,
          ["cannot tell the format"]),
     case("files", "train-on-sequences-too-short-to-split", "short.csv",
@@ -167,7 +147,7 @@ def test_train_refuses_the_file_before_writing(user, name, content, says):
 API = [
     case("files", "api-config-and-train-on-an-inf-timestamp", "inf.csv", CSV + "1,3,inf\n",
          ["inf.csv line 5"]),
-    case("files", "api-train-on-a-corrupt-gzip", "bad.txt.gz", _gzip_flipped(),
+    case("files", "api-train-on-a-corrupt-gzip", "bad.txt.gz", gzip_flipped(),
          ["corrupt gzip"]),
 ]  # fmt: skip
 

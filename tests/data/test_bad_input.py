@@ -12,9 +12,9 @@ import os
 import re
 import sys
 
-import polars as pl
 import pytest
 
+from conftest import gzip_cut, gzip_flipped, parquet_bytes
 from seqrec import cli
 from seqrec.data import source
 from seqrec.data.ingest import read_interactions
@@ -33,27 +33,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SEQREC_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def _gzip_cut(text: str, keep: float) -> bytes:
-    data = gzip.compress(text.encode())
-    return data[: int(len(data) * keep)]
-
-
-def _gzip_flipped() -> bytes:
-    data = bytearray(gzip.compress(("1 2 978300760\n" * 50_000 + "2 5 978300761\n").encode()))
-    data[len(data) // 2] ^= 0xFF
-    data[len(data) // 2 + 1] ^= 0xFF
-    return bytes(data)
-
-
-def _parquet(**columns) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    pl.DataFrame(columns).write_parquet(buf)
-    return buf.getvalue()
-
-
-_OK_PARQUET = _parquet(user_id=[1, 2], item_id=[3, 4])
+_OK_PARQUET = parquet_bytes(user_id=[1, 2], item_id=[3, 4])
 
 CASES = [
     # (file name, content, data.format, expected text in the message)
@@ -69,7 +49,7 @@ CASES = [
     ),
     (
         "nan.parquet",
-        _parquet(user_id=[1, 2], item_id=[3, 4], timestamp=[1.0, float("nan")]),
+        parquet_bytes(user_id=[1, 2], item_id=[3, 4], timestamp=[1.0, float("nan")]),
         "auto",
         "nan.parquet row 2: timestamp nan",
     ),
@@ -79,9 +59,9 @@ CASES = [
     ("rag.txt", "1 2\n1 3\n2 3 4\n", "pairs", "rag.txt line 3: 3 fields where line 1 has 2"),
     ("rag.dat", "1::2::5::978300760\n1::3::5\n", "ml-dat", "rag.dat line 2: 3 '::'-separated"),
     ("rag.csv", CSV + "1,3,6,7\n", "csv", "rag.csv line 3: 4 fields where the header has 3"),
-    ("cut.txt.gz", _gzip_cut("1 2 978300760\n" * 50_000, 0.5), "auto", "is a truncated gzip"),
-    ("tiny.txt.gz", _gzip_cut("1 2\n1 3\n", 0.7), "auto", "is a truncated gzip"),
-    ("bad.txt.gz", _gzip_flipped(), "auto", "is a corrupt gzip file"),
+    ("cut.txt.gz", gzip_cut("1 2 978300760\n" * 50_000, 0.5), "auto", "is a truncated gzip"),
+    ("tiny.txt.gz", gzip_cut("1 2\n1 3\n", 0.7), "auto", "is a truncated gzip"),
+    ("bad.txt.gz", gzip_flipped(), "auto", "is a corrupt gzip file"),
     ("cut.parquet", _OK_PARQUET[:-20], "auto", "cut.parquet is not a readable Parquet file"),
     (
         "mid.parquet",
@@ -140,7 +120,7 @@ def test_a_directory_and_an_unreadable_file(tmp_path, monkeypatch):
 
 def test_cli_reports_a_truncated_gzip_in_one_line(tmp_path, monkeypatch, capsys):
     path = tmp_path / "cut.txt.gz"
-    path.write_bytes(_gzip_cut("1 2\n1 3\n", 0.7))
+    path.write_bytes(gzip_cut("1 2\n1 3\n", 0.7))
     monkeypatch.setattr(sys, "argv", ["seqrec", "data", "stats", str(path)])
     with pytest.raises(SystemExit) as info:
         cli.main()

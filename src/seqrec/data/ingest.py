@@ -53,10 +53,10 @@ class Interactions(NamedTuple):
     """Lines that held no interaction, by reason (seq lines with a user and no items)."""
 
 
-def _lines(raw: bytes) -> pl.DataFrame:
-    """``lineno`` (1-based, in the file) and ``line`` of the non-blank lines, whitespace
-    normalised to single spaces (the regex runs only when really needed)."""
-    frame = pl.read_csv(
+def _raw_lines(raw: bytes) -> pl.DataFrame:
+    """Every line of ``raw`` as text (``line``) with its 1-based number (``lineno``): one
+    column, split on nothing, so a malformed line is still a line to point at."""
+    return pl.read_csv(
         io.BytesIO(as_utf8(raw)),
         has_header=False,
         separator="\x1f",
@@ -65,6 +65,12 @@ def _lines(raw: bytes) -> pl.DataFrame:
         schema={"line": pl.Utf8},
         truncate_ragged_lines=True,
     ).with_row_index("lineno", offset=1)
+
+
+def _lines(raw: bytes) -> pl.DataFrame:
+    """``lineno`` (1-based, in the file) and ``line`` of the non-blank lines, whitespace
+    normalised to single spaces (the regex runs only when really needed)."""
+    frame = _raw_lines(raw)
     line = pl.col("line")
     if b"\t" in raw or b"  " in raw or b"\r" in raw or b"\x1f" in raw:
         line = line.str.replace_all(r"\s+", " ")
@@ -261,15 +267,7 @@ def _first_line(err: BaseException) -> str:
 
 def _csv_failure(raw: bytes, sep: str, path: Path, err: Exception) -> SeqrecError:
     """The line whose field count differs from the header's, else polars's first line."""
-    lines = pl.read_csv(
-        io.BytesIO(as_utf8(raw)),
-        has_header=False,
-        separator="\x1f",
-        quote_char=None,
-        new_columns=["line"],
-        schema={"line": pl.Utf8},
-        truncate_ragged_lines=True,
-    ).with_row_index("lineno", offset=1)
+    lines = _raw_lines(raw)
     seps = lines["line"].fill_null("").str.count_matches(sep, literal=True)
     off = (seps != seps[0]) & lines["line"].fill_null("").str.strip_chars().str.len_bytes().gt(0)
     if b'"' not in raw and off.any():
