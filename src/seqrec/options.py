@@ -146,6 +146,12 @@ class TrainConfig(Strict):
     file) instead of a fresh init: pre-train -> fine-tune. Shapes must match exactly (same
     architecture); catalogue-bound state (SRT's item tokens) stays this run's. Applied before
     the first step only, so a resumed run continues from its own checkpoint."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: the training loss (model forward + objective) runs under bf16 autocast, on fp32
+    weights; evaluation stays fp32, for exact ranks (trainer/precision.py)."""
+    compile: bool = False
+    """Run the training steps through ``torch.compile`` (evaluation and saved weights use the
+    plain module); a machine where it cannot compile fails at the start, naming this option."""
 
 
 class EvalConfig(Strict):

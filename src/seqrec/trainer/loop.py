@@ -41,11 +41,13 @@ from seqrec.trainer.checkpoint import (
     save_weights,
     training_state,
 )
-from seqrec.trainer.distributed import DistContext, ObjectiveView, rank_seed
+from seqrec.trainer.distributed import DistContext, rank_seed
+from seqrec.trainer.flops import FlopRate
 from seqrec.trainer.init_from import load_initial_weights
 from seqrec.trainer.interrupt import StopSignals, TrainingInterrupted
 from seqrec.trainer.log import NoLog, RunLog, TrainProgress
 from seqrec.trainer.optim import build_optimizer, build_scheduler
+from seqrec.trainer.precision import FastPath
 
 
 def epochs_completed(state: dict, steps_per_epoch: int) -> int:
@@ -79,11 +81,10 @@ class Trainer:
         self.device = self.dist.device(cfg.train.device)
         self.task = build_task(cfg, store, data, self.device, self.dist)
         self.model = self.task.model.to(self.device)
-        self.net: Any = self.model  # what the loss calls: under DDP, the synchronising wrapper
-        if self.dist.enabled:
-            self.net = ObjectiveView(self.dist.wrap(self.model))
-            if self.dist.rank:  # own dropout / negative-sampling stream; rank 0 keeps the seed's
-                torch.manual_seed(rank_seed(cfg.train.seed, self.dist.rank, 0))
+        # net: what the loss calls (DDP: the synchronising wrapper); fast: train.precision/compile
+        self.fast, self.net = FastPath.build(cfg.train, self.device, self.model, self.dist)
+        if self.dist.enabled and self.dist.rank:  # own dropout / negative-sampling stream
+            torch.manual_seed(rank_seed(cfg.train.seed, self.dist.rank, 0))
         self.opt = build_optimizer(self.model, cfg.train)
         self.steps_per_epoch = self.task.steps_per_epoch
         total = cfg.train.max_steps or self.steps_per_epoch * cfg.train.epochs
@@ -91,8 +92,7 @@ class Trainer:
         self.log = RunLog(self.run_dir / "metrics.jsonl") if self.dist.is_main else NoLog()
         self.progress = progress and self.dist.is_main
         # this process's training units and seconds: since the last log line, and in all
-        self._since_log = [0.0, 0.0]
-        self._session = [0.0, 0.0]
+        self._since_log, self._session = [0.0, 0.0], [0.0, 0.0]
         count = self.task.counting
         self.state = {
             "epoch": 0,
@@ -176,7 +176,7 @@ class Trainer:
         placeholder = len(local) == 0  # fewer rows than ranks in a (last) batch
         batch = self.task.batch(rows[:1] if placeholder else local, self.state["epoch"])
         t0 = time.perf_counter()
-        loss = self.task.loss(self.net, batch)
+        loss = self.fast.loss(self.task.loss, self.net, batch)
         n_local = 0 if placeholder else self.task.count(batch)
         scale = None
         if self.dist.enabled:  # DDP needs every rank to step, a placeholder with weight 0
@@ -236,7 +236,7 @@ class Trainer:
                     record.update(self.dist.throughput(self._since_log))
                     record["processes"] = self.dist.world_size
                 self._since_log = [0.0, 0.0]
-                self.log.write(record)
+                self.log.write(self.flop_rate.add(record))
             if st["global_step"] % cfg.checkpoint_every == 0:
                 self.checkpoint()
         self._close_epoch_loss()
@@ -340,8 +340,8 @@ class Trainer:
 
     def _fit(self) -> dict:
         cfg, st = self.cfg.train, self.state
-        acct = self.task.accounting()
-        extra = {}
+        acct, extra = self.task.accounting(), {}
+        self.flop_rate = FlopRate.for_run(acct, self.cfg.data.cache_dir, self.device, self.dist)
         if cfg.init_from and not self._resumed:  # a resumed run's checkpoint holds them
             extra["init"] = load_initial_weights(
                 self.task.init_module(), cfg.init_from, self.cfg.model.name, self.store.item_ids
@@ -356,7 +356,7 @@ class Trainer:
             self._run_epochs(bar)
             self.checkpoint()
         self._final_saved = True
-        throughput = {"processes": self.dist.world_size, **self.dist.throughput(self._session)}
+        throughput = self.flop_rate.results(self.dist.throughput(self._session))
         if self.dist.enabled and self.dist.is_main:
             rates = ", ".join(f"{r:,.0f}" for r in throughput["interactions_per_s_per_process"])
             bar.console.print(
@@ -379,6 +379,7 @@ class Trainer:
             "train_loss": st["train_loss"],
             **final,
             **acct,
+            **self.fast.fields(),
             **self.task.summary(st, throughput),
         }
 
