@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import seqrec
 from conftest import N_ITEMS
@@ -302,3 +303,37 @@ def test_a_package_opens_as_a_run(trained_run, tmp_path):
         package.export(tmp_path / "again")
     shutil.copytree(tmp_path / "pkg", tmp_path / "copy")
     assert Run(tmp_path / "copy").manifest == package.manifest
+
+
+def _legacy_flat(cfg) -> dict:
+    """A config dump as seqrec wrote it before per-model configs: one flat model section with
+    every family's options at their defaults (the union of the families' defaults, which the
+    flat class's defaults were)."""
+    from seqrec.models import MODELS
+
+    raw = cfg.model_dump(mode="json")
+    for cls in MODELS.values():
+        for key, field in cls.config_class.model_fields.items():
+            if key != "name" and key not in raw["model"] and not field.is_required():
+                raw["model"][key] = field.get_default(call_default_factory=True)
+    return raw
+
+
+def test_runs_saved_with_the_flat_model_section_still_load(trained_run, tmp_path):
+    """Run folders written before per-model configs hold every family's options: they load,
+    keep their fingerprint (so their checkpoints resume) and score exactly as before."""
+    from seqrec.recipe import saved_config
+
+    run = tmp_path / "legacy"
+    shutil.copytree(trained_run, run)
+    cfg = load_run_config(trained_run)
+    legacy = _legacy_flat(cfg)
+    assert "srt_fields" in legacy["model"] and "lacl_view" in legacy["model"]
+    with pytest.raises(SeqrecError, match=r"not an option of model\.name=sasrec"):
+        build_config(legacy)  # a user's config with them is refused...
+    assert saved_config(legacy) == cfg  # ...a config seqrec wrote is read
+    assert saved_config(legacy).fingerprint() == cfg.fingerprint()
+    (run / "config.yaml").write_text(yaml.safe_dump(legacy, sort_keys=False))
+    np.testing.assert_array_equal(
+        Run(run).evaluate().ranks, np.load(trained_run / "test_ranks.npy")
+    )

@@ -328,3 +328,20 @@ def make_config(
             )
         pairs.extend((f"{section}.{key}", value) for key, value in values.items())
     return build_config(apply_values(raw, pairs))
+
+
+def saved_config(raw: Any) -> RunConfig:
+    """A config seqrec itself wrote (a run's or a package's config.yaml) -> RunConfig.
+
+    Runs written before each model had its own config class saved one flat model section
+    holding every family's options. The family never read the others' options, so they are
+    dropped here, and such runs load, evaluate, export and resume as before (a dropped option
+    left at its default does not change the fingerprint). A config a user writes goes through
+    `build_config`, which refuses them.
+    """
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        name = _family(raw)
+        if name in MODELS:
+            own = set(known_keys(config_class(name))) | {"name"}
+            raw = {**raw, "model": {k: v for k, v in raw["model"].items() if k in own}}
+    return build_config(raw)

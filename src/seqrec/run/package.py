@@ -48,7 +48,7 @@ from seqrec.fsutil import (
     swap_dir,
     unwritable,
 )
-from seqrec.recipe import RunConfig, build_config
+from seqrec.recipe import RunConfig, saved_config
 from seqrec.trainer.checkpoint import save_weights
 from seqrec.version import __version__
 
@@ -367,7 +367,7 @@ def read_package(path: str | os.PathLike) -> PackageContents:
             "export the run again"
         ) from None
     try:
-        cfg = build_config(yaml.safe_load((path / CONFIG).read_text()))
+        cfg = saved_config(yaml.safe_load((path / CONFIG).read_text()))
     except yaml.YAMLError:
         raise SeqrecError(f"model package {path} is corrupted: {CONFIG} is not YAML") from None
     try:

@@ -35,7 +35,7 @@ import yaml
 
 from seqrec.errors import SeqrecError
 from seqrec.models.registry import flops_per_interaction
-from seqrec.recipe import RunConfig, apply_overrides, build_config, load_config
+from seqrec.recipe import RunConfig, apply_overrides, build_config, load_config, saved_config
 
 SPEC_KEYS = ("base", "overrides", "grid", "runs", "apen", "description", "order")
 ORDERS = ("spec", "largest_first")
@@ -82,7 +82,7 @@ def adopt_run_folders(root: Path, runs: list[SweepRun]) -> int:
         if run_dir.name in planned or not (run_dir / "results.json").is_file():
             continue
         try:
-            now = config_hash(build_config(yaml.safe_load(cfg_path.read_text())))
+            now = config_hash(saved_config(yaml.safe_load(cfg_path.read_text())))
         except (SeqrecError, yaml.YAMLError):
             continue
         target = run_dir.parent / now

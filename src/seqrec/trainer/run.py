@@ -59,7 +59,7 @@ from seqrec.fsutil import (
     remove_entries,
     unwritable,
 )
-from seqrec.recipe import RunConfig, build_config
+from seqrec.recipe import RunConfig, saved_config
 from seqrec.tasks import load_task_data, output_files, trains, untrained_results
 from seqrec.trainer.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
 from seqrec.trainer.distributed import DistContext
@@ -185,7 +185,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
         raise SeqrecError(
             f"{path} does not hold a config mapping; restore the file `seqrec train` wrote"
         )
-    return build_config(raw)
+    return saved_config(raw)
 
 
 def train_run(
