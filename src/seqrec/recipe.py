@@ -174,21 +174,22 @@ def _model_keys(name: str) -> list[str]:
     return [f"model.{k}" for k in known_keys(config_class(name))]
 
 
-def _owners(key: str) -> list[str]:
-    return [n for n in model_names() if key in _model_keys(n)]
+def _foreign_key(key: str, name: str) -> str | None:
+    """The message for an option another family has (None when no family has ``key``)."""
+    owners = [n for n in model_names() if key in _model_keys(n)]
+    if not owners:
+        return None
+    return (
+        f"config key '{key}' is not an option of model.name={name}; it belongs to "
+        f"{', '.join(owners)}. Drop it or pick one of those models"
+    )
 
 
 def _check_model_key(key: str, name: str) -> None:
     keys = _model_keys(name)
     if key in keys:
         return
-    owners = _owners(key)
-    if owners:
-        raise SeqrecError(
-            f"config key '{key}' is not an option of model.name={name}; it belongs to "
-            f"{', '.join(owners)}. Drop it or pick one of those models"
-        )
-    raise SeqrecError(f"unknown config key '{key}'.{suggest(key, keys)}")
+    raise SeqrecError(_foreign_key(key, name) or f"unknown config key '{key}'.{suggest(key, keys)}")
 
 
 def _family(raw: dict[str, Any]) -> str:
@@ -283,13 +284,8 @@ def _format_validation(err: ValidationError, raw: dict[str, Any]) -> str:
             loc = ["model", *loc[2:]]  # drop the union's tag: model.hstu.rab -> model.rab
         where = ".".join(loc)
         if e["type"] == "extra_forbidden":
-            if where.startswith("model.") and _owners(where):
-                msgs.append(
-                    f"config key '{where}' is not an option of model.name={family}; it "
-                    f"belongs to {', '.join(_owners(where))}"
-                )
-            else:
-                msgs.append(f"unknown config key '{where}'.{suggest(where, known)}")
+            foreign = _foreign_key(where, family) if where.startswith("model.") else None
+            msgs.append(foreign or f"unknown config key '{where}'.{suggest(where, known)}")
         elif e["type"] == "union_tag_invalid":
             msgs.append(f"model.name: choose one of {', '.join(model_names())}")
         elif not where:  # a check of the whole config: its message names the keys
