@@ -85,6 +85,20 @@ def write_movies(path: Path, ids: list[int], seed: int) -> Path:
     return path
 
 
+def adam_losses(model, objective, batch, steps: int, lr: float) -> list[float]:
+    """Fit ``model`` to one fixed ``batch`` with Adam for ``steps`` steps; the loss at each
+    (the models' "does it learn at all" checks)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = objective(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def tiny_config(dataset: Path, **sections) -> dict:
     """A raw config dict for a model that learns the cycle in a handful of epochs."""
     raw = {

@@ -11,7 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import N_ITEMS, seq_batch, tiny_config
+from conftest import N_ITEMS, adam_losses, seq_batch, tiny_config
 from seqrec.cli import app
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
@@ -54,15 +54,8 @@ def _cycle_batch(n_rows: int = 32, width: int = 8, n_items: int = N_ITEMS) -> Se
 def test_loss_falls_on_generated_data(name, objective):
     model = _model(name, n_items=N_ITEMS).train()
     loss_fn = build_objective(ObjectiveConfig(name=objective))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     batch = _cycle_batch()
-    losses = []
-    for _ in range(30):
-        loss = loss_fn(model, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, loss_fn, batch, 30, lr=1e-2)
     # CE starts at ln(30) ~ 3.4 and drops fast; BCE with one sampled negative starts at 2 ln 2
     assert np.mean(losses[-5:]) < (0.5 if objective == "ce" else 0.75) * np.mean(losses[:5])
 

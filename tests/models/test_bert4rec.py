@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import cycle_sequences, seq_batch, tiny_config
+from conftest import adam_losses, cycle_sequences, seq_batch, tiny_config
 from seqrec.data.batches import training_batch
 from seqrec.errors import SeqrecError
 from seqrec.models import model_config
@@ -168,14 +168,7 @@ def test_cloze_loss_falls_on_generated_data():
             tiny_config("x", model={"name": "bert4rec"}, objective={"name": "cloze"})
         ).objective
     )
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(60):
-        loss = objective(m, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(m, objective, batch, 60, lr=1e-2)
     assert np.mean(losses[:5]) > 3.2  # ~ln(30) at BERT's small init
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 

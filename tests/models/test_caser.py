@@ -4,7 +4,7 @@ causality, and that it learns."""
 import pytest
 import torch
 
-from conftest import seq_batch
+from conftest import adam_losses, seq_batch
 from seqrec.models import build_model, model_config
 from seqrec.objectives import build_objective
 from seqrec.options import ObjectiveConfig
@@ -52,14 +52,7 @@ def test_loss_falls_on_a_cycle():
     rows = (start + torch.arange(13)) % 30 + 1  # item j -> j + 1, every row full
     batch = seq_batch(rows[:, :-1], rows[:, 1:])
     loss_fn = build_objective(ObjectiveConfig())
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    losses = []
-    for _ in range(40):
-        loss = loss_fn(model, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, loss_fn, batch, 40, lr=0.02)
     assert losses[-1] < 0.3 * losses[0]
 
 

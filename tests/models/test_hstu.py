@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cycle_sequences, seq_batch
+from conftest import adam_losses, cycle_sequences, seq_batch
 from seqrec.data import prepare
 from seqrec.data.batches import history_batch, training_batch
 from seqrec.errors import SeqrecError
@@ -245,14 +245,7 @@ def test_sampled_softmax_loss_falls_on_generated_sequences():
     objective = build_objective(
         ObjectiveConfig(name="ssm", n_negatives=16, temperature=0.1, normalize=True)
     )
-    opt = torch.optim.Adam(m.parameters(), lr=0.01)
-    losses = []
-    for _ in range(30):
-        loss = objective(m, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(m, objective, batch, 30, lr=0.01)
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
 
 

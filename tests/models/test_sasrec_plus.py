@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import N_ITEMS, seq_batch
+from conftest import N_ITEMS, adam_losses, seq_batch
 from seqrec.data.batches import SeqBatch
 from seqrec.models import model_config
 from seqrec.models.common import count_parameters
@@ -143,15 +143,8 @@ def _cycle_batch(n_rows: int = 32, width: int = 8) -> SeqBatch:
 def test_loss_falls_on_generated_data(kw):
     model = _model(n_items=N_ITEMS, **{**kw, "dropout": 0.1}).train()
     loss_fn = build_objective(ObjectiveConfig(name="ce"))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     batch = _cycle_batch()
-    losses = []
-    for _ in range(30):
-        loss = loss_fn(model, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, loss_fn, batch, 30, lr=1e-2)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     rab = [mod.weight for mod in model.modules() if isinstance(mod, RelativePositionBias)]
     assert all(w.grad is not None and w.grad[:8].abs().sum() > 0 for w in rab)
