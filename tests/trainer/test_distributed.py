@@ -182,12 +182,12 @@ def _stacks(processes: list, folder: Path) -> str:
 
 
 def task_steps(rank: int, raw: dict, out: Path, batches: list[list[int]]) -> None:
-    """A few optimiser steps on given global batches, then a sharded validation."""
+    """A few optimiser steps on given global batches, then a sharded validation (either task)."""
     cfg = build_config(raw)
-    store, split = prepare(cfg.data)
+    store, data = load_task_data(cfg)
     ctx = DistContext.from_env()
     try:
-        trainer = Trainer(cfg, store, split, out / f"rank{rank}", progress=False, dist=ctx)
+        trainer = Trainer(cfg, store, data, out / f"rank{rank}", progress=False, dist=ctx)
         torch.save(steps(trainer, batches), out / f"rank{rank}.pt")
     finally:
         ctx.close()
@@ -214,42 +214,41 @@ def task_train(rank: int, raw: dict | None, run_dir: Path, kill_rank1_at: int | 
     train_run(cfg, run_dir, resume=raw is None, progress=False)
 
 
-def task_ranking_steps(rank: int, raw: dict, out: Path, batches: list[list[int]]) -> None:
-    """The ranking task's optimiser steps on given global batches, then sharded scoring."""
-    cfg = build_config(raw)
-    store, data = load_task_data(cfg)
-    ctx = DistContext.from_env()
-    try:
-        trainer = Trainer(cfg, store, data, out / f"rank{rank}", progress=False, dist=ctx)
-        torch.save(ranking_steps(trainer, batches), out / f"rank{rank}.pt")
-    finally:
-        ctx.close()
-
-
-TASKS = {"steps": task_steps, "train": task_train, "ranking_steps": task_ranking_steps}
+TASKS = {"steps": task_steps, "train": task_train}
 
 
 # ---------------------------------------------------------------------------- helpers
 def steps(trainer: Trainer, batches: list) -> dict:
-    """Losses, (synchronised) gradients and parameters after each step; validation ranks."""
+    """Losses, (synchronised) gradients and parameters after each step, then what validation
+    yields: retrieval ranks, or the ranking task's probabilities."""
     out = {"losses": [], "grads": [], "params": []}
     for rows in batches:
         out["losses"].append(trainer._step(np.asarray(rows))[0])
         out["grads"].append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
         out["params"].append({n: p.detach().clone() for n, p in trainer.model.named_parameters()})
-    out["ranks"] = torch.from_numpy(trainer.task.evaluate_view("valid").ranks)
+    if trainer.cfg.task.name == "ranking":
+        out["probs"] = torch.from_numpy(trainer.task.predict(trainer.data.valid))
+    else:
+        out["ranks"] = torch.from_numpy(trainer.task.evaluate_view("valid").ranks)
     return out
 
 
-def ranking_steps(trainer: Trainer, batches: list) -> dict:
-    """Losses, gradients and parameters after each step; validation probabilities."""
-    out = {"losses": [], "grads": [], "params": []}
-    for rows in batches:
-        out["losses"].append(trainer._step(np.asarray(rows))[0])
-        out["grads"].append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
-        out["params"].append({n: p.detach().clone() for n, p in trainer.model.named_parameters()})
-    out["probs"] = torch.from_numpy(trainer.task.predict(trainer.data.valid))
-    return out
+def run_like_single(single: Trainer, raw: dict, tmp_path: Path) -> tuple[dict, dict, dict]:
+    """The same three global batches (7 rows split 4 + 3, 7 more, then 1 row that leaves
+    rank 1 a zero-weight placeholder) in one process and in WORLD: the losses, gradients and
+    synchronised parameters must agree step by step. Returns (single, rank 0, rank 1)."""
+    order = single.task.epoch_order(0)
+    batches = [order[:7], order[7:14], order[14:15]]
+    want = steps(single, batches)
+    spawn("steps", raw, tmp_path, [b.tolist() for b in batches], retry_hang=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert r0["losses"] == pytest.approx(want["losses"], rel=1e-5)
+    for step in range(len(batches)):
+        for name, grad in want["grads"][step].items():
+            torch.testing.assert_close(r0["grads"][step][name], grad, rtol=1e-4, atol=1e-6)
+            assert torch.equal(r0["params"][step][name], r1["params"][step][name])  # in sync
+    return want, r0, r1
 
 
 def write_rating_log(path: Path, n_users: int = 40, per_user: int = 12, n_items: int = 30) -> Path:
@@ -342,18 +341,7 @@ def test_ddp_steps_equal_single_process_steps_and_sharded_eval_equals_full(cycle
     cfg = build_config(raw)
     store, split = prepare(cfg.data)  # also fills the cache the workers load
     single = Trainer(cfg, store, split, tmp_path / "single", progress=False)
-    order = single.task.epoch_order(0)
-    batches = [order[:7], order[7:14], order[14:15]]
-    want = steps(single, batches)
-
-    spawn("steps", raw, tmp_path, [b.tolist() for b in batches], retry_hang=True)
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert r0["losses"] == pytest.approx(want["losses"], rel=1e-5)
-    for step in range(len(batches)):
-        for name, grad in want["grads"][step].items():
-            torch.testing.assert_close(r0["grads"][step][name], grad, rtol=1e-4, atol=1e-6)
-            assert torch.equal(r0["params"][step][name], r1["params"][step][name])  # in sync
+    want, r0, r1 = run_like_single(single, raw, tmp_path)
     # the parameters after one step: AdamW's first update is lr * g / (|g| + eps), which turns
     # float noise in an exactly-zero gradient (the attention key bias) into a full-size move,
     # so those coordinates are left out
@@ -380,18 +368,7 @@ def test_ranking_ddp_steps_equal_single_process_steps_and_sharded_scores(tmp_pat
     cfg = build_config(raw)
     store, data = load_task_data(cfg)  # also fills the cache the workers load
     single = Trainer(cfg, store, data, tmp_path / "single", progress=False)
-    order = single.task.epoch_order(0)
-    batches = [order[:7], order[7:14], order[14:15]]
-    want = ranking_steps(single, batches)
-
-    spawn("ranking_steps", raw, tmp_path, [b.tolist() for b in batches], retry_hang=True)
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert r0["losses"] == pytest.approx(want["losses"], rel=1e-5)
-    for step in range(len(batches)):
-        for name, grad in want["grads"][step].items():
-            torch.testing.assert_close(r0["grads"][step][name], grad, rtol=1e-4, atol=1e-6)
-            assert torch.equal(r0["params"][step][name], r1["params"][step][name])  # in sync
+    _, r0, r1 = run_like_single(single, raw, tmp_path)
     single.model.load_state_dict(r0["params"][-1])
     full = single.task.predict(data.valid)
     assert len(full) == len(data.valid)
