@@ -7,6 +7,7 @@ nothing is ever written to the home cache.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import shutil
@@ -246,3 +247,22 @@ def parquet_bytes(**columns) -> bytes:
     buf = io.BytesIO()
     pl.DataFrame(columns).write_parquet(buf)
     return buf.getvalue()
+
+
+def asgi_requests(app, *requests, raise_app_exceptions: bool = True) -> list:
+    """Send (method, url, kwargs) requests concurrently to the ASGI ``app`` (httpx, no socket)
+    and close its micro-batcher; the responses in order. With ``raise_app_exceptions=False``
+    a server error stays a response, as a client would see it."""
+    import httpx
+
+    async def go():
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            try:
+                return await asyncio.gather(
+                    *(client.request(m, url, **kw) for m, url, kw in requests)
+                )
+            finally:
+                await app.state.batcher.close()
+
+    return asyncio.run(go())

@@ -20,7 +20,6 @@ suite by class (``conftest.py`` writes each case's class and outcome to a report
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import hashlib
 import json
@@ -36,6 +35,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from conftest import asgi_requests
 from seqrec import cli
 from seqrec.errors import SeqrecError
 
@@ -207,17 +207,7 @@ def check_cli_error(res: Result, says: Iterable[str] = (), not_says: Iterable[st
 
 def http(app: Any, method: str, url: str, **kw: Any) -> Any:
     """One request to the ASGI ``app`` (httpx, no socket); a server error stays a response."""
-    import httpx
-
-    async def go():
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            try:
-                return await client.request(method, url, **kw)
-            finally:
-                await app.state.batcher.close()
-
-    return asyncio.run(go())
+    return asgi_requests(app, (method, url, kw), raise_app_exceptions=False)[0]
 
 
 def check_http_error(res: Any, status: int, says: Iterable[str] = ()) -> dict:

@@ -4,7 +4,6 @@ the loopback default. Requests go through httpx's ASGI transport (no socket, no 
 from __future__ import annotations
 
 # ruff: noqa: E402 (the serving extras are checked before seqrec.serve.app is imported)
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ pytest.importorskip("uvicorn")
 from typer.testing import CliRunner
 
 import seqrec
-from conftest import ITEM_OFFSET, N_ITEMS
+from conftest import ITEM_OFFSET, N_ITEMS, asgi_requests
 from seqrec.cli import app as cli_app
 from seqrec.errors import SeqrecError
 from seqrec.run import Run
@@ -46,18 +45,7 @@ def rec(package):
 
 def call(app, *requests):
     """Send (method, url, kwargs) requests concurrently; returns the responses in order."""
-
-    async def go():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            try:
-                return await asyncio.gather(
-                    *(client.request(m, url, **kw) for m, url, kw in requests)
-                )
-            finally:
-                await app.state.batcher.close()
-
-    return asyncio.run(go())
+    return asgi_requests(app, *requests)
 
 
 def post(app, url, body=None):

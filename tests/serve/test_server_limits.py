@@ -5,7 +5,6 @@ answers say so, and the docs pages need no network."""
 from __future__ import annotations
 
 # ruff: noqa: E402 (the serving extras are checked before seqrec.serve.app is imported)
-import asyncio
 import json
 import socket
 import threading
@@ -18,7 +17,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 import seqrec
-from conftest import ITEM_OFFSET, N_ITEMS
+from conftest import ITEM_OFFSET, N_ITEMS, asgi_requests
 from seqrec.run import Run
 from seqrec.serve.app import create_app
 from seqrec.serve.errors import ERROR_CODES, MAX_ECHO, MAX_ERRORS
@@ -34,15 +33,7 @@ def rec(trained_run, tmp_path_factory):
 
 
 def send(app, method, url, raise_app_exceptions=True, **kw) -> httpx.Response:
-    async def go():
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            try:
-                return await client.request(method, url, **kw)
-            finally:
-                await app.state.batcher.close()
-
-    return asyncio.run(go())
+    return asgi_requests(app, (method, url, kw), raise_app_exceptions=raise_app_exceptions)[0]
 
 
 def post_json(app, url, body, **kw) -> httpx.Response:
