@@ -177,6 +177,19 @@ def trained_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.fixture(scope="session")
+def exported_package(trained_run, tmp_path_factory) -> Path:
+    """The session's finished run exported once (no item metadata); read-only: tests that
+    damage a package copy it first."""
+    from seqrec.run import Run
+
+    root = tmp_path_factory.mktemp("package")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
+        Run(trained_run).export(root / "pkg")
+    return root / "pkg"
+
+
 @pytest.fixture
 def run_copy(trained_run, tmp_path) -> Path:
     """A private copy of the finished run (its data file stays where the config points)."""

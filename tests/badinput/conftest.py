@@ -130,15 +130,9 @@ def unfinished(run_copy) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_package(trained_run, tmp_path_factory) -> Path:
+def shared_package(exported_package) -> Path:
     """The finished run exported once: the package serve, recommend and load read."""
-    from seqrec.run import Run
-
-    root = tmp_path_factory.mktemp("badinput-package")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
-        Run(trained_run).export(root / "pkg")
-    return root / "pkg"
+    return exported_package
 
 
 @pytest.fixture

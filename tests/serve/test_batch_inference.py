@@ -14,7 +14,6 @@ import seqrec
 from conftest import ITEM_OFFSET, N_ITEMS, N_USERS, cycle_sequences
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
-from seqrec.run import Run
 from seqrec.serve import batch
 from seqrec.serve.batch import iter_history_file, recommend_to_file
 
@@ -23,12 +22,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def package(trained_run, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("package")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
-        Run(trained_run).export(root / "pkg")
-    return root / "pkg"
+def package(exported_package) -> Path:
+    return exported_package
 
 
 @pytest.fixture

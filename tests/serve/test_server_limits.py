@@ -18,18 +18,13 @@ uvicorn = pytest.importorskip("uvicorn")
 
 import seqrec
 from conftest import ITEM_OFFSET, N_ITEMS, asgi_requests
-from seqrec.run import Run
 from seqrec.serve.app import create_app
 from seqrec.serve.errors import ERROR_CODES, MAX_ECHO, MAX_ERRORS
 
 
 @pytest.fixture(scope="module")
-def rec(trained_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("package")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SEQREC_CACHE_DIR", str(root / "cache"))
-        Run(trained_run).export(root / "pkg")
-    return seqrec.load(root / "pkg")
+def rec(exported_package):
+    return seqrec.load(exported_package)
 
 
 def send(app, method, url, raise_app_exceptions=True, **kw) -> httpx.Response:
