@@ -126,7 +126,9 @@ class SASRec(SeqModel):
 
     @property
     def _cosine(self) -> bool:
-        return isinstance(self.cfg, CosineOutputOption) and self.cfg.l2_norm_output
+        """``l2_norm_output``, for the configs that declare it (CL4SRec's; not LACLRec's or
+        SRT's, which build on these blocks without the option)."""
+        return self.cfg.cosine_output and self.cfg.l2_norm_output
 
     def embed(
         self, items: torch.Tensor, behaviors: torch.Tensor | None = None
