@@ -17,6 +17,7 @@ import re
 
 import leaderboard
 from common import RESULTS, ROOT
+from speed_tables import speed
 
 OUTPUT = "leaderboard.json"  # written into RESULTS/, never read back as a result
 
@@ -380,7 +381,7 @@ def main() -> None:
     (RESULTS / OUTPUT).write_text(leaderboard.to_json(boards))
     drawn = leaderboard.figures(boards, ROOT / "benchmarks" / "figures")
     parts = [HEADER, LEADERBOARD_INTRO, leaderboard.markdown(boards, "ARCHIVE.md"),
-             reliability(by_name), zoo(by_name), targets(by_name), figures(boards),
+             reliability(by_name), speed(by_name), zoo(by_name), targets(by_name), figures(boards),
              leaderboard.commands(boards, "ARCHIVE.md")]  # fmt: skip
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(re.sub(r"\n{3,}", "\n\n", "\n".join(parts)))

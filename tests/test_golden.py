@@ -1,8 +1,10 @@
-"""Every preset computes what it computed before the redesign (tests/golden/golden_runs.py).
+"""Every preset computes what it computed when last recorded (tests/golden/golden_runs.py,
+whose docstring lists each deliberate re-recording and why).
 
 Four seeded steps per preset on MovieLens-100K: the loss after each step, the validation and
-test metrics, and the scores of fixed histories must match the record made on main 204112a
-(presets.json) to 1e-6; a preset added since must match its first record (added.json). A failure lists every value that moved.
+test metrics, and the scores of fixed histories must match the record (presets.json for the
+presets that predate the redesign, added.json for those added since) to 1e-6. A failure lists
+every value that moved.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ pytestmark = [
     ),
 ]
 
-BEFORE = json.loads((HERE / "presets.json").read_text())  # main 204112a, before the redesign
+BEFORE = json.loads((HERE / "presets.json").read_text())  # the presets before the redesign
 ADDED = json.loads((HERE / "added.json").read_text())  # presets added since, as first recorded
 GOLD = {**BEFORE, **ADDED}
 

@@ -17,6 +17,9 @@ from seqrec.comparison import config_differences
 from seqrec.recipe import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# how many rows the CE scores at once changes float rounding only; its unset default (auto) is
+# the 2,048 rows these runs recorded on a GPU
+BLOCKING_ONLY = frozenset({"objective.chunk_size"})
 JOBS = [(f.name, job) for f in sorted((ROOT / "benchmarks/gpu/jobs").glob("*.yaml"))
         for job in yaml.safe_load(f.read_text())]  # fmt: skip
 
@@ -38,4 +41,4 @@ def test_a_job_builds_the_config_its_result_recorded(file, job):
     if not result.is_file():
         return  # a ranking job: benchmarks/ranking_ml1m.py records it under another name
     recorded = json.loads(result.read_text())["config"]
-    assert config_differences(recorded, cfg, frozenset()) == {}
+    assert config_differences(recorded, cfg, BLOCKING_ONLY) == {}

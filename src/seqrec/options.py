@@ -78,8 +78,9 @@ class ObjectiveConfig(Strict):
     """ce: softmax cross-entropy over every item (chunked); bce: SASRec paper, 1 negative/position;
     cloze: BERT4Rec's masked-item prediction (full-softmax CE at masked positions only);
     ssm: sampled softmax over the target and n_negatives sampled items (generative-recommenders)."""
-    chunk_size: int = Field(2048, ge=1)
-    """Rows of hidden states scored against the whole catalogue at once by the chunked CE."""
+    chunk_size: int | None = Field(None, ge=1)
+    """Rows of hidden states scored against the whole catalogue at once by the chunked CE; None
+    sizes the block to the device (ops/cross_entropy.py ``auto_chunk``: cache-sized on a CPU)."""
     mask_prob: float = Field(0.2, gt=0, le=1)
     """cloze: probability that each real item is masked (at least one per row); BERT4Rec ML-1M 0.2."""
     n_negatives: int = Field(128, ge=1)
@@ -104,7 +105,12 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = Field(100, ge=0)
+    warmup_steps: int | None = Field(None, ge=0)
+    """Linear learning-rate warm-up in steps; None sizes it by ``warmup_epochs`` instead."""
+    warmup_epochs: float = Field(0.1, ge=0)
+    """Warm-up as a share of this data's epoch (rounded up to whole steps) when
+    ``warmup_steps`` is unset: it scales with the data. Chosen by measurement
+    (benchmarks/warmup.py); the fixed 100 steps it replaced lasted two ML-1M epochs."""
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     grad_clip: float | None = 1.0
     patience: int = Field(10, ge=1)

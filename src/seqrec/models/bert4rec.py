@@ -51,6 +51,7 @@ from seqrec.models.common import (
     position_ids,
     split_heads,
 )
+from seqrec.ops.dropout import Dropout
 
 
 class BERT4RecConfig(
@@ -121,7 +122,7 @@ class EncoderBlock(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
         self.attn = BidirectionalAttention(cfg.hidden, cfg.heads, attn_p)
         self.ffn = GeluFeedForward(cfg.hidden, max(1, round(cfg.ffn_mult * cfg.hidden)))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, reference: bool = False) -> torch.Tensor:
         if self.pre:
@@ -155,7 +156,7 @@ class BERT4Rec(SeqModel):
         self.item_emb = nn.Embedding(n_items + 2, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, cfg.hidden)
         self.emb_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.layers))
         pre = cfg.norm == "pre"
         self.final_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps) if pre else nn.Identity()

@@ -38,6 +38,7 @@ from torch import nn
 from seqrec.data.batches import SeqBatch
 from seqrec.models.base import ModelConfig, SeqModel
 from seqrec.models.common import check_width, last_from_forward
+from seqrec.ops.dropout import Dropout
 
 
 class CaserConfig(ModelConfig):
@@ -85,7 +86,7 @@ class Caser(SeqModel):
         self.horizontal = nn.ModuleList(nn.Conv1d(d, cfg.n_h, h) for h in range(1, window + 1))
         self.vertical = nn.Conv1d(1, cfg.n_v, window) if cfg.n_v else None
         self.fc = nn.Linear(cfg.n_h * window + cfg.n_v * d, d)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.out_item_emb = nn.Embedding(n_items + 1, d)
         self.out_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.reset_parameters()

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
-from seqrec.ops.attention import causal_sdpa
+from seqrec.ops.attention import causal_attention
+from seqrec.ops.dropout import Dropout
 
 
 def check_width(items: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -152,7 +153,7 @@ class CausalAttention(nn.Module):
     ) -> torch.Tensor:
         q, k, v = self.project(x, rotary)
         p = self.dropout if self.training else 0.0
-        return self.out(merge_heads(causal_sdpa(q, k, v, p)))
+        return self.out(merge_heads(causal_attention(q, k, v, p)))
 
 
 class PreNormBlock(nn.Module):
@@ -164,7 +165,7 @@ class PreNormBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1, self.attn, self.norm2, self.ffn = norm1, attn, norm2, ffn
-        self.drop = nn.Dropout(p)
+        self.drop = Dropout(p)
 
     def forward(
         self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -41,6 +41,7 @@ from seqrec.models.common import (
     last_from_forward,
     output_flops,
 )
+from seqrec.ops.dropout import Dropout
 
 __all__ = ["GPT", "count_parameters", "flops_per_interaction"]
 
@@ -88,7 +89,7 @@ class GPT(SeqModel):
         d = cfg.hidden
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, d)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             PreNormBlock(
                 nn.LayerNorm(d, eps=cfg.ln_eps),

@@ -34,6 +34,7 @@ from seqrec.models.common import (
     last_from_forward,
     output_flops,
 )
+from seqrec.ops.dropout import Dropout
 
 __all__ = ["GRU4Rec", "count_parameters", "flops_per_interaction"]
 
@@ -70,7 +71,7 @@ class GRU4Rec(SeqModel):
         self.max_len = max_len
         emb, projected = _widths(cfg)
         self.item_emb = nn.Embedding(n_items + 1, emb, padding_idx=0)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.gru = nn.GRU(
             emb,
             cfg.hidden,
@@ -78,7 +79,7 @@ class GRU4Rec(SeqModel):
             batch_first=True,
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
-        self.out_dropout = nn.Dropout(cfg.dropout)
+        self.out_dropout = Dropout(cfg.dropout)
         self.proj = nn.Linear(cfg.hidden, emb, bias=False) if projected else nn.Identity()
         self.reset_parameters()
 

@@ -65,6 +65,7 @@ from seqrec.models.base import (
 from seqrec.models.common import check_width, embed_sequence
 from seqrec.models.hstu_layer import LN_EPS, HSTULayer, dims, time_buckets
 from seqrec.models.side_info import SideInputs, SideOptions
+from seqrec.ops.dropout import Dropout
 
 
 class HSTUConfig(
@@ -132,7 +133,7 @@ class HSTU(SeqModel):
         self.max_len = max_len
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, cfg.hidden)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(HSTULayer(cfg, max_len) for _ in range(cfg.layers))
         self.emb_scale = math.sqrt(cfg.hidden) if cfg.scale_embeddings else 1.0
         if cfg.behavior_tokens == "interleave":

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.models.base import ModelConfig
+from seqrec.ops.dropout import Dropout
+from seqrec.ops.dropout import dropout as dropout_op
 
 TIME_BUCKETS = 128
 """Time-gap buckets 0..128 (129 learned scalars per layer), as in the research code."""
@@ -74,7 +76,7 @@ def hstu_attention(
     scores = q @ k.transpose(-1, -2)
     if rab is not None:
         scores = scores + rab
-    attn = F.dropout(F.silu(scores) * causal, dropout, training)
+    attn = dropout_op(F.silu(scores) * causal, dropout, training)
     return (attn @ v) / norm
 
 
@@ -94,7 +96,7 @@ class HSTULayer(nn.Module):
         self.pos_w = nn.Parameter(torch.empty(max_len)) if cfg.hstu_rab else None
         self.time_w = nn.Parameter(torch.empty(TIME_BUCKETS + 1)) if cfg.time_bias else None
         self.attn_dropout = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.uvqk.weight, std=0.02)
@@ -200,5 +202,5 @@ class HSTULayer(nn.Module):
         scores = q @ k.transpose(-1, -2) + bias
         attn = torch.where(mask, F.silu(scores), torch.zeros_like(scores))
         attn = attn / n.to(x.dtype)[:, None, None, None]
-        attn = F.dropout(attn, self.attn_dropout, self.training)
+        attn = dropout_op(attn, self.attn_dropout, self.training)
         return self.finish(x, u, attn @ v)

@@ -61,6 +61,7 @@ from seqrec.data.batches import SeqBatch
 from seqrec.models.sasrec import SASRec
 from seqrec.models.sasrec_blocks import Block, SASRecBlockConfig
 from seqrec.ops.cross_entropy import chunked_cross_entropy
+from seqrec.ops.dropout import Dropout
 
 KEEP, DELETE, INSERT = 0, 1, 2
 
@@ -223,7 +224,7 @@ class LearnableAugmenter(nn.Module):
         gen_cfg = cfg.model_copy(update={"layers": cfg.lacl_generator_layers})
         self.gen_pos = nn.Embedding(self.max_insert + 1, cfg.hidden)
         self.gen_blocks = nn.ModuleList(Block(gen_cfg) for _ in range(gen_cfg.layers))
-        self.gen_drop = nn.Dropout(cfg.dropout)
+        self.gen_drop = Dropout(cfg.dropout)
         self.gen_ln = nn.LayerNorm(cfg.hidden) if cfg.norm != "post" else nn.Identity()
         for p in (self.op_head.weight, self.gen_pos.weight):
             nn.init.xavier_normal_(p)

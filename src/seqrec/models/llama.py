@@ -50,6 +50,7 @@ from seqrec.models.common import (
     output_flops,
     rope_tables,
 )
+from seqrec.ops.dropout import Dropout
 
 __all__ = ["Llama", "count_parameters", "flops_per_interaction"]
 
@@ -119,7 +120,7 @@ class Llama(SeqModel):
         attn_p = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
         d = cfg.hidden
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             PreNormBlock(
                 RMSNorm(d, cfg.ln_eps),

@@ -62,6 +62,7 @@ from seqrec.models.sasrec_blocks import (
 )
 from seqrec.models.sasrec_plus import RelativePositionBias, make_norm
 from seqrec.models.side_info import SideInputs, SideOptions
+from seqrec.ops.dropout import Dropout
 
 
 class SASRecConfig(SASRecBlockConfig, CosineOutputOption, SideOptions):
@@ -85,7 +86,7 @@ class SASRec(SeqModel):
         self.max_len = max_len
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, cfg.hidden)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         # a config without side options (CL4SRec, LACLRec) gets them all off
         side = cfg if isinstance(cfg, SideOptions) else SideOptions()
         # interleaved item/action tokens double the attended length (models/side_info.py)

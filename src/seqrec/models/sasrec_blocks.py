@@ -25,6 +25,8 @@ from seqrec.models.base import (
     PositionsOption,
 )
 from seqrec.models.sasrec_plus import GatedBlock, RelativePositionBias, make_norm
+from seqrec.ops.attention import causal_attention
+from seqrec.ops.dropout import Dropout
 
 
 class SASRecBlockConfig(
@@ -131,9 +133,10 @@ class CausalSelfAttention(nn.Module):
         p = self.attn_dropout if self.training else 0.0
         if self.rab is not None:
             mask = self.rab.mask(length, mask, q.dtype)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None
-        )
+        if mask is None:
+            out = causal_attention(q, k, v, p)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.out(out.transpose(1, 2).reshape(b, length, d))
 
     def forward_last(
@@ -156,7 +159,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(hidden, inner)
         self.fc2 = nn.Linear(inner, hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.dropout(F.relu(self.fc1(x))))
@@ -190,7 +193,7 @@ class Block(nn.Module):
         self.ln2 = make_norm(cfg)
         self.attn = make_attention(cfg, max_len, cfg.attn_out_proj)
         self.ffn = FeedForward(cfg.hidden, max(1, round(cfg.ffn_mult * cfg.hidden)), cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.attn_drop = self.drop if cfg.attn_residual_dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -41,6 +41,7 @@ from torch import nn
 
 from seqrec.models.base import ModelConfig
 from seqrec.models.llama import RMSNorm
+from seqrec.ops.dropout import Dropout
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -101,7 +102,7 @@ class GatedBlock(nn.Module):
         self.gate = nn.Linear(d, d)
         self.ln_av = make_norm(cfg)
         self.out = nn.Linear(d, d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def _mix(self, h: torch.Tensor, av: torch.Tensor) -> torch.Tensor:
         """W_o Dropout(SiLU(h W_u) * N_av(av)) for the normalised input h and attention av."""

@@ -41,6 +41,7 @@ from seqrec.models.base import Needs, SeqModel
 from seqrec.models.common import check_width, embed_sequence, init_matrices
 from seqrec.models.sasrec import flops_per_interaction as sasrec_flops
 from seqrec.models.sasrec_blocks import Block, SASRecBlockConfig
+from seqrec.ops.dropout import Dropout
 
 
 class SRTConfig(SASRecBlockConfig):
@@ -100,7 +101,7 @@ class SRT(SeqModel):
             nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0) if cfg.srt_id_residual else None
         )
         self.pos_emb = nn.Embedding(max_len, cfg.hidden)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         final = cfg.norm in ("pre", "official")
         self.final_ln = nn.LayerNorm(cfg.hidden, eps=cfg.ln_eps) if final else nn.Identity()

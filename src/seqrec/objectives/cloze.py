@@ -57,7 +57,7 @@ def cloze_mask(
 
 
 def cloze_loss(
-    model: nn.Module, batch: SeqBatch, mask_prob: float, chunk: int = 2048
+    model: nn.Module, batch: SeqBatch, mask_prob: float, chunk: int | None = None
 ) -> torch.Tensor:
     """Mean CE over every masked position of the batch (model must be a mask-token encoder)."""
     seq = cloze_sequences(batch, model.max_len)

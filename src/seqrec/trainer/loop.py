@@ -88,7 +88,7 @@ class Trainer:
         self.opt = build_optimizer(self.model, cfg.train)
         self.steps_per_epoch = self.task.steps_per_epoch
         total = cfg.train.max_steps or self.steps_per_epoch * cfg.train.epochs
-        self.sched = build_scheduler(self.opt, cfg.train, total)
+        self.sched = build_scheduler(self.opt, cfg.train, total, self.steps_per_epoch)
         self.log = RunLog(self.run_dir / "metrics.jsonl") if self.dist.is_main else NoLog()
         self.progress = progress and self.dist.is_main
         # this process's training units and seconds: since the last log line, and in all

@@ -22,18 +22,28 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant" or total_steps <= cfg.warmup_steps:
+def warmup_length(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Warm-up steps: ``train.warmup_steps`` when set, else ``train.warmup_epochs`` of this
+    data's epochs rounded up, so the warm-up scales with the data instead of being a fixed
+    count that can outlast a small dataset's first epochs (ML-1M: 48 steps an epoch)."""
+    if cfg.warmup_steps is not None:
+        return cfg.warmup_steps
+    return math.ceil(cfg.warmup_epochs * steps_per_epoch)
+
+
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int, warmup: int) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant" or total_steps <= warmup:
         return 1.0
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
     if cfg.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - progress
 
 
 def build_scheduler(
-    opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
+    opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, total_steps))
+    warmup = warmup_length(cfg, steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, total_steps, warmup))

@@ -40,6 +40,7 @@ from torch import nn
 
 from seqrec.data.batches import SeqBatch
 from seqrec.models.common import gather_last
+from seqrec.ops.dropout import Dropout
 from seqrec.options import TaskConfig
 
 
@@ -49,7 +50,7 @@ def mlp(sizes: list[int], dropout: float) -> nn.Sequential:
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers += [nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.ReLU(), Dropout(dropout)]
     return nn.Sequential(*layers)
 
 
