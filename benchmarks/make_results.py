@@ -371,6 +371,19 @@ def figures(boards: list[dict]) -> str:
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
+def repeat_line(by_name: dict[str, dict]) -> str:
+    """How many test targets each dataset's users had already seen (benchmarks/repeat_share.py):
+    the rows ``eval.repeat_targets`` decides, so the share says whether numbers computed by
+    code that counts them as misses compare with ours."""
+    rec = by_name.get("repeat_share")
+    if rec is None:
+        return ""
+    shares = ", ".join(f"{d} {v['test_repeat_share']:.1%}" for d, v in rec["per_dataset"].items())
+    return (f"Test targets the user had already seen (`eval.repeat_targets` decides them; "
+            f"[repeat_share](ARCHIVE.md#repeat_share)): {shares}. Every row here ranks them "
+            "(`rank`), and on these files the rule changes no number.\n")  # fmt: skip
+
+
 def main() -> None:
     paths = sorted(p for p in RESULTS.glob("*.json") if p.name != OUTPUT)
     records = [json.loads(p.read_text()) for p in paths]
@@ -380,7 +393,8 @@ def main() -> None:
     boards = leaderboard.build(records)
     (RESULTS / OUTPUT).write_text(leaderboard.to_json(boards))
     drawn = leaderboard.figures(boards, ROOT / "benchmarks" / "figures")
-    parts = [HEADER, LEADERBOARD_INTRO, leaderboard.markdown(boards, "ARCHIVE.md"),
+    parts = [HEADER, LEADERBOARD_INTRO, repeat_line(by_name),
+             leaderboard.markdown(boards, "ARCHIVE.md"),
              reliability(by_name), speed(by_name), zoo(by_name), targets(by_name), figures(boards),
              leaderboard.commands(boards, "ARCHIVE.md")]  # fmt: skip
     out = ROOT / "benchmarks" / "RESULTS.md"

@@ -5,8 +5,12 @@ after (step_speed.py), the warm-up choice (warmup.py), and RecBole as one more r
 
 from __future__ import annotations
 
+from pathlib import Path
+
+FIGURES = Path(__file__).resolve().parent / "figures"
+
 SIDES = {"seqrec": "seqrec", "replay": "RePlay 0.22 SASRec", "kv": "Klenitskiy & Vasilev's code"}
-TTQ = (("time_to_quality_ml1m", "ML-1M (max length 200)"),
+TTQ = (("time_to_quality_ml-1m", "ML-1M (max length 200)"),
        ("time_to_quality_beauty", "Beauty (max length 50)"))  # fmt: skip
 
 
@@ -39,6 +43,11 @@ def time_to_quality(rec: dict, title: str) -> list[str]:
     vs = s["seqrec_vs_replay"]
     lines += ["", f"seqrec / RePlay time to target: **{vs['time_ratio_of_means']:.2f}** "
               f"(criterion: {vs['criterion']}: {'met' if vs['met'] else 'not met'}).", ""]  # fmt: skip
+    if (FIGURES / f"{rec['name']}.png").is_file():
+        lines += [
+            f"![{title}: validation NDCG@10 against training seconds](figures/{rec['name']}.png)",
+            "",
+        ]
     return lines
 
 
@@ -107,5 +116,7 @@ def speed(by_name: dict[str, dict]) -> str:
         return ""
     intro = ("## Speed\n\nTime to quality against the fastest modern peers on one CPU machine, "
              "each side's code run as published (benchmarks/time_to_quality.py), then the step "
-             "itself.\n")  # fmt: skip
+             "itself. Each time-to-quality run had 300 s (training + validation); no side "
+             "converged in it, so *test* is the best-validation weights at that budget. No GPU "
+             "figures: none was lent to the session that measured these.\n")  # fmt: skip
     return intro + "\n" + "\n".join(parts)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import Data, PeerRun, add_common_args, right_padded
+from protocol import Data, PeerRun, add_common_args, fit_with_clock, right_padded
 
 NEEDED = {  # file -> names it must define (what this adapter calls)
     "src/models.py": ("class SASRec",),
@@ -152,31 +152,7 @@ def main() -> None:
     }
     run = PeerRun("kv", args, data, model, score, versions)
 
-    class Clock(pl.Callback):
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            run.epoch_start()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            run.add_loss(float(loss))
-
-        def on_train_epoch_end(self, trainer, pl_module) -> None:
-            if run.epoch_end():
-                trainer.should_stop = True
-
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=args.epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[Clock()],
-    )
-    trainer.fit(module, train_dataloaders=loader)
+    fit_with_clock(pl, run, args.epochs, module, train_dataloaders=loader)
     run.finish({"optimizer": "Adam (their SeqRec: torch defaults, betas (0.9, 0.999)), no "
                              "warm-up, no gradient clipping"})  # fmt: skip
 

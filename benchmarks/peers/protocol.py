@@ -238,6 +238,38 @@ class PeerRun:
         )
 
 
+def fit_with_clock(lightning, run: PeerRun, epochs: int, module, **fit_kwargs) -> None:
+    """``lightning.Trainer.fit`` on the CPU with ``run``'s clock at the epoch hooks: both
+    peers train through Lightning (``lightning`` is the package, ``lightning`` or
+    ``pytorch_lightning``, whichever the peer's code uses)."""
+
+    class Clock(lightning.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            run.epoch_start()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            run.add_loss(float(loss))
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if run.epoch_end():
+                trainer.should_stop = True
+
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[Clock()],
+    )
+    trainer.fit(module, **fit_kwargs)
+
+
 def _jsonable(v):
     if isinstance(v, (np.integer,)):
         return int(v)

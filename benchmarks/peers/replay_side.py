@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from protocol import Data, PeerRun, add_common_args, left_padded
+from protocol import Data, PeerRun, add_common_args, fit_with_clock, left_padded
 
 
 def write_parquet(data: Data, path: Path) -> None:
@@ -122,31 +122,7 @@ def main() -> None:
     }
     run = PeerRun("replay", args, data, model, score, versions)
 
-    class Clock(L.Callback):
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            run.epoch_start()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            run.add_loss(float(loss))
-
-        def on_train_epoch_end(self, trainer, pl_module) -> None:
-            if run.epoch_end():
-                trainer.should_stop = True
-
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=args.epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[Clock()],
-    )
-    trainer.fit(module, datamodule=datamodule)
+    fit_with_clock(L, run, args.epochs, module, datamodule=datamodule)
     run.finish({"optimizer": "Adam (RePlay OptimizerFactory defaults: betas (0.9, 0.98), "
                              "no weight decay), no warm-up, no gradient clipping"})  # fmt: skip
     train_path.unlink(missing_ok=True)

@@ -54,7 +54,17 @@ _DATA_FREE = frozenset({
 })  # fmt: skip
 
 # test-protocol fields that describe validation or the window, not the test ranking
-_PROTOCOL_FREE = frozenset({"max_len", "valid", "valid_users", "others_train_on_second_to_last"})
+# repeat_share follows from the data and mask_seen, which are compared already
+_PROTOCOL_FREE = frozenset({"max_len", "valid", "valid_users", "others_train_on_second_to_last",
+                            "repeat_share"})  # fmt: skip
+
+
+def repeat_rule(protocol: dict) -> str:
+    """A test protocol's ``eval.repeat_targets``: runs from before the option recorded
+    ``target_masked_if_seen: false``, which is the ``rank`` rule."""
+    if "repeat_targets" in protocol:
+        return protocol["repeat_targets"]
+    return "miss" if protocol.get("target_masked_if_seen") else "rank"
 
 
 def flatten(config: dict, prefix: str = "") -> dict:
@@ -100,10 +110,15 @@ class _Arm:
 
     def pairing_key(self) -> dict:
         data = self.results["config"]["data"]
-        protocol = self.results["test"]["protocol"]
+        protocol = dict(self.results["test"]["protocol"])
+        rule = repeat_rule(protocol)
+        protocol.pop("target_masked_if_seen", None)  # the old name of the rule
         return {
             "data": {k: v for k, v in data.items() if k not in _DATA_FREE},
-            "protocol": {k: v for k, v in protocol.items() if k not in _PROTOCOL_FREE},
+            "protocol": {
+                **{k: v for k, v in protocol.items() if k not in _PROTOCOL_FREE},
+                "repeat_targets": rule,
+            },
             "test users": len(self.seed_ranks[0]),
         }
 

@@ -168,12 +168,29 @@ class EvalConfig(Strict):
     history; ``"window"`` only the last ``data.max_len`` the model reads, as
     generative-recommenders' evaluation filters its padded input ids (so an item seen before
     the window can be recommended again and push the target down); False none."""
+    repeat_targets: Literal["rank", "miss", "drop"] = "rank"
+    """A target the user has already seen (one of the masked history items): ``rank`` ranks it
+    by its own score like any target; ``miss`` counts it a miss (ranked last), as published code
+    that zeroes the scores of every training item does (``rating_pred[train_matrix > 0] = 0``
+    in ICLRec / BSARec-style trainers); ``drop`` leaves such rows out of the metrics. Compare a
+    published number only under the rule its code used; every result records the rule and the
+    share of rows it concerns (``repeat_share``). Needs ``mask_seen`` unless ``rank``."""
     batch_users: int = Field(256, ge=1)
     sampled: Literal["uniform", "popularity"] | None = None
     """None = full ranking over every item (default). Otherwise rank among n_negatives sampled ones."""
     n_negatives: int = Field(100, ge=1)
     valid_max_users: int | None = None
     """Validate early stopping on at most this many random users (None = all)."""
+
+    @model_validator(mode="after")
+    def _repeat_rule_needs_masking(self) -> EvalConfig:
+        if self.repeat_targets != "rank" and not self.mask_seen:
+            raise ValueError(
+                f"eval.repeat_targets={self.repeat_targets} treats targets found among the "
+                "masked history items, but eval.mask_seen=false masks none; set "
+                "eval.mask_seen=true (or window), or eval.repeat_targets=rank"
+            )
+        return self
 
 
 class TaskConfig(Strict):

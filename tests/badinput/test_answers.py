@@ -176,6 +176,10 @@ EVALUATE_REFUSED = [
          ["contradict"]),
     case("sampled-eval", "wide-and-json-at-once", ["--wide", "--format", "json"],
          ["contradict"]),
+    case("sampled-eval", "an-unknown-repeat-rule", ["--repeat-targets", "skip"],
+         ["repeat_targets", "'skip'"]),
+    case("sampled-eval", "a-repeat-rule-with-seen-items-kept",
+         ["--repeat-targets", "miss", "--keep-seen"], ["repeat_targets=miss", "mask"]),
 ]  # fmt: skip
 
 
@@ -191,6 +195,8 @@ API_EVALUATE = [
          ["1000000"]),
     case("sampled-eval", "api-an-unknown-split", {"split": "train"}, ["split", "'train'"]),
     case("sampled-eval", "api-an-unknown-mask-seen", {"mask_seen": "yes"}, ["mask_seen"]),
+    case("sampled-eval", "api-drop-with-seen-items-kept",
+         {"repeat_targets": "drop", "mask_seen": False}, ["repeat_targets=drop"]),
 ]  # fmt: skip
 
 

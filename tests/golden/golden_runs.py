@@ -16,6 +16,8 @@ softmax. Before re-recording, the new code with torch's dropout, SDPA's dropout 
 ``warmup_steps=100`` and the previous CE file put back matched the 204112a record to 1e-6 for
 every preset; with only the new CE file kept, every preset but srt-ml-100k-finetune still
 matched, which moved by 2e-6 in its probe scores (float rounding through pre-training).
+Issue 24's ``eval.repeat_targets`` added ``repeat_share`` to every result's protocol: the
+record was re-made with the field, every other value identical to the issue 23 record.
 
     python tests/golden/golden_runs.py --write tests/golden/presets.json   # record
     python tests/golden/golden_runs.py --only sasrec-ml-1m                  # print one

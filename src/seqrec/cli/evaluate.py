@@ -40,6 +40,14 @@ def evaluate(
             "as generative-recommenders evaluates."
         ),
     ] = False,
+    repeat_targets: Annotated[
+        str | None,
+        typer.Option(
+            help="rank | miss | drop: a target the user has already seen is ranked by its "
+            "score, counted a miss (as code that zeroes training items does) or left out "
+            "(default: the run's eval.repeat_targets)."
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None,
         typer.Option(
@@ -83,8 +91,13 @@ def evaluate(
             print_ctr_table([str(run), "ranking task, real events"], {split: res.metrics})
     else:
         mask_seen: bool | str = "window" if mask_window else not keep_seen
-        res = run_.evaluate(split, sampled, 100 if negatives is None else negatives, mask_seen)
+        res = run_.evaluate(
+            split, sampled, 100 if negatives is None else negatives, mask_seen,
+            repeat_targets=repeat_targets,
+        )  # fmt: skip
         label = res.protocol["ranking"] + ", " + seen_label(res.protocol["mask_seen"])
+        if res.protocol["repeat_targets"] != "rank":
+            label += f", seen targets: {res.protocol['repeat_targets']}"
         if fmt is not Format.json:
             print_metrics([str(run), label], {split: res.metrics}, fmt)
     if json_out is not None:

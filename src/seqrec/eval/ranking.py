@@ -5,7 +5,11 @@ Protocol (written into every result):
 * PAD is never a candidate; items in the user's *whole* history (not only the model's window)
   are removed from the candidates by default (``mask_seen``; ``"window"`` removes only the last
   ``max_len``, as generative-recommenders does), except the target itself, which is always ranked
-  by its own score (so a re-consumed item is not an automatic miss);
+  by its own score (so a re-consumed item is not an automatic miss). ``eval.repeat_targets``
+  makes that an explicit choice: ``rank`` (default, as above), ``miss`` (a target the user has
+  already seen ranks last, as code that zeroes every training item's score before ranking
+  does: ICLRec / BSARec-style trainers) or ``drop`` (such rows leave the metrics); the protocol
+  records the rule and ``repeat_share``, the share of rows it concerns;
 * rank = 1 + number of candidates scored strictly higher than the target (ties go to the
   target; with float scores from a trained model ties are vanishingly rare);
 * sampled metrics (only when asked) rank the target among ``n_negatives`` distinct items drawn
@@ -184,10 +188,34 @@ def evaluate(
     Where every target is the event right after its history (items[end], true of every split
     view) and timestamps are given, that event's time is the row's request time (a model with
     ``time_query=next`` reads it, as at serving time it would read the clock)."""
+    t0 = time.perf_counter()
+    ranks = rank_rows(model, items, starts, ends, targets, max_len, cfg, device, popularity,
+                      seed, timestamps, behaviors)  # fmt: skip
+    share = repeat_share(items, starts, ends, targets, max_len, cfg.mask_seen)
+    protocol = ranking_protocol(cfg, max_len, {**(split_protocol or {}), "repeat_share": share})
+    return result_from_ranks(ranks, cfg, protocol, time.perf_counter() - t0)
+
+
+@torch.inference_mode()
+def rank_rows(
+    model: nn.Module,
+    items: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    targets: np.ndarray,
+    max_len: int,
+    cfg: EvalConfig,
+    device: torch.device | str = "cpu",
+    popularity: np.ndarray | None = None,
+    seed: int = 0,
+    timestamps: np.ndarray | None = None,
+    behaviors: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each row's rank (`evaluate`'s arguments); 0 marks a row ``eval.repeat_targets=drop``
+    leaves out (`result_from_ranks` drops it)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    t0 = time.perf_counter()
     ranks = np.empty(len(targets), dtype=np.int64)
     gen = torch.Generator(device=device).manual_seed(seed)
     probs = None
@@ -217,17 +245,40 @@ def evaluate(
         tgt = torch.as_tensor(targets[pos], dtype=torch.int64, device=device)
         rows = torch.arange(len(pos), device=device)
         target_score = scores[rows, tgt]
+        repeat = ~allowed[rows, tgt]  # the target is one of the masked history items
         allowed[rows, tgt] = False  # the target is ranked by its score, never a competitor
         if cfg.sampled is None:
             higher = (scores > target_score[:, None]) & allowed
+            out = 1 + higher.sum(1)
         else:
             neg = sample_negatives(allowed, cfg.n_negatives, probs, gen)
-            higher = scores.gather(1, neg) > target_score[:, None]
-        ranks[pos] = (1 + higher.sum(1)).cpu().numpy()
+            out = 1 + (scores.gather(1, neg) > target_score[:, None]).sum(1)
+        if cfg.repeat_targets == "miss":  # after every candidate: no cut-off of the catalogue hits
+            last = scores.shape[1] if cfg.sampled is None else cfg.n_negatives + 2
+            out = torch.where(repeat, last, out)
+        elif cfg.repeat_targets == "drop":
+            out = torch.where(repeat, 0, out)
+        ranks[pos] = out.cpu().numpy()
     model.train(was_training)
-    return result_from_ranks(
-        ranks, cfg, ranking_protocol(cfg, max_len, split_protocol), time.perf_counter() - t0
-    )
+    return ranks
+
+
+def repeat_share(
+    items: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    targets: np.ndarray,
+    max_len: int,
+    mask_seen: bool | str,
+) -> float:
+    """Share of rows whose target is among the history items the evaluator masks (0 when
+    nothing is masked): the rows ``eval.repeat_targets`` treats differently."""
+    if not mask_seen or not len(targets):
+        return 0.0
+    seen_from = np.maximum(starts, ends - max_len) if mask_seen == "window" else starts
+    rows, flat = flat_slices(seen_from, ends)
+    hit = np.asarray(items)[flat] == np.asarray(targets)[rows]
+    return float(np.unique(rows[hit]).size / len(targets))
 
 
 def _request_times(
@@ -250,7 +301,7 @@ def ranking_protocol(cfg: EvalConfig, max_len: int, split_protocol: dict | None 
         else f"sampled ({cfg.n_negatives} {cfg.sampled} negatives)",
         **({"negatives_drawn": "without replacement"} if cfg.sampled is not None else {}),
         "mask_seen": cfg.mask_seen,
-        "target_masked_if_seen": False,
+        "repeat_targets": cfg.repeat_targets,
         "ties": "rank = 1 + #candidates scored strictly higher",
         "max_len": max_len,
     }
@@ -259,12 +310,16 @@ def ranking_protocol(cfg: EvalConfig, max_len: int, split_protocol: dict | None 
 def result_from_ranks(
     ranks: np.ndarray, cfg: EvalConfig, protocol: dict, seconds: float
 ) -> EvalResult:
-    """Metrics over all users from their ranks (also used after gathering sharded ranks)."""
+    """Metrics over the rows from their ranks (also used after gathering sharded ranks); rows
+    of rank 0 (``eval.repeat_targets=drop``) are left out, ``users`` names the rows kept."""
+    users = np.flatnonzero(ranks > 0)
+    if len(users) < len(ranks):
+        ranks = ranks[users]
     per_user = per_user_metrics(ranks, cfg.ks)
     return EvalResult(
         metrics=summarize(per_user),
         ranks=ranks,
-        users=np.arange(len(ranks)),
+        users=users,
         protocol=protocol,
         seconds=seconds,
         per_user=per_user,

@@ -201,6 +201,7 @@ class Run:
         mask_seen: bool | str = True,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        repeat_targets: str | None = None,
     ) -> EvalResult | RankingEval:
         """Rank ``split``'s held-out items with the run's best weights on the run's data (a
         ranking-task run: AUC, GAUC, log loss and calibration on the split's real events).
@@ -208,7 +209,9 @@ class Run:
         ``sampled`` ('uniform' | 'popularity') ranks against ``negatives`` drawn negatives
         (``seed`` draws them, so several seeds show the protocol's own noise) instead of the
         full catalogue; ``mask_seen`` True masks every history item, False none, 'window'
-        only those inside the model's window (generative-recommenders' protocol).
+        only those inside the model's window (generative-recommenders' protocol);
+        ``repeat_targets`` ('rank' | 'miss' | 'drop', None = the run's ``eval.repeat_targets``)
+        says what a target among the masked history items counts as (options.EvalConfig).
         """
         if split not in {"valid", "test"}:
             raise SeqrecError(f"split must be 'valid' or 'test', not {split!r}")
@@ -217,6 +220,14 @@ class Run:
         if mask_seen not in (True, False, "window"):
             raise SeqrecError(f"mask_seen must be True, False or 'window', not {mask_seen!r}")
         cfg = self.config
+        repeat = cfg.eval.repeat_targets if repeat_targets is None else repeat_targets
+        if repeat not in {"rank", "miss", "drop"}:
+            raise SeqrecError(f"repeat_targets must be 'rank', 'miss' or 'drop', not {repeat!r}")
+        if repeat != "rank" and not mask_seen:
+            raise SeqrecError(
+                f"repeat_targets={repeat} treats targets among the masked history items, but "
+                "seen items are kept (mask_seen=False / --keep-seen); mask them or use 'rank'"
+            )
         if cfg.task.name == "ranking":
             if sampled is not None or mask_seen is not True:
                 raise SeqrecError(
@@ -233,7 +244,12 @@ class Run:
                 f"{self.n_items} the run was trained on; evaluate with the data the run used"
             )
         ecfg = cfg.eval.model_copy(
-            update={"sampled": sampled, "n_negatives": negatives, "mask_seen": mask_seen}
+            update={
+                "sampled": sampled,
+                "n_negatives": negatives,
+                "mask_seen": mask_seen,
+                "repeat_targets": repeat,
+            }
         )
         view = getattr(sp, split)
         needs = cfg.model.needs()

@@ -28,7 +28,14 @@ from seqrec.data.batches import SeqBatch, training_batch
 from seqrec.data.split import Split
 from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
-from seqrec.eval.ranking import EvalResult, evaluate, ranking_protocol, result_from_ranks
+from seqrec.eval.ranking import (
+    EvalResult,
+    evaluate,
+    rank_rows,
+    ranking_protocol,
+    repeat_share,
+    result_from_ranks,
+)
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
 from seqrec.models.inputs import prepare_inputs
@@ -177,7 +184,7 @@ class RetrievalTask(Task):
         local = self.dist.shard(sel)
         ranks = np.empty(0, dtype=np.int64)
         if len(local):
-            ranks = evaluate(
+            ranks = rank_rows(
                 self.model,
                 self.store.items,
                 view.starts[local],
@@ -190,13 +197,16 @@ class RetrievalTask(Task):
                 seed=self.dist.rank,  # sampled metrics: one negative stream per rank
                 timestamps=self.timestamps,
                 behaviors=self.behaviors,
-            ).ranks
+            )
         ranks = self.dist.gather_shards(ranks, len(sel))
+        share = repeat_share(self.store.items, view.starts[sel], view.ends[sel],
+                             view.targets[sel], self.cfg.data.max_len, self.cfg.eval.mask_seen)  # fmt: skip
         protocol = ranking_protocol(
             self.cfg.eval,
             self.cfg.data.max_len,
-            {**self.split.protocol, "evaluated": name, "processes": self.dist.world_size},
-        )
+            {**self.split.protocol, "evaluated": name, "processes": self.dist.world_size,
+             "repeat_share": share},
+        )  # fmt: skip
         return result_from_ranks(ranks, self.cfg.eval, protocol, time.perf_counter() - t0)
 
     def validate(self, state: dict) -> Validation:
