@@ -74,17 +74,21 @@ class DataConfig(Strict):
 
 
 class ObjectiveConfig(Strict):
-    name: Literal["ce", "bce", "cloze", "ssm"] = "ce"
+    name: Literal["ce", "bce", "cloze", "ssm", "gbce"] = "ce"
     """ce: softmax cross-entropy over every item (chunked); bce: SASRec paper, 1 negative/position;
     cloze: BERT4Rec's masked-item prediction (full-softmax CE at masked positions only);
-    ssm: sampled softmax over the target and n_negatives sampled items (generative-recommenders)."""
+    ssm: sampled softmax over the target and n_negatives sampled items (generative-recommenders);
+    gbce: gSASRec's calibrated BCE with n_negatives uniform negatives (objectives/gbce.py)."""
     chunk_size: int | None = Field(None, ge=1)
     """Rows of hidden states scored against the whole catalogue at once by the chunked CE; None
     sizes the block to the device (ops/cross_entropy.py ``auto_chunk``: cache-sized on a CPU)."""
     mask_prob: float = Field(0.2, gt=0, le=1)
     """cloze: probability that each real item is masked (at least one per row); BERT4Rec ML-1M 0.2."""
     n_negatives: int = Field(128, ge=1)
-    """ssm: negatives per position (128 for ML-1M in generative-recommenders)."""
+    """ssm / gbce: negatives per position (128 for ML-1M in generative-recommenders, 256 in
+    gSASRec)."""
+    gbce_t: float = Field(0.75, ge=0, le=1)
+    """gbce: calibration t; 0 is plain BCE with n_negatives negatives, 0.75 gSASRec's default."""
     sampling: Literal["global", "in_batch"] = "global"
     """ssm: negatives uniform over the catalogue, independently per position ("global", the
     research code's "local" sampler), or drawn from the batch's target items ("in_batch")."""

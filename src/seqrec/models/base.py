@@ -51,7 +51,7 @@ class ModelConfig(Strict):
     layers: int = Field(2, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
 
-    objectives: ClassVar[tuple[str, ...]] = ("ce", "bce", "ssm")
+    objectives: ClassVar[tuple[str, ...]] = ("ce", "bce", "ssm", "gbce")
     """objective.name values the model trains with (BERT4Rec: cloze only)."""
     ranking_encoder: ClassVar[bool] = False
     """The ranking task's head can be built on this model's history states."""

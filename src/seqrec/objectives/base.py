@@ -10,6 +10,7 @@ from torch import nn
 from seqrec.data.batches import SeqBatch
 from seqrec.objectives.bce import sampled_bce_loss
 from seqrec.objectives.cloze import cloze_loss
+from seqrec.objectives.gbce import gbce_loss
 from seqrec.objectives.sampled_softmax import sample_negatives, sampled_softmax_loss
 from seqrec.ops.cross_entropy import chunked_cross_entropy
 from seqrec.options import ObjectiveConfig
@@ -69,6 +70,17 @@ def _main_objective(cfg: ObjectiveConfig) -> Objective:
             )
 
         return ssm
+
+    if cfg.name == "gbce":
+
+        def gbce(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+            hidden = model(batch)
+            valid = batch.targets != 0
+            weight, targets = model.item_weights, batch.targets[valid]
+            neg, _, _ = sample_negatives(targets, weight.shape[0] - 1, cfg.n_negatives, "global")
+            return gbce_loss(hidden[valid], weight, targets, neg, cfg.gbce_t)
+
+        return gbce
 
     def bce(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
         return sampled_bce_loss(model(batch), model.item_weights, batch.items, batch.targets)
