@@ -189,9 +189,9 @@ def evaluate(
     view) and timestamps are given, that event's time is the row's request time (a model with
     ``time_query=next`` reads it, as at serving time it would read the clock)."""
     t0 = time.perf_counter()
-    ranks = rank_rows(model, items, starts, ends, targets, max_len, cfg, device, popularity,
-                      seed, timestamps, behaviors)  # fmt: skip
-    share = repeat_share(items, starts, ends, targets, max_len, cfg.mask_seen)
+    ranks, repeats = rank_rows(model, items, starts, ends, targets, max_len, cfg, device,
+                               popularity, seed, timestamps, behaviors)  # fmt: skip
+    share = repeats / len(targets) if len(targets) else 0.0
     protocol = ranking_protocol(cfg, max_len, {**(split_protocol or {}), "repeat_share": share})
     return result_from_ranks(ranks, cfg, protocol, time.perf_counter() - t0)
 
@@ -210,13 +210,15 @@ def rank_rows(
     seed: int = 0,
     timestamps: np.ndarray | None = None,
     behaviors: np.ndarray | None = None,
-) -> np.ndarray:
-    """Each row's rank (`evaluate`'s arguments); 0 marks a row ``eval.repeat_targets=drop``
-    leaves out (`result_from_ranks` drops it)."""
+) -> tuple[np.ndarray, int]:
+    """Each row's rank (`evaluate`'s arguments; 0 marks a row ``eval.repeat_targets=drop``
+    leaves out, which `result_from_ranks` drops) and how many rows' targets are among their
+    masked history items, read off the candidate mask the ranking builds anyway."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     ranks = np.empty(len(targets), dtype=np.int64)
+    repeats = 0
     gen = torch.Generator(device=device).manual_seed(seed)
     probs = None
     if cfg.sampled == "popularity":
@@ -246,6 +248,7 @@ def rank_rows(
         rows = torch.arange(len(pos), device=device)
         target_score = scores[rows, tgt]
         repeat = ~allowed[rows, tgt]  # the target is one of the masked history items
+        repeats += int(repeat.sum())
         allowed[rows, tgt] = False  # the target is ranked by its score, never a competitor
         if cfg.sampled is None:
             higher = (scores > target_score[:, None]) & allowed
@@ -260,7 +263,7 @@ def rank_rows(
             out = torch.where(repeat, 0, out)
         ranks[pos] = out.cpu().numpy()
     model.train(was_training)
-    return ranks
+    return ranks, repeats
 
 
 def repeat_share(
@@ -272,7 +275,9 @@ def repeat_share(
     mask_seen: bool | str,
 ) -> float:
     """Share of rows whose target is among the history items the evaluator masks (0 when
-    nothing is masked): the rows ``eval.repeat_targets`` treats differently."""
+    nothing is masked): the rows ``eval.repeat_targets`` treats differently. Evaluation counts
+    them while it ranks; this is the same share from the data alone, without a model
+    (benchmarks/repeat_share.py)."""
     if not mask_seen or not len(targets):
         return 0.0
     seen_from = np.maximum(starts, ends - max_len) if mask_seen == "window" else starts

@@ -33,7 +33,6 @@ from seqrec.eval.ranking import (
     evaluate,
     rank_rows,
     ranking_protocol,
-    repeat_share,
     result_from_ranks,
 )
 from seqrec.models import build_model
@@ -182,9 +181,9 @@ class RetrievalTask(Task):
         """Each rank ranks its slice of the users; every rank gets all ranks and the metrics."""
         t0 = time.perf_counter()
         local = self.dist.shard(sel)
-        ranks = np.empty(0, dtype=np.int64)
+        ranks, repeats = np.empty(0, dtype=np.int64), 0
         if len(local):
-            ranks = rank_rows(
+            ranks, repeats = rank_rows(
                 self.model,
                 self.store.items,
                 view.starts[local],
@@ -199,8 +198,7 @@ class RetrievalTask(Task):
                 behaviors=self.behaviors,
             )
         ranks = self.dist.gather_shards(ranks, len(sel))
-        share = repeat_share(self.store.items, view.starts[sel], view.ends[sel],
-                             view.targets[sel], self.cfg.data.max_len, self.cfg.eval.mask_seen)  # fmt: skip
+        share = self.dist.all_sum([float(repeats)])[0] / len(sel) if len(sel) else 0.0
         protocol = ranking_protocol(
             self.cfg.eval,
             self.cfg.data.max_len,
