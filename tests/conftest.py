@@ -100,6 +100,27 @@ def adam_losses(model, objective, batch, steps: int, lr: float) -> list[float]:
     return losses
 
 
+def adam_losses_and_aux(
+    model, objective, batch, steps: int, lr: float, aux_seed: int | None = None
+) -> tuple[list[float], list[float]]:
+    """`adam_losses`, plus the model's auxiliary loss on the batch after each step (the
+    contrastive models' "does the contrastive term fall too" checks); ``aux_seed`` reseeds
+    before each probe, so only the model changes between probes."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    totals, aux = [], []
+    for _ in range(steps):
+        loss = objective(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        totals.append(loss.item())
+        if aux_seed is not None:
+            torch.manual_seed(aux_seed)
+        with torch.no_grad():
+            aux.append(float(model.auxiliary_loss(batch)))
+    return totals, aux
+
+
 def tiny_config(dataset: Path, **sections) -> dict:
     """A raw config dict for a model that learns the cycle in a handful of epochs."""
     raw = {

@@ -29,7 +29,8 @@ class DataConfig(Strict):
 
     dataset: str = "ml-1m"
     """A catalogue name (``seqrec data list``) or a path to a file/folder."""
-    format: Literal["auto", "ml-dat", "csv", "parquet", "seq", "pairs"] = "auto"
+    format: Literal["auto", "ml-dat", "csv", "parquet", "seq", "pairs", "seq-ts"] = "auto"
+    """``seq-ts``: one user per line, ``user item|timestamp item|timestamp ...`` (C2DSR, ABXI)."""
     user_col: str = "user_id"
     item_col: str = "item_id"
     time_col: str | None = "timestamp"
@@ -71,6 +72,34 @@ class DataConfig(Strict):
     user_features: str | None = None
     """User side information: users.dat, u.user, or ``auto``."""
     user_feature_fields: list[str] | None = None
+    domain_map: str | None = None
+    """Multi-domain data (docs/CROSS_DOMAIN.md): a JSON item -> domain map, ``{item: domain}``
+    or ABXI's ``{ASIN: [item index, domain]}`` (the ASINs become the item ids), or ``auto``."""
+    domain_col: str | None = None
+    """csv / parquet: the column holding each event's domain (one domain per item)."""
+    domain: str | None = None
+    """Keep only this domain's events (a single-domain baseline on multi-domain data)."""
+    domain_split: Literal["merged", "domain"] = "merged"
+    """With ``data.domain``: split the merged sequence and keep the rows whose target is in the
+    domain (the joint models' rows), or split the domain's own events."""
+    same_day_order: Literal["auto", "file", "shuffle"] = "auto"
+    """A user's events with equal timestamps: in file order, or shuffled with
+    ``same_day_seed``; ``auto`` = the catalogue's choice (shuffle for ABXI's files), else file."""
+    same_day_seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _domain_options(self) -> DataConfig:
+        for bad, why in (
+            (self.domain_map and self.domain_col, "data.domain_map and data.domain_col both "
+             "say where domains come from; keep one of them"),
+            (self.domain_split != "merged" and self.domain is None, "data.domain_split needs "
+             "data.domain; set data.domain or drop data.domain_split"),
+            (self.same_day_seed and self.same_day_order == "file", "data.same_day_seed seeds "
+             "data.same_day_order=shuffle; set it, or drop data.same_day_seed"),
+        ):  # fmt: skip
+            if bad:
+                raise ValueError(why)
+        return self
 
 
 class ObjectiveConfig(Strict):
@@ -141,6 +170,13 @@ class TrainConfig(Strict):
     window: Literal["last", "random"] = "last"
     """Which max_len + 1 items of a long training sequence an epoch uses: the most recent ones
     (SASRec) or a random window per user and epoch, so long histories are fully used over epochs."""
+    samples: Literal["sequences", "prefixes"] = "sequences"
+    """What one training row is. ``sequences``: a user's window with a next-item target at every
+    slot (SASRec), which needs a model whose slot t reads slots <= t only. ``prefixes``: every
+    prefix of every training sequence is its own row, with a target at its last slot only (the
+    data augmentation of RecBole, ICLRec and BSARec): an epoch then costs about max_len times
+    more encoder work, and models whose state at a slot reads the whole window (BSARec's
+    Fourier filter) can train on it without seeing their targets."""
     seed: int = 42
     device: str = "auto"
     """auto (CUDA when visible), cpu, mps, cuda or cuda:N (xpu, xpu:N); checked with the whole
@@ -185,6 +221,12 @@ class EvalConfig(Strict):
     n_negatives: int = Field(100, ge=1)
     valid_max_users: int | None = None
     """Validate early stopping on at most this many random users (None = all)."""
+    per_domain: bool = True
+    """Multi-domain data: also the metrics of each target domain's rows (eval/domains.py)."""
+    domain_candidates: Literal["own", "joint", "both"] = "both"
+    """Per-domain ranking among the target domain's items (own), every item (joint), or both."""
+    domain_negatives: int | None = Field(999, ge=1)
+    """Also ABXI / MERIT's sampled protocol: this many negatives from the target's domain."""
 
     @model_validator(mode="after")
     def _repeat_rule_needs_masking(self) -> EvalConfig:

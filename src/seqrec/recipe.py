@@ -73,6 +73,34 @@ class RunConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _samples_fit_model(self) -> RunConfig:
+        """A model whose slot states read the whole window would see every target but the
+        last in a ``sequences`` row; a random window means nothing to a prefix row."""
+        samples = self.train.samples
+        if samples not in self.model.training_samples:
+            raise ValueError(
+                f"model.name={self.model.name} trains on train.samples="
+                f"{'|'.join(self.model.training_samples)}, not {samples}; set "
+                f"train.samples={self.model.training_samples[0]}"
+            )
+        if samples == "prefixes" and self.task.name != "retrieval":
+            raise ValueError(
+                f"train.samples=prefixes is a retrieval option; task.name={self.task.name} "
+                "trains on its own examples, so drop train.samples"
+            )
+        if samples == "prefixes" and self.train.window != "last":
+            raise ValueError(
+                "train.window=random picks one window per user, but train.samples=prefixes "
+                "trains on every prefix already; drop train.window"
+            )
+        if samples == "prefixes" and self.objective.name == "cloze":
+            raise ValueError(
+                "objective.name=cloze masks items inside whole sequences; use "
+                "train.samples=sequences with it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _normalisation_agrees(self) -> RunConfig:
         """The sampled softmax's cosine must be what evaluation scores, so the model owns it."""
         cosine = self.model.cosine_output and self.model.l2_norm_output

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import N_ITEMS, cycle_sequences, interrupt_after, tiny_config
+from conftest import N_ITEMS, adam_losses_and_aux, cycle_sequences, interrupt_after, tiny_config
 from seqrec.data.batches import SeqBatch, training_batch
 from seqrec.errors import SeqrecError
 from seqrec.models import ModelConfig, model_config
@@ -123,17 +123,7 @@ def test_contrastive_and_total_losses_fall_on_generated_data():
     torch.manual_seed(0)
     model = build_model(cfg(), n_items=N_ITEMS, max_len=12)
     objective = build_objective(ObjectiveConfig(name="ce"))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    batch = cycle_batch()
-    totals, cls = [], []
-    for _ in range(25):
-        opt.zero_grad()
-        loss = objective(model, batch)
-        loss.backward()
-        opt.step()
-        totals.append(loss.item())
-        with torch.no_grad():
-            cls.append(float(model.auxiliary_loss(batch)))
+    totals, cls = adam_losses_and_aux(model, objective, cycle_batch(), 25, lr=0.01)
     assert np.mean(totals[-5:]) < 0.6 * np.mean(totals[:5])
     assert np.mean(cls[-5:]) < np.mean(cls[:5])
 

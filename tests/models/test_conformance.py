@@ -4,8 +4,8 @@ Each test is parametrized over ``seqrec.models.registry.MODELS``, so a model add
 registry is tested here with no edit to this file (docs/ADDING_A_MODEL.md). Nothing below names
 a model: the small config is built from the model's own config class (``hidden=16``,
 ``heads=2`` where it has heads, no dropout, its first declared objective), and what a model
-needs or promises is read from the class (``needs()``, ``objectives``, ``causal``,
-``catalogue_keys``), never from its name.
+needs or promises is read from the class (``needs()``, ``objectives``, ``training_samples``,
+``causal``, ``catalogue_keys``), never from its name.
 
 One tiny run per model (a module-scoped fixture) is shared by the learning, save/load, export,
 resume and contract tests, so the whole suite trains each model twice: once straight through
@@ -48,7 +48,8 @@ BATCH_SIZE = 20
 EPOCHS = 20
 STEPS_PER_EPOCH = math.ceil(N_USERS / BATCH_SIZE)  # every generated user trains (>= 6 items)
 """Two steps an epoch, forty in all: the slowest learner (a bidirectional encoder on the cloze
-task, whose masks make every step's loss noisy) needs about that many to show it learns."""
+task, whose masks make every step's loss noisy) needs about that many to show it learns. A
+model trained on prefixes (``train.samples=prefixes``) has one row per prefix instead."""
 MAX_LEN = 12
 
 
@@ -86,7 +87,12 @@ def small_config(name: str, root: Path) -> RunConfig:
         data=data,
         model=small_model_section(name),
         objective={"name": cls.objectives[0]},
-        train={"epochs": EPOCHS, "batch_size": BATCH_SIZE, "log_every": 1},
+        train={
+            "epochs": EPOCHS,
+            "batch_size": BATCH_SIZE,
+            "log_every": 1,
+            "samples": cls.training_samples[0],
+        },
         eval={"ks": [1, 5, 10]},
     )
     raw["model"] = small_model_section(name)  # the family's own small shape, nothing else
@@ -134,6 +140,15 @@ FIXED_ROWS = [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11], [30, 1], [17]]
 """Histories (internal ids) of several lengths, so padding is exercised too."""
 
 
+def steps_per_epoch(cfg: RunConfig) -> int:
+    """Rows per epoch / batch: users, or every prefix of every training sequence (each
+    generated user holds out 2 of its items, so a user of n items gives n - 3 prefixes)."""
+    if cfg.train.samples == "sequences":
+        return STEPS_PER_EPOCH
+    lengths = [len(s) for s in cycle_sequences().values()]
+    return math.ceil(sum(n - 3 for n in lengths) / BATCH_SIZE)
+
+
 def scores(model, batch: SeqBatch) -> torch.Tensor:
     """Every item's score for each history, computed as evaluation and serving compute it."""
     with torch.inference_mode():
@@ -147,7 +162,7 @@ def test_a_few_steps_lower_the_loss(trained):
     that of the first four (means, because each step's batch and masks differ)."""
     lines = [json.loads(x) for x in (trained.out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in lines if "loss" in r and "event" not in r]
-    assert len(losses) == EPOCHS * STEPS_PER_EPOCH
+    assert len(losses) == EPOCHS * steps_per_epoch(trained.cfg)
     assert all(math.isfinite(x) for x in losses)
     first, last = np.mean(losses[:4]), np.mean(losses[-4:])
     assert last < 0.9 * first, losses
@@ -196,7 +211,7 @@ def test_interrupted_run_resumes_to_identical_weights(trained, tmp_path, monkeyp
     uninterrupted run's bit for bit, whatever the model draws at random (masks, augmentations,
     negatives) or keeps as state."""
     out = tmp_path / "cut"
-    stop_at = STEPS_PER_EPOCH * (EPOCHS // 2) + 1  # inside an epoch, validations behind it
+    stop_at = steps_per_epoch(trained.cfg) * (EPOCHS // 2) + 1  # inside an epoch
     with monkeypatch.context() as mp:
         interrupt_after(mp, stop_at)
         with pytest.raises(SeqrecError, match="--resume"):  # TrainingInterrupted

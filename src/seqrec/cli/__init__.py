@@ -3,11 +3,11 @@
 Every `SeqrecError` is printed as one line (`error: ...`) with exit code 2; anything else is a
 bug and keeps its traceback.
 
-One module per command group (`data`, `train`, `evaluate`, `compare`, `serve`, `scaling`, `info`; shared
-options and tables in `common`); this file only assembles them, in the order `seqrec --help`
-lists them, so a new command is a function in its group's module (or a new module) plus one
-line in ``COMMANDS``. Command modules import torch, polars and the rest of seqrec inside the
-command functions, which keeps `seqrec --help` fast.
+One module per command group (`data`, `train`, `evaluate`, `compare`, `tune`, `leaderboard`,
+`serve`, `scaling`, `info`; shared options and tables in `common`); this file only assembles
+them, in the order `seqrec --help` lists them, so a new command is a function in its group's
+module (or a new module) plus one line in ``COMMANDS``. Command modules import torch, polars
+and the rest of seqrec inside the command functions, which keeps `seqrec --help` fast.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from seqrec.cli import compare, data, evaluate, info, scaling, serve, train
+from seqrec.cli import compare, data, evaluate, info, leaderboard, scaling, serve, train, tune
 from seqrec.errors import SeqrecError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ COMMANDS = (
     train.train,
     evaluate.evaluate,
     compare.compare,
+    tune.tune,
     serve.recommend,
     serve.export,
     serve.serve,
@@ -46,6 +47,7 @@ COMMANDS = (
 for _command in COMMANDS:
     app.command()(_command)
 app.add_typer(data.app, name="data")
+app.add_typer(leaderboard.app, name="leaderboard")
 
 
 def main() -> None:

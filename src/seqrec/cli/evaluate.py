@@ -21,6 +21,7 @@ from seqrec.cli.common import (
     print_metrics,
     seen_label,
 )
+from seqrec.cli.train import print_domain_metrics
 
 
 def evaluate(
@@ -100,6 +101,7 @@ def evaluate(
             label += f", seen targets: {res.protocol['repeat_targets']}"
         if fmt is not Format.json:
             print_metrics([str(run), label], {split: res.metrics}, fmt)
+            print_domain_metrics(split, res.metrics, res.protocol, fmt)
     if json_out is not None:
         atomic_write_json(json_out, res.to_json())
     if fmt is Format.json:

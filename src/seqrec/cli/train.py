@@ -178,6 +178,32 @@ def _print_results(results: dict, fmt: Format) -> None:
         fmt,
         caption=_caption(results),
     )
+    print_domain_metrics("test", results["test"]["metrics"], protocol, fmt)
+
+
+def print_domain_metrics(split: str, metrics: dict, protocol: dict, fmt: Format) -> None:
+    """Multi-domain data: one row per (domain, protocol) of ``split``'s per-domain metrics
+    (``domain:<name>/<protocol>/<metric>``, eval/domains.py); nothing otherwise."""
+    block = protocol.get("domains")
+    if not block:
+        return
+    sections: dict[str, dict[str, float]] = {}
+    for name in block["rows"]:
+        for how in block["protocols"]:
+            prefix = f"domain:{name}/{how}/"
+            found = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+            if found:
+                sections[f"{name} {how}"] = found
+    if not sections:
+        return
+    rows = ", ".join(f"{name} {n:,}" for name, n in block["rows"].items())
+    short = {
+        "own": "among its domain's items",
+        "joint": "among every item",
+        "sampled": f"among {block.get('negatives')} negatives from its domain",
+    }
+    said = [f"{how}: {short.get(how, text)}" for how, text in block["protocols"].items()]
+    print_metrics([f"{split} by target domain ({rows} rows)"], sections, fmt, caption=said)
 
 
 def _print_ranking_results(res: dict) -> None:

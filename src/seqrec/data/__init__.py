@@ -8,6 +8,7 @@ from __future__ import annotations
 from seqrec.data.catalog import DatasetSpec, list_datasets, resolve, with_catalog_defaults
 from seqrec.data.split import Split, SplitView, leave_one_out, make_split, temporal_split
 from seqrec.data.store import SequenceStore, build_store
+from seqrec.data.views import split_store
 from seqrec.options import DataConfig
 
 __all__ = [
@@ -28,7 +29,8 @@ __all__ = [
 
 def prepare(cfg: DataConfig) -> tuple[SequenceStore, Split]:
     """Store + split for ``cfg``, with the catalogue's literature preprocessing filled in for
-    fields left at their defaults (``dataset=ml-1m`` -> items with < 5 ratings dropped once)."""
+    fields left at their defaults (``dataset=ml-1m`` -> items with < 5 ratings dropped once).
+    The store is the cached one, with same-time events reordered (``data.same_day_order``)
+    and only one domain kept (``data.domain``) where asked (data/views.py)."""
     cfg = with_catalog_defaults(cfg)
-    store = build_store(cfg)
-    return store, make_split(store, cfg)
+    return split_store(build_store(cfg), cfg)

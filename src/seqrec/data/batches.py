@@ -35,6 +35,13 @@ class SeqBatch:
     target_behaviors: torch.Tensor | None = None
     """[B, L] behaviour of each position's target (training batches with behaviours only);
     read only by target-behaviour conditioning (``model.target_behavior``), never an input."""
+    domains: torch.Tensor | None = None
+    """[B, L] int64 domain code 1..K of each input item (0 at PAD), aligned with ``items``;
+    only when the store has domains and the caller asks for them (data/domains.py)."""
+    target_domains: torch.Tensor | None = None
+    """The domain of each target, shaped like ``targets``: [B, L] in training (0 where there
+    is no target), [B] in evaluation (the domain a row is scored for). The domain a
+    recommendation is asked in, never an input item's."""
 
     def to(self, device: torch.device | str) -> SeqBatch:
         moved = {
@@ -97,13 +104,15 @@ def training_batch(
     ends: np.ndarray,
     max_len: int,
     behaviors: np.ndarray | None = None,
+    domains: np.ndarray | None = None,
 ) -> SeqBatch:
     """Next-item training rows: input = last ``max_len`` items before the end, targets shifted by one.
 
     Only the most recent ``max_len + 1`` items of each training slice are used (as in SASRec), so
     memory is users x max_len, never interactions x max_len. ``behaviors`` (aligned with
     ``items``) gives ``SeqBatch.behaviors`` for the inputs and ``target_behaviors`` for the
-    targets (kept apart, so no model input ever holds a target's behaviour).
+    targets (kept apart, so no model input ever holds a target's behaviour); ``domains``
+    likewise gives ``SeqBatch.domains`` and ``target_domains``.
     """
     n = ends - starts
     width = int(min(max_len, max(int(n.max()) - 1, 1)))
@@ -113,8 +122,10 @@ def training_batch(
     inp = np.where(tgt != 0, inp, 0)  # a short row's last item has no next item: not an input
     ts, nts = _inputs_and_targets(timestamps, idx, valid)  # nts: each target's time
     beh, tbeh = _inputs_and_targets(behaviors, idx, valid)
-    if beh is not None:
-        beh = beh * torch.from_numpy(inp != 0)
+    dom, tdom = _inputs_and_targets(domains, idx, valid)
+    real = torch.from_numpy(inp != 0)
+    beh = None if beh is None else beh * real
+    dom = None if dom is None else dom * real
     return SeqBatch(
         items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
         targets=torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.int64)),
@@ -124,6 +135,8 @@ def training_batch(
         next_timestamps=nts,
         behaviors=beh,
         target_behaviors=tbeh,
+        domains=dom,
+        target_domains=tdom,
     )
 
 
@@ -137,11 +150,15 @@ def history_batch(
     max_len: int,
     behaviors: np.ndarray | None = None,
     request_times: np.ndarray | None = None,
+    domains: np.ndarray | None = None,
+    target_domains: np.ndarray | None = None,
 ) -> SeqBatch:
     """Evaluation / inference rows: the last ``max_len`` history items and one target each.
 
     ``request_times`` [B] (with ``timestamps``): the time each row is scored at, which becomes
-    the last slot's ``next_timestamps``; None keeps that slot's own time.
+    the last slot's ``next_timestamps``; None keeps that slot's own time. ``domains`` (aligned
+    with ``items``) and ``target_domains`` [B] (the domain each row is scored for) give
+    ``SeqBatch.domains`` / ``target_domains``.
     """
     n = ends - starts
     width = int(min(max_len, max(int(n.max()), 1)))
@@ -150,6 +167,7 @@ def history_batch(
     ts = _aligned(timestamps, idx, valid)
     nts = None if ts is None else _next_times(ts, np.minimum(n, width), request_times)
     beh = _aligned(behaviors, idx, valid)
+    tdom = None if target_domains is None else torch.from_numpy(target_domains.astype(np.int64))
     return SeqBatch(
         items=torch.from_numpy(np.ascontiguousarray(inp, dtype=np.int64)),
         targets=torch.from_numpy(targets.astype(np.int64)),
@@ -158,6 +176,8 @@ def history_batch(
         timestamps=ts,
         next_timestamps=nts,
         behaviors=beh,
+        domains=_aligned(domains, idx, valid),
+        target_domains=tdom,
     )
 
 

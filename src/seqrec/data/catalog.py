@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import http.client
 import logging
 import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqrec.data.download import download
 from seqrec.errors import SeqrecError
 from seqrec.options import DataConfig
 
@@ -32,6 +27,7 @@ _S3REC = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/2a81540ae186
 _SASREC = (
     "https://raw.githubusercontent.com/kang205/SASRec/e3738967fddab206d6eeb4fda433e7a7034dd8b1/data"
 )
+_ABXI = "https://raw.githubusercontent.com/DiMarzioBian/ABXI/72e52c9f85c740cb5dbdab11f7e5a70eb28ae00d/data"
 
 
 @dataclass(frozen=True)
@@ -61,10 +57,48 @@ class DatasetSpec:
     data in a way that moves results is used with that warning logged once."""
     offline_hint: str = ""
     """Appended to the not-found error: another way to get the file without a download."""
+    domain_map: DatasetSpec | None = None
+    """Multi-domain data: the item -> domain map file (``data.domain_map=auto``), found and
+    fetched like the interactions (docs/CROSS_DOMAIN.md)."""
+    domain_names: tuple[str, ...] = ()
+    """Names of the map's domain values, in sorted order of the values."""
 
     @property
     def download_path(self) -> str:
         return f"{self.name}/{Path(self.member).name}"
+
+
+def _abxi(
+    name: str, short: str, sha256: str, map_sha256: str, events: int, domains: tuple[str, str]
+) -> DatasetSpec:
+    """One of the ABXI / MERIT cross-domain files (``seq-ts``) with its item -> domain map."""
+    folder, seq, item_map = (
+        f"amazon/abxi/{short}",
+        f"{short}_50_preprocessed.txt",
+        "map_item_50.txt",
+    )
+    map_spec = DatasetSpec(
+        name,
+        f"{_ABXI}/{short}/{item_map}",
+        map_sha256,
+        item_map,
+        "json",
+        ((f"{folder}/{item_map}.gz", "json"), (f"{folder}/{item_map}", "json")),
+    )
+    return DatasetSpec(
+        name,
+        f"{_ABXI}/{short}/{seq}",
+        sha256,
+        seq,
+        "seq-ts",
+        ((f"{folder}/{seq}.gz", "seq-ts"), (f"{folder}/{seq}", "seq-ts")),
+        {"domain_map": "auto", "same_day_order": "shuffle"},
+        events,
+        f"Amazon {domains[0]} + {domains[1]} (2014 ratings), ABXI / MERIT preprocessing: only "
+        "users active in both domains, their last 50 events, day timestamps",
+        domain_map=map_spec,
+        domain_names=domains,
+    )
 
 
 CATALOG: dict[str, DatasetSpec] = {
@@ -187,6 +221,22 @@ CATALOG: dict[str, DatasetSpec] = {
             52_551,
             "Last.fm (HetRec 2011), S3-Rec 5-core sequences",
         ),
+        _abxi(
+            "amazon-food-kitchen",
+            "afk",
+            "5f9856f574879920a70c93461add1ebc1c997b1ce6d626ba8d475315f53a4a15",
+            "64a939f71c0c48ba181d6d24e384af1160812bdf244f20c58ef101f5fc54b3c3",
+            173_548,
+            ("food", "kitchen"),
+        ),
+        _abxi(
+            "amazon-beauty-electronics",
+            "abe",
+            "e13235003725700fdc709eb78a8865bd7e4ab75dc28ae569f7a4cebcdab1e33b",
+            "4e144f3fea1a5e8037cd56167a084ce4d73c6ccc123187055470b3da9818de74",
+            114_129,
+            ("beauty", "electronics"),
+        ),
     )
 }
 
@@ -277,18 +327,28 @@ def resolve(
                 f"data file {path} does not exist (nor under $SEQREC_DATA_DIR); check data.dataset"
             )
         raise SeqrecError(f"unknown dataset '{name_or_path}'.{_suggest(name_or_path)}")
+    path, fmt = locate(spec, data_dir, cache_dir)
+    return path, fmt, spec
+
+
+def locate(
+    spec: DatasetSpec,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[Path, str]:
+    """A catalogue file's local copy and format: the data dirs, the download cache, else a
+    verified download (the interactions, and companion files such as a domain map)."""
     roots = _search_roots(data_dir)
     downloads = cache_root(cache_dir) / "downloads"
     for rel, fmt in spec.local_candidates:
         for root in [*roots, downloads]:
             if (root / rel).is_file():
                 _warn_caveat(spec, rel, root / rel)
-                return root / rel, fmt, spec
+                return root / rel, fmt
     target = downloads / spec.download_path
-    if target.is_file():
-        return target, spec.format, spec
-    _download(spec, target, roots)
-    return target, spec.format, spec
+    if not target.is_file():
+        download(spec, target, roots)
+    return target, spec.format
 
 
 _WARNED: set[Path] = set()
@@ -299,80 +359,3 @@ def _warn_caveat(spec: DatasetSpec, rel: str, path: Path) -> None:
     if note and path not in _WARNED:
         _WARNED.add(path)
         log.warning("%s: using %s; %s", spec.name, path, note)
-
-
-def _download(spec: DatasetSpec, target: Path, roots: list[Path]) -> None:
-    """Fetch, verify and extract into ``target`` atomically; any failure leaves nothing behind."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _fetch(spec, out)
-        if spec.sha256 is None:
-            log.warning(
-                "%s: no published sha256, skipping verification (sha256 %s)", spec.name, digest
-            )
-        elif digest != spec.sha256:
-            raise SeqrecError(
-                f"download of {spec.url} is corrupt: sha256 {digest} != expected {spec.sha256}; "
-                "the file was deleted, retry or download it by hand"
-            )
-        if zipfile.is_zipfile(tmp):
-            _extract(tmp, spec, target)
-        else:
-            os.replace(tmp, target)
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        reason = getattr(err, "reason", None) or err
-        where = roots[0] if roots else Path("$SEQREC_DATA_DIR")
-        raise SeqrecError(
-            f"dataset '{spec.name}' not found locally and could not be downloaded ({reason}); "
-            f"download {spec.url} and put {Path(spec.member).name} at "
-            f"{where / spec.local_candidates[0][0]} or set SEQREC_DATA_DIR{spec.offline_hint}"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fetch(spec: DatasetSpec, out) -> str:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(spec.url, timeout=60) as resp:
-        total = int(resp.headers.get("Content-Length") or 0) or None
-        columns = (
-            TextColumn(f"downloading {spec.name}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, transient=True) as bar:
-            task = bar.add_task("download", total=total)
-            while chunk := resp.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-                bar.update(task, advance=len(chunk))
-    return digest.hexdigest()
-
-
-def _extract(archive: Path, spec: DatasetSpec, target: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        if spec.member not in zf.namelist():
-            raise SeqrecError(
-                f"{spec.url} has no member {spec.member}; download it by hand and pass the path"
-            )
-        fd, part = tempfile.mkstemp(prefix=".extract-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, zf.open(spec.member) as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(part, target)
-        finally:
-            Path(part).unlink(missing_ok=True)

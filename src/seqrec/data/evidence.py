@@ -14,7 +14,8 @@ reading on every sampled line, and picks one only when the sample singles it out
   one looks like time: epoch seconds or milliseconds (1973 to 3000), or values that never
   decrease within a user and increase for at least one (``data.time_col=null`` skips this);
 - seq: no two lines start with the same user id, and the lines do not all have the 2-4 fields
-  of a pairs file.
+  of a pairs file;
+- seq-ts: as seq, with every item written ``item|timestamp`` (the C2DSR / ABXI files).
 
 Anything else is refused with the readings that were left and the ``data.format`` that selects
 each. The evidence string travels into the store's metadata and ``results.json``.
@@ -201,6 +202,20 @@ def _ml_dat(path: Path, sample: pl.DataFrame) -> FormatChoice:
     return _found("ml-dat", f"every one of the first {len(sample):,} lines has 4 '::' fields")
 
 
+def _timed_tokens(sample: pl.DataFrame) -> str | None:
+    """Why the sample is ``user item|ts item|ts ...`` lines (seq-ts), or None."""
+    tokens = _fields(sample["line"], None).list.slice(1).explode().drop_nulls()
+    if tokens.is_empty() or not tokens.str.contains(r"^[^|]+\|\d+$").all():
+        return None
+    users = _fields(sample["line"], None).list.first()
+    if not users.is_unique().all():
+        return None
+    return (
+        f"every field after the first of the first {len(sample):,} lines is 'item|timestamp' "
+        "and no two lines start with the same user id"
+    )
+
+
 def _no_header(path: Path, sep: str | None) -> SeqrecError:
     shown = {None: "whitespace", "\t": "tab"}.get(sep, repr(sep))
     names = (sep or ",").join(("user_id", "item_id", "timestamp"))
@@ -230,6 +245,8 @@ def detect(
     first = sample["line"][0]
     if "::" in first:
         return _ml_dat(path, sample)
+    if "|" in first and (why := _timed_tokens(sample)):
+        return _found("seq-ts", why)
     sep = _sniff(first)
     header = _header(sample, sep, cfg)
     if header:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-FORMATS = ("ml-dat", "csv", "parquet", "seq", "pairs")
+FORMATS = ("ml-dat", "csv", "parquet", "seq", "pairs", "seq-ts")
 
 
 class FormatChoice(NamedTuple):

@@ -51,6 +51,8 @@ class Interactions(NamedTuple):
     """Why ``format`` was used (``detected: ...`` or ``given: ...``)."""
     skipped: dict[str, int] | None = None
     """Lines that held no interaction, by reason (seq lines with a user and no items)."""
+    domain_values: list[str] | None = None
+    """Names of domain codes 1..K when the frame has a ``domain`` column (data/domains.py)."""
 
 
 def _raw_lines(raw: bytes) -> pl.DataFrame:
@@ -89,6 +91,7 @@ def _finish(
     where: Where,
     int_format: str | None = None,
     behavior: pl.Series | None = None,
+    domain: pl.Series | None = None,
 ) -> Interactions:
     frame = pl.DataFrame(
         {
@@ -100,6 +103,8 @@ def _finish(
     if behavior is not None:
         codes, values = normalise_behavior(behavior, where)
         frame = frame.with_columns(behavior=codes)
+    if domain is not None:  # raw text, coded (and checked) by data/domains.py
+        frame = frame.with_columns(domain=domain.cast(pl.Utf8))
     frame = frame.with_columns(pl.col("order").cast(pl.Int64))
     if ts is not None and ts.null_count() == len(ts):
         ts = None
@@ -114,11 +119,15 @@ def _finish(
             "file with interactions, or fix data.format"
         )
     cols = ["user", "item", "ts", "order"] + (["behavior"] if behavior is not None else [])
+    cols += ["domain"] if domain is not None else []
     return Interactions(frame.select(cols), ts is not None, fmt, values)
 
 
-def read_seq(raw: bytes, name: str = "data file", detected: bool = False) -> Interactions:
-    """``user item1 item2 ...`` per line, items already in chronological order.
+def read_seq(
+    raw: bytes, name: str = "data file", detected: bool = False, timed: bool = False
+) -> Interactions:
+    """``user item1 item2 ...`` per line, items already in chronological order; ``timed``
+    (format seq-ts): ``user item1|ts1 item2|ts2 ...``, each item with its time.
 
     A line that repeats an earlier line's user contradicts the format: when the format was
     detected (from the first lines only) that is an error, when it was given the items are
@@ -143,7 +152,20 @@ def read_seq(raw: bytes, name: str = "data file", detected: bool = False) -> Int
         .explode("item")
         .drop_nulls("item")
     )
-    inter = _finish(frame["user"], frame["item"], None, "seq", Where(name, frame["lineno"]))
+    where, ts, fmt = Where(name, frame["lineno"]), None, "seq"
+    if timed:
+        parts, fmt = frame["item"].str.split("|"), "seq-ts"
+        off = parts.list.len() != 2
+        if off.any():
+            count, i, at = where.locate(off)
+            raise SeqrecError(
+                f"{at}: {frame['item'][i]!r} is not 'item|timestamp'{_differ(count)}; the "
+                "seq-ts format reads 'user item|ts item|ts ...' lines: fix the file, or set "
+                "data.format=seq if its lines hold items alone"
+            )
+        frame = frame.with_columns(item=parts.list.get(0))
+        ts = parts.list.get(1)
+    inter = _finish(frame["user"], frame["item"], ts, fmt, where)
     return inter._replace(skipped={"users_without_items": int((tokens.list.len() == 1).sum())})
 
 
@@ -230,20 +252,23 @@ def _pick_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str, s
 
 
 def _named_columns(found: list[str], cfg: DataConfig, path: Path) -> tuple[str | None, ...]:
-    """(user, item, time, behaviour) column names; time and behaviour may be None."""
-    beh = cfg.behavior_col
-    if beh is not None and beh not in found:
-        raise SeqrecError(
-            f"{path.name}: behaviour column '{beh}' (data.behavior_col) not found; columns "
-            f"found: {found}. Set data.behavior_col to one of them or to null"
-        )
-    return (*_pick_columns(found, cfg, path), beh)
+    """(user, item, time, behaviour, domain) column names; the last three may be None."""
+    for what, option, col in (
+        ("behaviour", "behavior_col", cfg.behavior_col),
+        ("domain", "domain_col", cfg.domain_col),
+    ):
+        if col is not None and col not in found:
+            raise SeqrecError(
+                f"{path.name}: {what} column '{col}' (data.{option}) not found; columns "
+                f"found: {found}. Set data.{option} to one of them or to null"
+            )
+    return (*_pick_columns(found, cfg, path), cfg.behavior_col, cfg.domain_col)
 
 
 def _finish_frame(
     frame: pl.DataFrame, names: tuple[str | None, ...], fmt: str, where: Where
 ) -> Interactions:
-    user, item, time, beh = names
+    user, item, time, beh, dom = names
     return _finish(
         frame[user],
         frame[item],
@@ -251,6 +276,7 @@ def _finish_frame(
         fmt,
         where,
         behavior=frame[beh] if beh else None,
+        domain=frame[dom] if dom else None,
     )
 
 
@@ -334,13 +360,18 @@ def read_interactions(
     if fmt not in FORMATS:
         raise SeqrecError(f"unknown data format '{fmt}'; use one of {', '.join(FORMATS)}")
     timed, rated = cfg.time_col is not None, cfg.behavior_col is not None
-    if fmt == "seq":
+    if cfg.domain_col is not None and fmt not in ("csv", "parquet"):
+        raise SeqrecError(
+            f"data.domain_col names a column, but {path.name} is read as {fmt}, which has "
+            "none; give each item's domain with data.domain_map instead"
+        )
+    if fmt in ("seq", "seq-ts"):
         if rated:
             raise SeqrecError(
-                "data.behavior_col is set but the seq format (one user per line) has no "
+                f"data.behavior_col is set but the {fmt} format (one user per line) has no "
                 "behaviour field; use a ratings file or set data.behavior_col=null"
             )
-        inter = read_seq(raw, path.name, choice.detected)
+        inter = read_seq(raw, path.name, choice.detected, fmt == "seq-ts")
     elif fmt == "pairs":  # time_col=None: "order by file position" for headerless files too
         inter = read_pairs(raw, timed, rated, path.name)
     elif fmt == "ml-dat":

@@ -34,6 +34,7 @@ class Prepared(NamedTuple):
     dropped: dict[str, int] | None = None
     """Rows removed and why: ``duplicates`` (data.dedupe), ``kcore`` (rows), and the users
     and items k-core removed (``kcore_users``, ``kcore_items``)."""
+    domains: np.ndarray | None = None  # int16 domain codes aligned with items (data/domains.py)
 
 
 def dedupe(frame: pl.DataFrame, policy: str) -> pl.DataFrame:
@@ -92,9 +93,9 @@ def remap(frame: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
 
 def to_csr(
     frame: pl.DataFrame, n_users: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Rows sorted by (user, ts, order): the stable tie-break keeps source order among equal ts.
-    The behaviour column, when present, is sorted with its events."""
+    The behaviour and domain columns, when present, are sorted with their events."""
     frame = frame.sort(["uid", *_CHRONO])
     uid = frame["uid"].to_numpy()
     counts = np.bincount(uid, minlength=n_users)
@@ -102,10 +103,11 @@ def to_csr(
     np.cumsum(counts, out=offsets[1:])
     items = frame["iid"].to_numpy().astype(np.int32, copy=False)
     timestamps = frame["ts"].to_numpy().astype(np.int64, copy=False)
-    behaviors = None
-    if "behavior" in frame.columns:
-        behaviors = frame["behavior"].to_numpy().astype(np.int16, copy=False)
-    return offsets, items, timestamps, behaviors
+    behaviors, domains = (
+        frame[c].to_numpy().astype(np.int16, copy=False) if c in frame.columns else None
+        for c in ("behavior", "domain")
+    )
+    return offsets, items, timestamps, behaviors, domains
 
 
 def preprocess(
@@ -126,7 +128,7 @@ def preprocess(
         dropped["kcore_users"] = users - frame["user"].n_unique()
         dropped["kcore_items"] = items_before - frame["item"].n_unique()
     frame, user_ids, item_ids = remap(frame)
-    offsets, items, timestamps, behaviors = to_csr(frame, len(user_ids))
+    offsets, items, timestamps, behaviors, domains = to_csr(frame, len(user_ids))
     log.info(
         "prepared %d users, %d items, %d interactions from %d rows (dropped: %s)",
         len(user_ids),
@@ -135,4 +137,4 @@ def preprocess(
         read,
         ", ".join(f"{k} {v:,}" for k, v in dropped.items()),
     )
-    return Prepared(offsets, items, timestamps, user_ids, item_ids, behaviors, dropped)
+    return Prepared(offsets, items, timestamps, user_ids, item_ids, behaviors, dropped, domains)

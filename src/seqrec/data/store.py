@@ -37,9 +37,10 @@ from seqrec.options import DataConfig
 log = logging.getLogger(__name__)
 
 STORE_VERSION = 2
-"""2: optional ``behaviors.npy`` (data.behavior_col) and its flag in meta.json."""
-_ARRAYS = ("offsets", "items", "timestamps", "user_ids", "item_ids", "behaviors")
-_OPTIONAL = {"timestamps": "has_timestamps", "behaviors": "has_behaviors"}
+"""2: optional ``behaviors.npy`` (data.behavior_col) and its flag in meta.json; optional
+``domains.npy`` (flag ``has_domains``, absent from older stores, which have no domains)."""
+_ARRAYS = ("offsets", "items", "timestamps", "user_ids", "item_ids", "behaviors", "domains")
+_OPTIONAL = {"timestamps": "has_timestamps", "behaviors": "has_behaviors", "domains": "has_domains"}
 _KEY_FIELDS = (
     "format",
     "user_col",
@@ -52,7 +53,16 @@ _KEY_FIELDS = (
     "kcore",
     "behavior_col",
 )
-_READ_REPORT = ("format", "format_evidence", "rows_read", "dropped", "skipped_lines")
+_READ_REPORT = (
+    "format",
+    "format_evidence",
+    "rows_read",
+    "dropped",
+    "skipped_lines",
+    "domains",
+    "same_day_order",
+    "domain_view",
+)
 """Metadata stats() reports: how the file was read and what was dropped on the way."""
 
 
@@ -62,6 +72,8 @@ class SequenceStore:
 
     ``behaviors`` (optional, int16, aligned with ``items``) is each event's behaviour code, e.g.
     the MovieLens rating 1-5 (``data.behavior_col``); 0 never occurs in it (0 = PAD in batches).
+    ``domains`` (optional, int16, aligned with ``items``) is each event's domain code 1..K,
+    named by ``meta["domains"]["names"]`` (data/domains.py); every item has one domain.
     """
 
     offsets: np.ndarray
@@ -73,10 +85,29 @@ class SequenceStore:
     name: str
     meta: dict[str, Any] = field(default_factory=dict)
     behaviors: np.ndarray | None = None
+    domains: np.ndarray | None = None
 
     @property
     def has_behaviors(self) -> bool:
         return self.behaviors is not None
+
+    @property
+    def has_domains(self) -> bool:
+        return self.domains is not None
+
+    @property
+    def domain_names(self) -> list[str]:
+        """Names of domain codes 1..K (code c is ``domain_names[c - 1]``); [] without domains."""
+        return list(self.meta.get("domains", {}).get("names", [])) if self.has_domains else []
+
+    @cached_property
+    def item_domains(self) -> np.ndarray | None:
+        """[n_items + 1] int16: each item's domain code, 0 for PAD (None without domains)."""
+        if self.domains is None:
+            return None
+        out = np.zeros(self.n_items + 1, dtype=np.int16)
+        out[self.items] = self.domains
+        return out
 
     @property
     def n_behaviors(self) -> int:
@@ -146,6 +177,7 @@ class SequenceStore:
             "length_max": int(lengths.max()) if len(lengths) else 0,
             "has_timestamps": self.has_timestamps,
             "has_behaviors": self.has_behaviors,
+            **({"has_domains": True} if self.has_domains else {}),
             **{k: self.meta[k] for k in _READ_REPORT if k in self.meta},
         }
 
@@ -167,6 +199,7 @@ class SequenceStore:
                 "n_items": int(self.n_items),
                 "has_timestamps": self.has_timestamps,
                 "has_behaviors": self.has_behaviors,
+                **({"has_domains": True} if self.has_domains else {}),
                 "meta": self.meta,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -210,6 +243,7 @@ class SequenceStore:
             meta["name"],
             meta.get("meta", {}),
             arrays.get("behaviors"),
+            arrays.get("domains"),
         )
 
 
@@ -237,6 +271,15 @@ def _choose_format(cfg: DataConfig, path: Path, fmt: str, spec: Any) -> FormatCh
     return detect(path, cfg)
 
 
+def _domain_source(cfg: DataConfig, path: Path, spec: Any):
+    """data/domains.py's source of the events' domains (None for single-domain data)."""
+    if cfg.domain_map is None and cfg.domain_col is None:
+        return None
+    from seqrec.data.domains import domain_source
+
+    return domain_source(cfg, path, spec)
+
+
 def build_store(cfg: DataConfig) -> SequenceStore:
     """Resolve, parse and preprocess ``cfg.dataset``, or load the identical cached result.
 
@@ -257,6 +300,9 @@ def build_store(cfg: DataConfig) -> SequenceStore:
     name = named.name if named else _store_name(path)
     fields = {k: getattr(cfg, k) for k in _KEY_FIELDS}
     fields.update(format=fmt, name=name, version=STORE_VERSION, file=digest)
+    domains = _domain_source(cfg, path, named)
+    if domains is not None:  # only then: single-domain stores keep their keys
+        fields.update(domains.key)
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
     cached = cache_root(cfg.cache_dir) / "stores" / key
     if (cached / "meta.json").is_file():
@@ -276,6 +322,10 @@ def build_store(cfg: DataConfig) -> SequenceStore:
     from seqrec.data.preprocess import preprocess
 
     inter = read_interactions(path, fmt, cfg, choice)
+    if domains is not None:
+        from seqrec.data.domains import attach_domains
+
+        inter = attach_domains(inter, domains)
     expected = spec.expected_interactions if spec else None
     if expected and inter.frame.height != expected:
         raise SeqrecError(
@@ -299,6 +349,8 @@ def build_store(cfg: DataConfig) -> SequenceStore:
     if prep.behaviors is not None:
         meta["n_behaviors"] = int(prep.behaviors.max()) if len(prep.behaviors) else 0
         meta["behavior_values"] = inter.behavior_values
+    if prep.domains is not None:
+        meta["domains"] = {"names": inter.domain_values, "source": domains.describe()}
     store = SequenceStore(
         prep.offsets,
         prep.items,
@@ -309,6 +361,7 @@ def build_store(cfg: DataConfig) -> SequenceStore:
         name,
         meta,
         prep.behaviors,
+        prep.domains,
     )
     try:
         store.save(cached)

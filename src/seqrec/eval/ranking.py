@@ -18,6 +18,9 @@ Protocol (written into every result):
   from is refused before any scoring: with replacement the same item could be counted twice,
   and "sampled" metrics then fell below full-ranking ones.
 
+On multi-domain data (``domains``) the same pass also ranks each row within its target's
+domain and against negatives of that domain, reported per domain (eval/domains.py).
+
 Users are processed in order of history length so that each chunk is only as wide as its
 longest history (right padding makes this exact, see data.batches).
 """
@@ -34,6 +37,7 @@ from torch import nn
 
 from seqrec.data.batches import flat_slices, history_batch
 from seqrec.errors import SeqrecError
+from seqrec.eval.domains import DomainLabels, DomainRanks, domain_metrics, start_domain_ranks
 from seqrec.eval.metrics import per_user_metrics, summarize
 from seqrec.options import EvalConfig
 
@@ -46,6 +50,8 @@ class EvalResult:
     protocol: dict
     seconds: float
     per_user: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    domain_ranks: DomainRanks | None = field(repr=False, default=None)
+    """Multi-domain data: every row's own-domain and sampled ranks and its target's domain."""
 
     def to_json(self) -> dict:
         return {
@@ -68,11 +74,14 @@ def score_chunks(
     timestamps: np.ndarray | None = None,
     behaviors: np.ndarray | None = None,
     request_times: np.ndarray | None = None,
+    domains: np.ndarray | None = None,
+    target_domains: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     """Yield (row positions, raw scores [b, V+1], candidate mask [b, V+1]) in length order.
 
     Shared by evaluation and by the recommender, so offline metrics and served top-K come from
-    the same scoring code. ``items`` is the flat item array the [start, end) slices point into.
+    the same scoring code. ``items`` is the flat item array the [start, end) slices point into;
+    ``domains`` (aligned with it) and ``target_domains`` (per row) reach the history batches.
     """
     order = np.argsort(ends - starts, kind="stable")
     weight = model.item_weights
@@ -80,9 +89,11 @@ def score_chunks(
         pos = order[s : s + chunk]
         st, en = starts[pos], ends[pos]
         req = None if request_times is None else request_times[pos]
+        tdom = None if target_domains is None else target_domains[pos]
         batch = history_batch(
-            items, timestamps, pos, st, en, np.zeros(len(pos)), max_len, behaviors, req
-        )
+            items, timestamps, pos, st, en, np.zeros(len(pos)), max_len, behaviors, req,
+            domains, tdom,
+        )  # fmt: skip
         hidden = model.last_hidden(batch.to(device))
         scores = (hidden @ weight.T).float()
         allowed = torch.ones_like(scores, dtype=torch.bool)
@@ -181,19 +192,37 @@ def evaluate(
     seed: int = 0,
     timestamps: np.ndarray | None = None,
     behaviors: np.ndarray | None = None,
+    domains: DomainLabels | None = None,
 ) -> EvalResult:
     """Rank each row's ``targets`` item given the history items[start:end] (and, for a model
     that reads them, the history's ``timestamps`` / ``behaviors``, aligned with ``items``).
 
     Where every target is the event right after its history (items[end], true of every split
     view) and timestamps are given, that event's time is the row's request time (a model with
-    ``time_query=next`` reads it, as at serving time it would read the clock)."""
+    ``time_query=next`` reads it, as at serving time it would read the clock). ``domains``
+    (multi-domain data) adds the per-domain metrics of eval/domains.py."""
     t0 = time.perf_counter()
+    collect = start_domain_ranks(domains, cfg, items, starts, ends, targets, max_len, seed)
     ranks, repeats = rank_rows(model, items, starts, ends, targets, max_len, cfg, device,
-                               popularity, seed, timestamps, behaviors)  # fmt: skip
+                               popularity, seed, timestamps, behaviors, domains, collect)  # fmt: skip
     share = repeats / len(targets) if len(targets) else 0.0
     protocol = ranking_protocol(cfg, max_len, {**(split_protocol or {}), "repeat_share": share})
-    return result_from_ranks(ranks, cfg, protocol, time.perf_counter() - t0)
+    result = result_from_ranks(ranks, cfg, protocol, time.perf_counter() - t0)
+    return with_domain_metrics(result, ranks, collect, cfg)
+
+
+def with_domain_metrics(
+    result: EvalResult, ranks: np.ndarray, collect: DomainRanks | None, cfg: EvalConfig
+) -> EvalResult:
+    """``result`` with the per-domain metrics and protocol of ``collect`` (every row's ranks,
+    ``ranks`` the joint ones before dropped rows left); unchanged without domains."""
+    if collect is None:
+        return result
+    metrics, protocol = domain_metrics(ranks, collect, cfg)
+    result.metrics.update(metrics)
+    result.protocol["domains"] = protocol
+    result.domain_ranks = collect
+    return result
 
 
 @torch.inference_mode()
@@ -210,10 +239,13 @@ def rank_rows(
     seed: int = 0,
     timestamps: np.ndarray | None = None,
     behaviors: np.ndarray | None = None,
+    domains: DomainLabels | None = None,
+    collect: DomainRanks | None = None,
 ) -> tuple[np.ndarray, int]:
     """Each row's rank (`evaluate`'s arguments; 0 marks a row ``eval.repeat_targets=drop``
     leaves out, which `result_from_ranks` drops) and how many rows' targets are among their
-    masked history items, read off the candidate mask the ranking builds anyway."""
+    masked history items, read off the candidate mask the ranking builds anyway.
+    ``collect`` (`start_domain_ranks`) receives the per-domain ranks of the same scores."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -231,6 +263,7 @@ def rank_rows(
             cfg.n_negatives, n_items, items, starts, ends, targets, max_len, cfg.mask_seen,
             popularity if cfg.sampled == "popularity" else None,
         )  # fmt: skip
+    events = None if domains is None else domains.events
     for pos, scores, allowed in score_chunks(
         model,
         items,
@@ -243,6 +276,8 @@ def rank_rows(
         timestamps,
         behaviors,
         _request_times(items, ends, targets, timestamps),
+        events,
+        None if events is None else domains.items[targets],
     ):
         tgt = torch.as_tensor(targets[pos], dtype=torch.int64, device=device)
         rows = torch.arange(len(pos), device=device)
@@ -250,6 +285,8 @@ def rank_rows(
         repeat = ~allowed[rows, tgt]  # the target is one of the masked history items
         repeats += int(repeat.sum())
         allowed[rows, tgt] = False  # the target is ranked by its score, never a competitor
+        if collect is not None:
+            collect.add(pos, scores, allowed, target_score, repeat)
         if cfg.sampled is None:
             higher = (scores > target_score[:, None]) & allowed
             out = 1 + higher.sum(1)

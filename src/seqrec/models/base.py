@@ -40,6 +40,9 @@ class Needs:
     item_features: bool = False
     """The catalogue's item features are attached before training and before loading weights
     (side-information fusion, SRT's feature-built item table)."""
+    domains: bool = False
+    """Batches carry each event's domain code (``SeqBatch.domains``, multi-domain data): a model
+    with domain embeddings reads them; every model gets per-domain metrics without it."""
 
 
 class ModelConfig(Strict):
@@ -53,6 +56,10 @@ class ModelConfig(Strict):
 
     objectives: ClassVar[tuple[str, ...]] = ("ce", "bce", "ssm", "gbce")
     """objective.name values the model trains with (BERT4Rec: cloze only)."""
+    training_samples: ClassVar[tuple[str, ...]] = ("sequences", "prefixes")
+    """train.samples values the model trains on; the first is what tests build it with. A
+    model whose state at a slot reads later slots of its window (BSARec) lists only
+    ``prefixes``, where each row's one target follows its last slot."""
     ranking_encoder: ClassVar[bool] = False
     """The ranking task's head can be built on this model's history states."""
     cosine_output: ClassVar[bool] = False

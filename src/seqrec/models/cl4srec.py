@@ -31,13 +31,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from seqrec.data.batches import SeqBatch
 from seqrec.models.augment import AugmentOptions, random_augment, two_view_choices
 from seqrec.models.base import CosineOutputOption
+from seqrec.models.pairs import info_nce as nt_xent
 from seqrec.models.sasrec import SASRec
 from seqrec.models.sasrec_blocks import SASRecBlockConfig
 
@@ -53,25 +53,6 @@ class CL4SRecConfig(SASRecBlockConfig, CosineOutputOption, AugmentOptions):
     """τ of the NT-Xent loss (1.0 in all three public codes; "not studied" in ICLRec)."""
     cl_similarity: Literal["dot", "cos"] = "dot"
     """Similarity of two view representations: dot product (public code) or cosine."""
-
-
-def nt_xent(
-    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0, similarity: str = "dot"
-) -> torch.Tensor:
-    """NT-Xent of paired views z1[i] ↔ z2[i] ([N, D] each), mean over all 2N anchors.
-
-    One [2N, 2N] similarity matrix with its diagonal at −inf (a view is never its own
-    negative); row k's target column is its partner k ± N.
-    """
-    n = z1.shape[0]
-    z = torch.cat([z1, z2])
-    if similarity == "cos":
-        z = F.normalize(z, dim=-1)
-    sim = (z @ z.T) / temperature
-    self_pair = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_pair, float("-inf"))
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(sim, partner)
 
 
 class CL4SRec(SASRec):

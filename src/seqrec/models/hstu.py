@@ -114,7 +114,9 @@ class HSTUConfig(
 
     def needs(self) -> Needs:
         side = self.side_needs()
-        return Needs(self.time_bias, side.behaviors, side.item_features)
+        return Needs(
+            timestamps=self.time_bias, behaviors=side.behaviors, item_features=side.item_features
+        )
 
 
 class HSTU(SeqModel):

@@ -28,6 +28,9 @@ class DataInputs:
     timestamps: np.ndarray | None = None
     behaviors: np.ndarray | None = None
     item_features: dict[str, Any] = field(default_factory=dict)
+    domains: np.ndarray | None = None
+    """Each event's domain code (multi-domain data), for a model whose `Needs` has
+    ``domains``: its batches carry ``SeqBatch.domains`` / ``target_domains``."""
 
 
 def _features(cfg, ids):
@@ -50,6 +53,14 @@ def prepare_inputs(model: SeqModel, cfg, store) -> DataInputs:
         features = load_item_features(cfg.data, store) if needs.item_features else None
         check_side_config(cfg.model, features, store.n_behaviors, store.has_behaviors)
     out = DataInputs(behaviors=store.behaviors if needs.behaviors else None)
+    if needs.domains:
+        if not store.has_domains:
+            raise SeqrecError(
+                f"model.name={cfg.model.name} reads each event's domain, but dataset "
+                f"'{store.name}' has none; set data.domain_map (or data.domain_col), or use "
+                "a model without domain inputs"
+            )
+        out.domains = store.domains
     if needs.timestamps:
         if store.timestamps is None:
             raise SeqrecError(

@@ -14,27 +14,37 @@ from pydantic import Field
 from seqrec.errors import SeqrecError
 from seqrec.models.base import ModelConfig, SeqModel
 from seqrec.models.bert4rec import BERT4Rec
+from seqrec.models.bsarec import BSARec
 from seqrec.models.caser import Caser
 from seqrec.models.cl4srec import CL4SRec
+from seqrec.models.duorec import DuoRec
 from seqrec.models.gpt import GPT
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.hstu import HSTU
+from seqrec.models.icsrec import ICSRec
 from seqrec.models.laclrec import LACLRec
 from seqrec.models.llama import Llama
+from seqrec.models.rearec import ReaRec
 from seqrec.models.sasrec import SASRec, SASRecConfig
+from seqrec.models.sigma import SIGMA
 from seqrec.models.srt import SRT
 
 MODELS: dict[str, type[SeqModel]] = {
     "sasrec": SASRec,
     "bert4rec": BERT4Rec,
     "cl4srec": CL4SRec,
+    "duorec": DuoRec,
     "gru4rec": GRU4Rec,
     "hstu": HSTU,
+    "icsrec": ICSRec,
     "llama": Llama,
     "gpt": GPT,
     "laclrec": LACLRec,
     "srt": SRT,
     "caser": Caser,
+    "bsarec": BSARec,
+    "rearec": ReaRec,
+    "sigma": SIGMA,
 }
 
 DEFAULT_MODEL = "sasrec"

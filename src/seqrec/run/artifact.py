@@ -31,6 +31,7 @@ from torch import nn
 
 from seqrec.data import prepare
 from seqrec.errors import SeqrecError
+from seqrec.eval.domains import domain_labels
 from seqrec.eval.ranking import EvalResult, evaluate
 from seqrec.fsutil import (
     CONFIG,
@@ -267,6 +268,7 @@ class Run:
             timestamps=store.timestamps if needs.timestamps else None,
             behaviors=store.behaviors if needs.behaviors else None,
             seed=seed,
+            domains=domain_labels(store, events=needs.domains),
         )
 
     def export(

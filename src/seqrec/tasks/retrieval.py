@@ -2,7 +2,8 @@
 
 A training row is one user's training sequence (its window of ``data.max_len`` + 1 items:
 inputs and next-item targets); one epoch is every training user once, in a (seed, epoch)
-permutation. The loss is the configured objective (chunked full cross-entropy, BCE, sampled
+permutation. With ``train.samples=prefixes`` a row is one prefix of a training sequence with a
+target after its last slot only, and an epoch is every prefix once. The loss is the configured objective (chunked full cross-entropy, BCE, sampled
 softmax, cloze) plus the model's auxiliary loss, a mean over the batch's target positions.
 Validation ranks each validation user's held-out item against the whole catalogue
 (``eval.ranking.evaluate``); early stopping monitors NDCG@10; the test split is ranked once, and
@@ -18,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,12 +30,14 @@ from seqrec.data.batches import SeqBatch, training_batch
 from seqrec.data.split import Split
 from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
+from seqrec.eval.domains import domain_labels, start_domain_ranks
 from seqrec.eval.ranking import (
     EvalResult,
     evaluate,
     rank_rows,
     ranking_protocol,
     result_from_ranks,
+    with_domain_metrics,
 )
 from seqrec.models import build_model
 from seqrec.models.common import count_parameters
@@ -57,6 +61,21 @@ def keep_fraction(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return rows[np.sort(order[:n])]
 
 
+def last_target_only(batch: SeqBatch) -> SeqBatch:
+    """A prefix row trains on the item after its last slot only: every other target is
+    zeroed (and so is its target behaviour), so no loss reads a state at an earlier slot."""
+    last = torch.zeros_like(batch.targets, dtype=torch.bool)
+    rows = torch.arange(len(batch.lengths))
+    last[rows, batch.lengths - 1] = True
+    tbeh, tdom = batch.target_behaviors, batch.target_domains
+    return replace(
+        batch,
+        targets=batch.targets * last,
+        target_behaviors=None if tbeh is None else tbeh * last,
+        target_domains=None if tdom is None else tdom * last,
+    )
+
+
 class RetrievalTask(Task):
     """Next-item prediction over a leave-one-out or temporal `Split` (module docstring)."""
 
@@ -77,6 +96,10 @@ class RetrievalTask(Task):
         # optimiser), and the per-event arrays (timestamps, behaviours) its batches carry
         inputs = prepare_inputs(self.model, cfg, store)
         self.timestamps, self.behaviors = inputs.timestamps, inputs.behaviors
+        # multi-domain data: per-domain metrics always, the per-event codes for a model that
+        # reads them (Needs.domains)
+        self.domains = inputs.domains
+        self.domain_labels = domain_labels(store, events=inputs.domains is not None)
         self.item_features = inputs.item_features or None
         self.objective = build_objective(cfg.objective)
         tr = split.train
@@ -90,7 +113,9 @@ class RetrievalTask(Task):
                 f"no training sequence has 2 or more items after the {how} split, so there is "
                 "nothing to learn from; use data with longer histories"
             )
-        self.steps_per_epoch = max(1, math.ceil(len(self.train_rows) / cfg.train.batch_size))
+        self.prefix_rows, self.prefix_ends = self._prefixes()
+        units = len(self.train_rows) if self.prefix_rows is None else len(self.prefix_rows)
+        self.steps_per_epoch = max(1, math.ceil(units / cfg.train.batch_size))
         self._ends_epoch, self._ends = -1, None
         self.valid_rows = self._valid_subset()
         self.popularity = np.bincount(store.items, minlength=store.n_items + 1)
@@ -109,8 +134,25 @@ class RetrievalTask(Task):
         return self.model
 
     # ------------------------------------------------------------------ training
+    def _prefixes(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``train.samples=prefixes``: (training row, window end) of every prefix with one
+        input and its next item, i.e. ends start+2 .. end of each kept row; (None, None)
+        otherwise. One repeat/cumsum, no loop over users."""
+        if self.cfg.train.samples != "prefixes":
+            return None, None
+        tr = self.split.train
+        rows = self.train_rows
+        counts = (tr.ends[rows] - tr.starts[rows] - 1).astype(np.int64)
+        first = np.cumsum(counts) - counts
+        offset = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)
+        return np.repeat(rows, counts), np.repeat(tr.starts[rows] + 2, counts) + offset
+
     def epoch_order(self, epoch: int) -> np.ndarray:
+        """Training rows (``sequences``) or prefix indices (``prefixes``) in a (seed, epoch)
+        order."""
         rng = np.random.default_rng([self.cfg.train.seed, epoch])
+        if self.prefix_rows is not None:
+            return rng.permutation(len(self.prefix_rows))
         return self.train_rows[rng.permutation(len(self.train_rows))]
 
     def window_ends(self, epoch: int) -> np.ndarray:
@@ -131,16 +173,23 @@ class RetrievalTask(Task):
 
     def batch(self, rows: np.ndarray, epoch: int) -> SeqBatch:
         tr = self.split.train
-        ends = self.window_ends(epoch)
-        return training_batch(
+        if self.prefix_rows is None:
+            ends = self.window_ends(epoch)[rows]
+        else:  # ``rows`` index prefixes: their training row and where each one ends
+            rows, ends = self.prefix_rows[rows], self.prefix_ends[rows]
+        batch = training_batch(
             self.store.items,
             self.timestamps,
             tr.users[rows],
             tr.starts[rows],
-            ends[rows],
+            ends,
             self.cfg.data.max_len,
             self.behaviors,
-        ).to(self.device)
+            self.domains,
+        )
+        if self.prefix_rows is not None:
+            batch = last_target_only(batch)
+        return batch.to(self.device)
 
     def loss(self, net: Any, batch: SeqBatch) -> torch.Tensor:
         return self.objective(net, batch)
@@ -175,6 +224,7 @@ class RetrievalTask(Task):
             split_protocol={**self.split.protocol, "evaluated": name},
             timestamps=self.timestamps,
             behaviors=self.behaviors,
+            domains=self.domain_labels,
         )
 
     def _evaluate_sharded(self, name: str, view, sel: np.ndarray) -> EvalResult:
@@ -182,6 +232,10 @@ class RetrievalTask(Task):
         t0 = time.perf_counter()
         local = self.dist.shard(sel)
         ranks, repeats = np.empty(0, dtype=np.int64), 0
+        max_len, items = self.cfg.data.max_len, self.store.items
+        collect = start_domain_ranks(self.domain_labels, self.cfg.eval, items, view.starts[local],
+                                     view.ends[local], view.targets[local], max_len,
+                                     seed=self.dist.rank)  # fmt: skip
         if len(local):
             ranks, repeats = rank_rows(
                 self.model,
@@ -196,8 +250,13 @@ class RetrievalTask(Task):
                 seed=self.dist.rank,  # sampled metrics: one negative stream per rank
                 timestamps=self.timestamps,
                 behaviors=self.behaviors,
+                domains=self.domain_labels,
+                collect=collect,
             )
         ranks = self.dist.gather_shards(ranks, len(sel))
+        if collect is not None:
+            gather = lambda a: self.dist.gather_shards(a, len(sel))  # noqa: E731
+            collect = collect.merged(gather, view.targets[sel])
         share = self.dist.all_sum([float(repeats)])[0] / len(sel) if len(sel) else 0.0
         protocol = ranking_protocol(
             self.cfg.eval,
@@ -205,7 +264,8 @@ class RetrievalTask(Task):
             {**self.split.protocol, "evaluated": name, "processes": self.dist.world_size,
              "repeat_share": share},
         )  # fmt: skip
-        return result_from_ranks(ranks, self.cfg.eval, protocol, time.perf_counter() - t0)
+        result = result_from_ranks(ranks, self.cfg.eval, protocol, time.perf_counter() - t0)
+        return with_domain_metrics(result, ranks, collect, self.cfg.eval)
 
     def validate(self, state: dict) -> Validation:
         res = self.evaluate_view("valid", self.valid_rows)
