@@ -242,6 +242,10 @@ TARGETS = [
      [("test/NDCG@10", 0.189), ("test/HR@10", 0.329), ("window-test/NDCG@10", 0.189),
       ("window-test/HR@10", 0.329)]),
     ("4", "CL4SRec, Beauty", ["cl4srec_beauty_conv"], [("test/NDCG@10", 0.040)]),
+    # BSARec's released Beauty log (yehjin-shin/BSARec src/output/BSARec_Beauty_best.log):
+    # the preset bsarec-beauty, trained on every prefix as the public code does
+    ("24", "BSARec, Beauty (S3-Rec file)", ["bsarec_beauty"],
+     [("test/NDCG@10", 0.0611), ("test/HR@10", 0.1008)]),
 ]  # fmt: skip
 
 

@@ -52,10 +52,17 @@ def presets() -> list[str]:
     return ["srt-ml-1m", *names]
 
 
+def _needs_domains(raw: dict) -> bool:
+    """ml-100k has no domains: a preset that reads them (a one-domain view, domain embeddings)
+    runs on its own multi-domain dataset instead."""
+    return bool(raw.get("data", {}).get("domain") or raw.get("model", {}).get("domain_embedding"))
+
+
 def overrides(name: str, raw: dict, runs: Path) -> list[str]:
     batch = min(int(raw.get("train", {}).get("batch_size", 128)), 128)
+    dataset = raw["data"]["dataset"] if _needs_domains(raw) else "ml-100k"
     out = [
-        "data.dataset=ml-100k",
+        f"data.dataset={dataset}",
         "data.format=auto",
         f"train.max_steps={STEPS}",
         f"train.batch_size={batch}",
@@ -139,7 +146,9 @@ def record(name: str, runs: Path) -> dict:
     losses = [r["loss"] for r in lines if "loss" in r and "event" not in r]
     results = json.loads((run_dir / "results.json").read_text())
     metric = {split: _floats(results[split]) for split in ("valid", "test")}
-    return {"losses": losses, "metrics": metric, "scores": _scores(run_dir)}
+    # HISTORIES are ml-100k ids: a preset on its own multi-domain data records no scores
+    scores = None if _needs_domains(raw) else _scores(run_dir)
+    return {"losses": losses, "metrics": metric, "scores": scores}
 
 
 def compare(old: dict, new: dict, tol: float = 1e-6) -> list[str]:

@@ -63,6 +63,7 @@ from seqrec.models.base import (
     SeqModel,
 )
 from seqrec.models.common import check_width, embed_sequence
+from seqrec.models.domain_inputs import DomainInputs, DomainOptions
 from seqrec.models.hstu_layer import LN_EPS, HSTULayer, dims, time_buckets
 from seqrec.models.side_info import SideInputs, SideOptions
 from seqrec.ops.dropout import Dropout
@@ -75,6 +76,7 @@ class HSTUConfig(
     EmbeddingScaleOption,
     CosineOutputOption,
     SideOptions,
+    DomainOptions,
 ):
     """Defaults give the published ML-1M shapes from ``hidden`` and ``heads`` (METHODS.md 6)."""
 
@@ -115,7 +117,10 @@ class HSTUConfig(
     def needs(self) -> Needs:
         side = self.side_needs()
         return Needs(
-            timestamps=self.time_bias, behaviors=side.behaviors, item_features=side.item_features
+            timestamps=self.time_bias,
+            behaviors=side.behaviors,
+            item_features=side.item_features,
+            domains=self.domain_embedding,
         )
 
 
@@ -144,6 +149,7 @@ class HSTU(SeqModel):
                 "model.behavior_tokens=embedding with hstu"
             )
         self.side = SideInputs(cfg, cfg.hidden, n_items)  # features / behaviours (side_info.py)
+        self.domain = DomainInputs(cfg, cfg.hidden)  # domain embeddings (domain_inputs.py)
         self.reset_parameters()
 
     def attach_item_features(self, features) -> None:  # no report: the run log has none
@@ -166,6 +172,7 @@ class HSTU(SeqModel):
             layer.reset_parameters()
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        self.domain.reset_parameters()
 
     @property
     def item_weights(self) -> torch.Tensor:
@@ -192,6 +199,7 @@ class HSTU(SeqModel):
         vectors = None
         if self.side.active:
             vectors = self.side.items_in(self.item_emb, items, batch.behaviors)
+        vectors = self.domain.items_in(self.item_emb, items, batch.domains, vectors)
         x, lengths = embed_sequence(
             items,
             self.item_emb,

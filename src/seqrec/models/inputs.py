@@ -17,6 +17,7 @@ import numpy as np
 from seqrec.data.features import load_item_features
 from seqrec.errors import SeqrecError
 from seqrec.models.base import SeqModel
+from seqrec.models.domain_inputs import DomainOptions, check_domain_config
 from seqrec.models.side_info import SideOptions, check_side_config
 
 
@@ -60,6 +61,8 @@ def prepare_inputs(model: SeqModel, cfg, store) -> DataInputs:
                 f"'{store.name}' has none; set data.domain_map (or data.domain_col), or use "
                 "a model without domain inputs"
             )
+        if isinstance(cfg.model, DomainOptions):
+            check_domain_config(cfg.model, store.domain_names)
         out.domains = store.domains
     if needs.timestamps:
         if store.timestamps is None:

@@ -36,6 +36,7 @@ from seqrec.models.base import (
     FeedForwardOption,
     HeadsConfig,
     LayerNormOption,
+    Needs,
     SeqModel,
 )
 from seqrec.models.common import (
@@ -50,17 +51,26 @@ from seqrec.models.common import (
     output_flops,
     rope_tables,
 )
+from seqrec.models.domain_inputs import DomainInputs, DomainOptions
 from seqrec.ops.dropout import Dropout
 
 __all__ = ["Llama", "count_parameters", "flops_per_interaction"]
 
 
 class LlamaConfig(
-    HeadsConfig, FeedForwardOption, AttentionDropoutOption, LayerNormOption, EmbeddingScaleOption
+    HeadsConfig,
+    FeedForwardOption,
+    AttentionDropoutOption,
+    LayerNormOption,
+    EmbeddingScaleOption,
+    DomainOptions,
 ):
     name: Literal["llama"]
     rope_theta: float = Field(10000.0, gt=0)
     """Llama: rotary-position base (10,000 as in Llama and [PL]'s LLaMA2_SASRec)."""
+
+    def needs(self) -> Needs:
+        return self.domain_needs()
 
 
 def swiglu_width(cfg: LlamaConfig) -> int:
@@ -134,6 +144,7 @@ class Llama(SeqModel):
         self.final_norm = RMSNorm(d, cfg.ln_eps)
         self.emb_scale = math.sqrt(d) if cfg.scale_embeddings else 1.0
         init_decoder_(self, cfg.layers)
+        self.domain = DomainInputs(cfg, d)  # after the init: its own N(0, 0.02), PAD row zero
 
     @property
     def item_weights(self) -> torch.Tensor:
@@ -149,8 +160,9 @@ class Llama(SeqModel):
     def forward(self, batch: SeqBatch, position_offset: int = 0) -> torch.Tensor:
         """Hidden states [B, L, D] of right-padded rows (SDPA causal kernel, no mask)."""
         items = check_width(batch.items, self.max_len)
+        vectors = self.domain.items_in(self.item_emb, items, batch.domains)
         x, _ = embed_sequence(
-            items, self.item_emb, None, "from_start", self.emb_scale, self.emb_dropout
+            items, self.item_emb, None, "from_start", self.emb_scale, self.emb_dropout, vectors
         )
         rot = self.rotary(items.shape[1], items.device, x.dtype, position_offset)
         for block in self.blocks:

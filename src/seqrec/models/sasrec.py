@@ -55,6 +55,7 @@ from seqrec.models.common import (
     position_ids,
 )
 from seqrec.models.common import count_parameters as count_parameters  # re-export
+from seqrec.models.domain_inputs import DomainInputs, DomainOptions
 from seqrec.models.sasrec_blocks import (
     SASRecBlockConfig,
     attention_mask,
@@ -65,13 +66,13 @@ from seqrec.models.side_info import SideInputs, SideOptions
 from seqrec.ops.dropout import Dropout
 
 
-class SASRecConfig(SASRecBlockConfig, CosineOutputOption, SideOptions):
+class SASRecConfig(SASRecBlockConfig, CosineOutputOption, SideOptions, DomainOptions):
     name: Literal["sasrec"] = "sasrec"
     ranking_encoder = True
     cosine_output = True
 
     def needs(self) -> Needs:
-        return self.side_needs()
+        return replace(self.side_needs(), domains=self.domain_embedding)
 
 
 class SASRec(SeqModel):
@@ -97,6 +98,10 @@ class SASRec(SeqModel):
         self.final_ln = make_norm(cfg) if final else nn.Identity()
         self.emb_scale = math.sqrt(cfg.hidden) if cfg.scale_embeddings else 1.0
         self.side = SideInputs(side, cfg.hidden, n_items)
+        # domain embeddings (models/domain_inputs.py); off for configs without the group
+        self.domain = DomainInputs(
+            cfg if isinstance(cfg, DomainOptions) else DomainOptions(), cfg.hidden
+        )
         self.reset_parameters()
 
     def attach_item_features(self, features) -> None:  # no report: the run log has none
@@ -110,6 +115,7 @@ class SASRec(SeqModel):
                 module.reset_parameters()
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        self.domain.reset_parameters()
 
     @property
     def item_weights(self) -> torch.Tensor:
@@ -132,7 +138,10 @@ class SASRec(SeqModel):
         return self.cfg.cosine_output and self.cfg.l2_norm_output
 
     def embed(
-        self, items: torch.Tensor, behaviors: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        behaviors: torch.Tensor | None = None,
+        domains: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Item (fused with side information / behaviours when on) + position embeddings of
         right-padded rows, and each row's true length."""
@@ -142,6 +151,7 @@ class SASRec(SeqModel):
             vectors = self.side.items_in(self.item_emb, items, behaviors)
         elif self.side.fields is not None:  # interleave: features still fuse into item tokens
             vectors = self.side.items_in(self.item_emb, items, None)
+        vectors = self.domain.items_in(self.item_emb, items, domains, vectors)
         return embed_sequence(
             items,
             self.item_emb,
@@ -152,9 +162,9 @@ class SASRec(SeqModel):
             vectors,
         )
 
-    def _interleave(self, items: torch.Tensor, behaviors: torch.Tensor | None) -> torch.Tensor:
+    def _interleave(self, items: torch.Tensor, behaviors, domains=None) -> torch.Tensor:
         """[B, 2L, D] (item_1, action_1, ...): action tokens carry their item's position."""
-        x, lengths = self.embed(items)
+        x, lengths = self.embed(items, domains=domains)
         pos = self.pos_emb(position_ids(items, lengths, self.cfg.positions))
         valid = (items != 0).unsqueeze(-1).to(x.dtype)
         return self.side.interleave(x, items, behaviors, pos, self.emb_dropout, valid)
@@ -166,13 +176,13 @@ class SASRec(SeqModel):
         """Hidden states [B, L, D]; ``reference`` uses an explicit mask instead of the causal kernel."""
         items = self._check(batch.items)
         if self.interleaved:
-            x = self._interleave(items, batch.behaviors)
+            x = self._interleave(items, batch.behaviors, batch.domains)
             mask = attention_mask(items.repeat_interleave(2, dim=1)) if reference else None
             for block in self.blocks:
                 x = block(x, mask)
             return self._output(x[:, 1::2], batch.target_behaviors)  # states at action tokens
         mask = attention_mask(items) if reference else None
-        x, _ = self.embed(items, batch.behaviors)
+        x, _ = self.embed(items, batch.behaviors, batch.domains)
         for block in self.blocks:
             x = block(x, mask)
         return self._output(x, batch.target_behaviors)
@@ -191,7 +201,7 @@ class SASRec(SeqModel):
         if self.interleaved:  # every slot is computed; the user state is the last action token
             eval_batch = replace(batch, target_behaviors=None)
             return gather_last(self.forward(eval_batch), (items != 0).sum(1))
-        x, lengths = self.embed(items, batch.behaviors)
+        x, lengths = self.embed(items, batch.behaviors, batch.domains)
         lengths = lengths.clamp(min=1)
         for block in self.blocks[:-1]:
             x = block(x)
