@@ -72,6 +72,20 @@ def write_csv_log(path: Path, seqs: dict[str, list[str]], seed: int = 0) -> Path
     return path
 
 
+def write_domain_log(path: Path) -> Path:
+    """The cycle log with a ``domain`` column: internal items 1..15 are domain "a" (code 1),
+    16..N_ITEMS "b" (code 2), so each user's walk crosses both (rows in shuffled order)."""
+    seqs = cycle_sequences()
+    rows = [
+        f"{u},{item},{1_000_000 + 1_000 * n + t},{'a' if int(item) - ITEM_OFFSET < 15 else 'b'}"
+        for n, (u, items) in enumerate(seqs.items())
+        for t, item in enumerate(items)
+    ]
+    order = np.random.default_rng(0).permutation(len(rows))
+    path.write_text("\n".join(["user_id,item_id,timestamp,domain"] + [rows[j] for j in order]))
+    return path
+
+
 def write_movies(path: Path, ids: list[int], seed: int) -> Path:
     """A movies.csv for the generated items: one distinct title word per item (so items are
     told apart by features alone), a genre and a year."""

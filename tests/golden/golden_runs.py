@@ -53,9 +53,14 @@ def presets() -> list[str]:
 
 
 def _needs_domains(raw: dict) -> bool:
-    """ml-100k has no domains: a preset that reads them (a one-domain view, domain embeddings)
-    runs on its own multi-domain dataset instead."""
-    return bool(raw.get("data", {}).get("domain") or raw.get("model", {}).get("domain_embedding"))
+    """ml-100k has no domains: a preset that reads them (a one-domain view, a model whose
+    config declares ``Needs.domains``) runs on its own multi-domain dataset instead."""
+    if raw.get("data", {}).get("domain"):
+        return True
+    from seqrec.models.registry import config_class
+
+    model = raw.get("model", {})
+    return config_class(model.get("name", "sasrec")).model_validate(model).needs().domains
 
 
 def overrides(name: str, raw: dict, runs: Path) -> list[str]:

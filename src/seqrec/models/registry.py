@@ -12,6 +12,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field
 
 from seqrec.errors import SeqrecError
+from seqrec.models.abxi import ABXI
 from seqrec.models.base import ModelConfig, SeqModel
 from seqrec.models.bert4rec import BERT4Rec
 from seqrec.models.bsarec import BSARec
@@ -31,6 +32,7 @@ from seqrec.models.srt import SRT
 
 MODELS: dict[str, type[SeqModel]] = {
     "sasrec": SASRec,
+    "abxi": ABXI,
     "bert4rec": BERT4Rec,
     "cl4srec": CL4SRec,
     "duorec": DuoRec,
