@@ -17,9 +17,11 @@ import re
 
 import leaderboard
 from common import RESULTS, ROOT
+from cross_domain import table as cross_domain_table
 from speed_tables import speed
 
 OUTPUT = "leaderboard.json"  # written into RESULTS/, never read back as a result
+CROSS_DOMAIN = ["cross_domain_food_kitchen"]  # benchmarks/cross_domain.py's result files
 
 HEADER = """# Benchmark results
 
@@ -399,7 +401,9 @@ def main() -> None:
     drawn = leaderboard.figures(boards, ROOT / "benchmarks" / "figures")
     parts = [HEADER, LEADERBOARD_INTRO, repeat_line(by_name),
              leaderboard.markdown(boards, "ARCHIVE.md"),
-             reliability(by_name), speed(by_name), zoo(by_name), targets(by_name), figures(boards),
+             reliability(by_name), speed(by_name), zoo(by_name),
+             *[cross_domain_table(by_name[n]) for n in CROSS_DOMAIN if n in by_name],
+             targets(by_name), figures(boards),
              leaderboard.commands(boards, "ARCHIVE.md")]  # fmt: skip
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(re.sub(r"\n{3,}", "\n\n", "\n".join(parts)))

@@ -1,0 +1,152 @@
+"""Cross-domain benchmark (issue 25): single-domain vs joint models on Amazon Food-Kitchen.
+
+    SEQREC_DATA_DIR=../shared/data python benchmarks/cross_domain.py --seeds 42
+    SEQREC_DATA_DIR=../shared/data python benchmarks/cross_domain.py --arms joint,joint-file-order
+
+Each arm is a preset (plus overrides) trained per seed into ``--runs-dir/<arm>-s<seed>``; a
+finished run is read, not retrained. Recorded per arm and domain, mean over seeds: NDCG@10 and
+HR@10 within the target's own domain (``own``: all of that domain's items, seen ones masked),
+over the joint catalogue (``joint``) and against 999 sampled in-domain negatives (``sampled``,
+ABXI's published protocol, labelled as such). A single-domain arm (``data.domain``) ranks
+within its domain only, so it has ``own`` and ``sampled`` rows. The ``joint-file-order`` arm
+trains the joint SASRec on the files' own same-day order (domain A listed before B within a
+day) instead of the default fixed-seed shuffle: its gap to ``joint`` is what a model gains
+from that artefact. Note that file order also changes which target each user has, so the two
+arms rank different test rows; the gap is a model-plus-data effect, read as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import ROOT, data_dir, write_result
+from seqrec.recipe import load_config
+from seqrec.trainer.run import train_run
+
+ARMS = {
+    "food-only": ("sasrec-food-only", []),
+    "kitchen-only": ("sasrec-kitchen-only", []),
+    "joint": ("sasrec-food-kitchen", []),
+    "joint-domain-emb": ("sasrec-domains-food-kitchen", []),
+    "hstu-domain-emb": ("hstu-domains-food-kitchen", []),
+    "abxi": ("abxi-food-kitchen", []),
+    "joint-file-order": ("sasrec-food-kitchen", ["data.same_day_order=file"]),
+}
+PROTOCOLS = ("own", "joint", "sampled")
+KEYS = ("NDCG@10", "HR@10")
+
+
+def run_arm(arm: str, seed: int, runs: Path, threads: int | None, budget: float | None) -> dict:
+    """Train (or read) one arm's run for ``seed``; its per-domain test metrics and time."""
+    preset, overrides = ARMS[arm]
+    sets = [*overrides, f"train.seed={seed}"]
+    if threads:
+        sets.append(f"train.threads={threads}")
+    if budget:
+        sets.append(f"train.time_budget_s={budget}")
+    out = runs / f"{arm}-s{seed}"
+    if not (out / "results.json").is_file():
+        t0 = time.perf_counter()
+        train_run(load_config(preset, sets), out)
+        print(f"{arm} seed {seed}: trained in {time.perf_counter() - t0:.0f} s")
+    res = json.loads((out / "results.json").read_text())
+    test = res["test"]["metrics"]
+    per_domain = {k: v for k, v in test.items() if k.startswith("domain:")}
+    return {
+        "preset": preset,
+        "overrides": sets,
+        "run_dir": str(out),
+        "test": per_domain,
+        "epochs_run": res.get("epochs_run"),
+        "best_epoch": res.get("best_epoch"),
+        "train_seconds": res.get("train_seconds"),
+        "stopped_by": res.get("stopped_by"),
+    }
+
+
+def summarise(rows: dict[str, list[dict]]) -> dict:
+    """arm/domain/protocol/metric -> mean over seeds (only the keys each run reported)."""
+    metrics: dict[str, float] = {}
+    for arm, runs in rows.items():
+        keys = sorted({k for r in runs for k in r["test"]})
+        for key in keys:
+            _, rest = key.split(":", 1)
+            domain, protocol, metric = rest.split("/", 2)
+            if protocol not in PROTOCOLS or metric not in KEYS:
+                continue
+            vals = [r["test"][key] for r in runs if key in r["test"]]
+            metrics[f"{arm}/{domain}/{protocol}/{metric}"] = sum(vals) / len(vals)
+    return metrics
+
+
+def table(rec: dict) -> str:
+    """RESULTS.md's cross-domain section: per arm and domain, the three protocols' NDCG@10 and
+    HR@10 (mean over the record's seeds), and how each run ended."""
+    m = rec["metrics"]
+    domains = sorted({k.split("/")[1] for k in m})
+    head = ["arm"] + [f"{d} {p} {k}" for d in domains for p in PROTOCOLS for k in KEYS]
+    lines = [
+        f"## Cross-domain: Amazon Food-Kitchen ([{rec['name']}](ARCHIVE.md#{rec['name']}))",
+        "",
+        "Test metrics per target domain, mean over seeds "
+        f"{', '.join(map(str, rec['seeds']))}: `own` ranks the target's domain, `joint` the "
+        "whole catalogue, `sampled` 999 in-domain negatives (ABXI's protocol; sampled). "
+        "`joint-file-order` trains and tests on the files' same-day order (the artefact); "
+        "every other arm on the fixed-seed shuffle.",
+        "",
+        "| " + " | ".join(head) + " | ended |",
+        "|" + "---|" * (len(head) + 1),
+    ]
+    for arm, runs in rec["runs"].items():
+        cells = [m.get(f"{arm}/{d}/{p}/{k}") for d in domains for p in PROTOCOLS for k in KEYS]
+        ended = "; ".join(
+            f"{r['stopped_by']} at epoch {r['epochs_run']}, {r['train_seconds']:.0f} s"
+            for r in runs
+            if r.get("train_seconds") is not None
+        )
+        shown = ["—" if v is None else f"{v:.4f}" for v in cells]
+        lines.append(f"| {arm} | " + " | ".join(shown) + f" | {ended} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--arms", default=",".join(ARMS), help=f"comma list of {', '.join(ARMS)}")
+    ap.add_argument("--seeds", default="42", help="comma list of seeds")
+    ap.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "cross_domain")
+    ap.add_argument("--threads", type=int, help="train.threads of every run")
+    ap.add_argument(
+        "--time-budget",
+        type=float,
+        help="train.time_budget_s of every run (stops before early "
+        "stopping would; the runs record stopped_by)",
+    )
+    ap.add_argument("--name", default="cross_domain_food_kitchen")
+    args = ap.parse_args()
+    data_dir()
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = {
+        arm: [run_arm(arm, s, args.runs_dir, args.threads, args.time_budget) for s in seeds]
+        for arm in arms
+    }
+    write_result(
+        args.name,
+        summarise(rows),
+        dataset="amazon-food-kitchen",
+        protocol="leave-one-out on the merged sequence; per target domain: own-domain full "
+        "ranking, joint-catalogue full ranking, 999 sampled in-domain negatives (labelled)",
+        extra={"seeds": seeds, "runs": rows},
+    )
+
+
+if __name__ == "__main__":
+    main()
