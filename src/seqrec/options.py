@@ -359,9 +359,14 @@ def preset_path(name_or_path: str) -> Path:
         if cand.is_file():
             return cand
     available = list_presets()
+    if not available:
+        raise SeqrecError(f"unknown preset '{name_or_path}' and no presets were found; pass a "
+                          "YAML file")  # fmt: skip
+    # the nearest few, not all of them: the zoo has too many presets for one readable line
+    near = difflib.get_close_matches(name_or_path, available, n=6, cutoff=0.0)
     raise SeqrecError(
-        f"unknown preset '{name_or_path}'.{suggest(name_or_path, available)} "
-        f"Available: {', '.join(available) or 'none found'}"
+        f"unknown preset '{name_or_path}'.{suggest(name_or_path, available)} Nearest of the "
+        f"{len(available)} presets: {', '.join(near)} (seqrec.presets() lists them all)"
     )
 
 
