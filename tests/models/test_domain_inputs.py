@@ -4,11 +4,17 @@ multi-domain data with per-domain metrics, and is refused in one line where it c
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import ITEM_OFFSET, N_ITEMS, cycle_sequences, tiny_config, write_csv_log
+from conftest import (
+    ITEM_OFFSET,
+    N_ITEMS,
+    cycle_sequences,
+    tiny_config,
+    write_csv_log,
+    write_domain_log,
+)
 from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models import model_config
@@ -112,20 +118,6 @@ def test_on_stays_causal(name, cls):
     assert not torch.allclose(after[0, t + 1 :], before[0, t + 1 :])  # the check has teeth
 
 
-def _domain_log(path):
-    """The cycle log with a domain column: items below ITEM_OFFSET + 15 are "a", the rest "b"
-    (each user's walk crosses both)."""
-    seqs = cycle_sequences()
-    rows = [
-        f"{u},{item},{1_000_000 + 1_000 * n + t},{'a' if int(item) - ITEM_OFFSET < 15 else 'b'}"
-        for n, (u, items) in enumerate(seqs.items())
-        for t, item in enumerate(items)
-    ]
-    order = np.random.default_rng(0).permutation(len(rows))
-    path.write_text("\n".join(["user_id,item_id,timestamp,domain"] + [rows[j] for j in order]))
-    return path
-
-
 def _raw(data, name, **model):
     raw = tiny_config(data, model={"name": name, "domain_embedding": True, **model})
     raw["data"]["domain_col"] = "domain"
@@ -138,7 +130,7 @@ def _raw(data, name, **model):
 def test_trains_on_multi_domain_data_with_per_domain_metrics(tmp_path, name):
     from seqrec.trainer.run import train_run
 
-    data = _domain_log(tmp_path / "log.csv")
+    data = write_domain_log(tmp_path / "log.csv")
     res = train_run(build_config(_raw(data, name)), tmp_path / "run", progress=False)
     metrics = res["test"]["metrics"]
     for domain in ("a", "b"):
@@ -161,7 +153,7 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
     with pytest.raises(SeqrecError, match="reads each event's domain") as err:
         train_run(build_config(raw), tmp_path / "r1", progress=False)
     assert "\n" not in str(err.value)
-    data = _domain_log(tmp_path / "log.csv")
+    data = write_domain_log(tmp_path / "log.csv")
     with pytest.raises(SeqrecError, match=r"set model\.domain_vocab=3") as err:
         train_run(build_config(_raw(data, "hstu", domain_vocab=2)), tmp_path / "r2", progress=False)
     assert "\n" not in str(err.value)
