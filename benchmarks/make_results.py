@@ -22,6 +22,8 @@ from speed_tables import speed
 
 OUTPUT = "leaderboard.json"  # written into RESULTS/, never read back as a result
 CROSS_DOMAIN = ["cross_domain_food_kitchen"]  # benchmarks/cross_domain.py's result files
+# issue 26's measurements, rendered in full under "Scale" (each with its command and machine)
+SCALE = ["large_catalog", "large_catalog_10m", "ann_serving", "big_log", "incremental"]
 
 HEADER = """# Benchmark results
 
@@ -390,6 +392,18 @@ def repeat_line(by_name: dict[str, dict]) -> str:
             "(`rank`), and on these files the rule changes no number.\n")  # fmt: skip
 
 
+def scale(by_name: dict[str, dict]) -> str:
+    """Issue 26: big catalogues, big logs, new items, serving; every result file in full."""
+    found = [by_name[n] for n in SCALE if n in by_name]
+    if not found:
+        return ""
+    intro = ("## Scale\n\nBig catalogues (sparse item-table updates, shared negatives), logs "
+             "larger than memory, incremental updates and approximate serving (docs/BIG_DATA.md, "
+             "docs/INCREMENTAL.md). Peak memory is the process's maximum resident set size.\n")  # fmt: skip
+    parts = ["#" + section(r) for r in found]  # each file's "## name" one level down
+    return intro + "\n" + "\n".join(parts)
+
+
 def main() -> None:
     paths = sorted(p for p in RESULTS.glob("*.json") if p.name != OUTPUT)
     records = [json.loads(p.read_text()) for p in paths]
@@ -403,6 +417,7 @@ def main() -> None:
              leaderboard.markdown(boards, "ARCHIVE.md"),
              reliability(by_name), speed(by_name), zoo(by_name),
              *[cross_domain_table(by_name[n]) for n in CROSS_DOMAIN if n in by_name],
+             scale(by_name),
              targets(by_name), figures(boards),
              leaderboard.commands(boards, "ARCHIVE.md")]  # fmt: skip
     out = ROOT / "benchmarks" / "RESULTS.md"

@@ -70,7 +70,7 @@ def test_presets_and_data_list():
 def test_every_preset_is_a_valid_config():
     """A preset that no longer validates (a renamed option, a bad value) fails here, not in
     a user's first `seqrec train -c`."""
-    from seqrec.options import list_presets
+    from seqrec.presets import list_presets
     from seqrec.recipe import load_config
 
     names = list_presets()

@@ -100,7 +100,7 @@ def datasets() -> list[DatasetSpec]:
 
 def presets() -> list[str]:
     """The preset names under configs/ (`config(name)` loads one)."""
-    from seqrec.options import list_presets
+    from seqrec.presets import list_presets
 
     return list_presets()
 

@@ -1,21 +1,15 @@
-"""Typed options of a run's sections (data, objective, train, eval, task), YAML presets and the
-helpers that parse dotted overrides.
+"""Typed options of a run's sections (data, objective, train, eval, task); the YAML presets and
+the parsing of dotted overrides are in `seqrec.presets`.
 
-Near the bottom of the layers: it imports nothing from seqrec but `errors`, so every other module may import
-it. Each model's own options live beside the model (models/<name>.py); `seqrec.recipe` puts the
+At the bottom of the layers: it imports nothing from seqrec, so every other module may import it. Each model's own options live beside the model (models/<name>.py); `seqrec.recipe` puts the
 sections and the model together into the `RunConfig` of a run.
 """
 
 from __future__ import annotations
 
-import difflib
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from seqrec.errors import SeqrecError
 
 
 class Strict(BaseModel):
@@ -125,6 +119,12 @@ class ObjectiveConfig(Strict):
     """ssm: subtract log(sampling probability) from every logit (Yi et al. 2019); a constant,
     hence a no-op, for global uniform sampling; for in_batch the probability is the item's
     frequency among the batch's targets."""
+    shared_negatives: bool = False
+    """ssm: draw the n_negatives once per batch and score every position against the same set
+    (TensorFlow's sampled_softmax_loss, most large-catalogue trainers) instead of per position:
+    one [N, R] matmul over a few thousand distinct rows instead of an [N, R, D] gather, which is
+    what makes a million-item catalogue trainable on a CPU. Noisier per position, same
+    expectation."""
     temperature: float = Field(1.0, gt=0)
     """ssm: logits = score / temperature (0.05 with normalize in generative-recommenders)."""
     normalize: bool = False
@@ -192,6 +192,17 @@ class TrainConfig(Strict):
     file) instead of a fresh init: pre-train -> fine-tune. Shapes must match exactly (same
     architecture); catalogue-bound state (SRT's item tokens) stays this run's. Applied before
     the first step only, so a resumed run continues from its own checkpoint."""
+    item_updates: Literal["dense", "sparse"] = "dense"
+    """sparse: the item table gets a sparse gradient (only the rows a step reads: its input
+    items, targets and sampled negatives) and a row-wise AdamW (trainer/optim.py) moves only
+    those rows, so a step costs the rows it touches instead of the whole catalogue. Rows a
+    step does not touch keep their moments and weights (lazy Adam, as TF's LazyAdam and
+    TorchRec's row-wise optimisers); with every row touched it is AdamW exactly. Needs a sampled
+    objective (ssm, gbce, bce): full CE and cloze score every row."""
+    item_sharding: Literal["none", "rowwise"] = "none"
+    """rowwise: under torchrun, split the item table's rows across the processes with TorchRec
+    (each keeps its rows, their gradient and AdamW moments; the layers stay DDP). SASRec,
+    objective.name=ssm with shared_negatives=true, CPU; needs TorchRec (docs/DISTRIBUTED.md)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16: the training loss (model forward + objective) runs under bf16 autocast, on fp32
     weights; evaluation stays fp32, for exact ranks (trainer/precision.py)."""
@@ -330,60 +341,3 @@ class TaskConfig(Strict):
                 "task.history_behaviors=true (and data.behavior_col) or drop task.behavior_pool"
             )
         return self
-
-
-PRESET_DIRS = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
-
-
-def list_presets() -> list[str]:
-    names: set[str] = set()
-    for d in PRESET_DIRS:
-        if d.is_dir():
-            names.update(p.stem for p in d.glob("*.yaml"))
-    return sorted(names)
-
-
-def suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
-
-
-def preset_path(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in {".yaml", ".yml"}:
-        if not p.is_file():
-            raise SeqrecError(f"config file {p} does not exist; pass an existing YAML file")
-        return p
-    for d in PRESET_DIRS:
-        cand = d / f"{name_or_path}.yaml"
-        if cand.is_file():
-            return cand
-    available = list_presets()
-    if not available:
-        raise SeqrecError(f"unknown preset '{name_or_path}' and no presets were found; pass a "
-                          "YAML file")  # fmt: skip
-    # the nearest few, not all of them: the zoo has too many presets for one readable line
-    near = difflib.get_close_matches(name_or_path, available, n=6, cutoff=0.0)
-    raise SeqrecError(
-        f"unknown preset '{name_or_path}'.{suggest(name_or_path, available)} Nearest of the "
-        f"{len(available)} presets: {', '.join(near)} (seqrec.presets() lists them all)"
-    )
-
-
-def parse_value(text: str) -> Any:
-    """Dotted override values are YAML scalars/lists: 4, 1e-3, true, null, [5,10]."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys.extend(known_keys(ann, f"{prefix}{name}."))
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys

@@ -33,11 +33,8 @@ from seqrec.options import (
     Strict,
     TaskConfig,
     TrainConfig,
-    known_keys,
-    parse_value,
-    preset_path,
-    suggest,
 )
+from seqrec.presets import known_keys, parse_value, preset_path, suggest
 
 _DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")  # what train.device may name
 
@@ -69,6 +66,24 @@ class RunConfig(Strict):
                 f"model.name={name} cannot train with objective.name={objective}; {name} "
                 f"needs objective.name={'|'.join(self.model.objectives)} and {objective} "
                 f"needs model.name={'|'.join(takers)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sparse_updates_fit_objective(self) -> RunConfig:
+        """Sparse item-table updates pay off only when a step reads few rows; the shared
+        negative set is a sampled-softmax option."""
+        objective = self.objective.name
+        if self.train.item_updates == "sparse" and objective not in ("ssm", "gbce", "bce"):
+            raise ValueError(
+                f"train.item_updates=sparse needs a sampled objective (ssm, gbce or bce), but "
+                f"objective.name={objective} scores every item, so every row updates each "
+                "step; change the objective or use train.item_updates=dense"
+            )
+        if self.objective.shared_negatives and objective != "ssm":
+            raise ValueError(
+                f"objective.shared_negatives applies to objective.name=ssm, not {objective}; "
+                "drop it or use objective.name=ssm"
             )
         return self
 

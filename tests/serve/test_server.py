@@ -264,3 +264,35 @@ def test_serve_binds_to_loopback_by_default(package, trained_run, monkeypatch):
     assert "127.0.0.1" in runner.invoke(cli_app, ["serve", "--help"]).output
     res = runner.invoke(cli_app, ["serve", str(trained_run)])
     assert res.exit_code != 0 and "is a training run" in str(res.exception)
+
+
+def test_serve_reports_the_index_it_chose(package, tmp_path, monkeypatch):
+    import uvicorn
+
+    from seqrec.serve.index import AUTO_EXACT_BELOW
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    res = runner.invoke(cli_app, ["serve", str(package)])
+    assert res.exit_code == 0, res.output
+    assert f"index exact (auto: 30 items < {AUTO_EXACT_BELOW:,})" in res.output
+    server = get(seen["app"], "/metadata").json()["server"]
+    assert server["index"] == "exact" and server["index_build"]["recall_at_10"] == 1.0
+    assert f"({AUTO_EXACT_BELOW:,})" in runner.invoke(cli_app, ["serve", "--help"]).output
+    pytest.importorskip("faiss")
+    hist = tmp_path / "histories.txt"
+    hist.write_text("u1 105 106 107\nu2 nope 110\nu3 nope\n")
+    args = ["serve", str(package), "--exact-below", "10", "--recall-histories", str(hist)]
+    res = runner.invoke(cli_app, args)
+    assert res.exit_code == 0, res.output
+    assert "index faiss-ivf (auto: 30 items >= 10)" in res.output and "recall@10" in res.output
+    build = get(seen["app"], "/metadata").json()["server"]["index_build"]
+    assert build["kind"] == "faiss-ivf" and build["met"]
+    assert build["sample"]["source"] == "2 of 2 given user histories"  # u3 knows no item
+    body = post(seen["app"], "/recommend", {"history": ["105", "106"], "k": 4}).json()
+    served = seen["app"].state.recommender
+    items, _ = served.top_k(served.encode([["105", "106"]]), 4)  # top_k: the exact path
+    assert [x["item_id"] for x in body["items"]] == served.decode(items[0]).tolist()
+    missing = tmp_path / "none.txt"
+    res = runner.invoke(cli_app, ["serve", str(package), "--recall-histories", str(missing)])
+    assert res.exit_code != 0 and "does not exist" in str(res.exception)

@@ -71,7 +71,7 @@ def models(
 
 def presets() -> None:
     """List the YAML presets in configs/."""
-    from seqrec.options import list_presets
+    from seqrec.presets import list_presets
 
     for name in list_presets():
         out.print(name)

@@ -1,5 +1,6 @@
 """Using a trained model: `seqrec recommend` (batch, to a file), `seqrec export` (a model
-package) and `seqrec serve` (HTTP)."""
+package, or with --format onnx | pt2 the user encoder alone) and `seqrec serve` (HTTP, with the
+top-K index `--index` picks)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,13 @@ def recommend(
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="Finished run folder written by `seqrec train`.")],
-    out_dir: Annotated[Path, typer.Argument(help="Package folder to create.")],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="Finished run folder written by `seqrec train` (onnx / pt2: or a package)."
+        ),
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Package (or encoder) folder to create.")],
     item_metadata: Annotated[
         Path | None,
         typer.Option(
@@ -72,9 +78,22 @@ def export(
         str | None, typer.Option(help="Item id column of the metadata file (default: guessed).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing package.")] = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="package | onnx | pt2: onnx and pt2 write only the user encoder (history ids "
+            "-> user vectors), the item vectors and the id map, for serving without Python.",
+        ),
+    ] = "package",
 ) -> None:
-    """Write a model package: safetensors weights, config, id maps, popularity, metadata."""
+    """Write a model package: safetensors weights, config, id maps, popularity, metadata
+    (--format onnx | pt2: the user encoder for serving without Python)."""
     from seqrec.run import Run
+
+    if fmt != "package":
+        _export_encoder(run, out_dir, fmt, overwrite, item_metadata)
+        return
 
     package = Run(run).export(out_dir, item_metadata, metadata_id_col, overwrite)
     manifest = package.manifest
@@ -87,11 +106,59 @@ def export(
     )
 
 
+def _export_encoder(run: Path, out_dir: Path, fmt: str, overwrite: bool, metadata) -> None:
+    from seqrec.run.export import export_encoder
+
+    if metadata is not None:
+        raise SeqrecError(
+            f"--item-metadata goes into model packages, not a --format {fmt} export; "
+            "drop it or export a package"
+        )
+    spec = export_encoder(run, out_dir, fmt, overwrite)
+    parity = spec["parity"]
+    checked = (
+        f"parity max |diff| {parity['max_abs_diff']:.1e} on {parity['histories']} histories "
+        f"({parity['runtime']})"
+        if "max_abs_diff" in parity
+        else parity["runtime"]
+    )
+    out.print(
+        f"exported {spec['model']}'s user encoder ({fmt}, {spec['n_items']} items; {checked}) "
+        f"to {out_dir}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 def serve(
     package: Annotated[Path, typer.Argument(help="Model package written by `seqrec export`.")],
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    index: Annotated[str, typer.Option(help="exact | faiss (needs faiss-cpu).")] = "exact",
+    index: Annotated[
+        str,
+        typer.Option(
+            help="auto (exact below --exact-below items, else faiss-ivf) | exact | faiss-hnsw "
+            "| faiss-ivf | faiss (= faiss-hnsw); faiss ones need faiss-cpu."
+        ),
+    ] = "auto",
+    exact_below: Annotated[
+        int | None,
+        typer.Option(min=0, help="--index auto serves exactly below this many items (200,000)."),
+    ] = None,
+    target_recall: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="faiss: raise search effort until recall@10 vs exact >= this."
+        ),
+    ] = 0.98,
+    recall_histories: Annotated[
+        Path | None,
+        typer.Option(
+            help="faiss: histories file (`id item item ...` lines) whose users measure recall; "
+            "default: histories drawn from training popularity."
+        ),
+    ] = None,
     max_batch: Annotated[int, typer.Option(help="Most requests scored together.")] = 64,
     max_wait_ms: Annotated[
         float, typer.Option(help="How long a request waits for others to batch with.")
@@ -113,12 +180,39 @@ def serve(
 
     from seqrec.run import load_package
     from seqrec.serve.batch import refuse_timestamp_models
-    from seqrec.serve.index import build_index
+    from seqrec.serve.index import AUTO_EXACT_BELOW, IndexConfig, choose_index, describe
 
     if threads:
         torch.set_num_threads(threads)
     rec = refuse_timestamp_models(load_package(package), package)
-    rec.index = build_index(index, rec, threads)
-    http = create_app(rec, max_batch=max_batch, max_wait_ms=max_wait_ms, index_name=index)
+    cfg = IndexConfig(
+        kind=index,
+        exact_below=AUTO_EXACT_BELOW if exact_below is None else exact_below,
+        target_recall=target_recall,
+    )
+    rec.index, report = choose_index(rec, cfg, threads, _recall_histories(rec, recall_histories))
+    out.print(describe(report), highlight=False, markup=False, soft_wrap=True)
+    http = create_app(
+        rec,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        index_name=report["kind"],
+        index_report=report,
+    )
     out.print(f"serving {package} on http://{host}:{port} (docs: /docs)", soft_wrap=True)
     uvicorn.run(http, host=host, port=port, log_level=log_level)
+
+
+def _recall_histories(rec, path: Path | None):
+    """The histories file's users as internal ids (unknown items dropped), or None."""
+    if path is None:
+        return None
+    from seqrec.serve.histories import read_histories
+
+    hists = [h for h in rec.encode(read_histories(path)[1], skip_unknown=True) if len(h)]
+    if not hists:
+        raise SeqrecError(
+            f"--recall-histories {path} has no history with an item the model knows; "
+            "pass histories of this model's items or leave the option out"
+        )
+    return hists

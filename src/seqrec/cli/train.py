@@ -47,6 +47,28 @@ def train(
         Path | None, typer.Option("--out", help="Run folder (default runs/<preset>).")
     ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder.")] = None,
+    continue_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Update this finished run on new events (--events) into a new --out folder: "
+            "old ids keep their rows, training goes on from its optimiser state "
+            "(docs/INCREMENTAL.md). -o may change train.* and eval.* only."
+        ),
+    ] = None,
+    events: Annotated[
+        list[Path] | None,
+        typer.Option(help="With --continue-from: a file of new events (repeatable, in order)."),
+    ] = None,
+    train_rows: Annotated[
+        str, typer.Option(help="With --continue-from: all | changed (only users with new events).")
+    ] = "all",
+    new_items: Annotated[
+        str,
+        typer.Option(
+            help="With --continue-from: how new items' rows start: auto (features when the "
+            "run has them, else model) | model | mean | features."
+        ),
+    ] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     progress: Annotated[
         bool, typer.Option(help="Show progress bars (on a terminal; never in a file).")
@@ -56,6 +78,8 @@ def train(
 ) -> None:
     """Train a model, early-stop on validation NDCG@10, then evaluate the test split once.
 
+    --continue-from RUN --events FILE --out NEW updates a finished run on new events.
+
     Prints why training stopped and the valid/test metrics (--wide: every K; --format json:
     the results.json content on stdout). Multi-process: `torchrun --nproc_per_node N -m
     seqrec train ...` (docs/DISTRIBUTED.md).
@@ -63,7 +87,25 @@ def train(
     from seqrec.trainer.run import train_run
 
     fmt = output_format(fmt, wide)
-    if resume is not None:
+    update = None
+    if continue_from is not None:
+        if config or model or task or resume:
+            raise SeqrecError(
+                "--continue-from keeps the run's config (-o may change train.* and eval.*); "
+                "drop -c/--model/--task/--resume"
+            )
+        if out_dir is None:
+            raise SeqrecError("--continue-from writes a new run folder; pass it with --out")
+        from seqrec.trainer.continued import plan_continuation
+
+        update = plan_continuation(continue_from, events or [], set_, train_rows, new_items)
+        cfg, run_dir = None, out_dir
+    elif events or train_rows != "all" or new_items != "auto":
+        raise SeqrecError(
+            "--events, --train-rows and --new-items belong to an update: pass them with "
+            "--continue-from RUN"
+        )
+    elif resume is not None:
         if config or set_ or model or out_dir or overwrite or task:
             raise SeqrecError(
                 "--resume continues a run with the config saved in its folder; "
@@ -80,7 +122,12 @@ def train(
     try:
         with quiet:
             results = train_run(
-                cfg, run_dir, resume=resume is not None, overwrite=overwrite, progress=progress
+                cfg,
+                run_dir,
+                resume=resume is not None,
+                overwrite=overwrite,
+                progress=progress,
+                continuation=update,
             )
     except SeqrecError:
         if not is_main_process():  # under torchrun rank 0 reports it; the others stay quiet

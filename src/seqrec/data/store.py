@@ -12,12 +12,10 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,17 +28,12 @@ from seqrec.data.catalog import (
 )
 from seqrec.data.formats import FormatChoice, given
 from seqrec.data.source import check_readable
+from seqrec.data.store_dir import ARRAYS, OPTIONAL, STORE_VERSION, record, write_store_dir
 from seqrec.errors import SeqrecError
-from seqrec.fsutil import swap_dir
 from seqrec.options import DataConfig
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 2
-"""2: optional ``behaviors.npy`` (data.behavior_col) and its flag in meta.json; optional
-``domains.npy`` (flag ``has_domains``, absent from older stores, which have no domains)."""
-_ARRAYS = ("offsets", "items", "timestamps", "user_ids", "item_ids", "behaviors", "domains")
-_OPTIONAL = {"timestamps": "has_timestamps", "behaviors": "has_behaviors", "domains": "has_domains"}
 _KEY_FIELDS = (
     "format",
     "user_col",
@@ -62,6 +55,7 @@ _READ_REPORT = (
     "domains",
     "same_day_order",
     "domain_view",
+    "ingest",
 )
 """Metadata stats() reports: how the file was read and what was dropped on the way."""
 
@@ -184,29 +178,16 @@ class SequenceStore:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write into a temp dir next to ``directory`` and rename it into place, so readers never
         see a half-written store (a crash leaves only a dot-prefixed temp dir)."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
-            for name in _ARRAYS:
+
+        def fill(tmp: Path) -> dict[str, Any]:
+            for name in ARRAYS:
                 value = getattr(self, name)
                 if value is not None:
                     np.save(tmp / f"{name}.npy", np.ascontiguousarray(value), allow_pickle=False)
-            meta = {
-                "version": STORE_VERSION,
-                "name": self.name,
-                "n_items": int(self.n_items),
-                "has_timestamps": self.has_timestamps,
-                "has_behaviors": self.has_behaviors,
-                **({"has_domains": True} if self.has_domains else {}),
-                "meta": self.meta,
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-            swap_dir(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
+            flags = (self.has_timestamps, self.has_behaviors, self.has_domains)
+            return record(self.name, self.n_items, flags, self.meta)
+
+        return write_store_dir(Path(directory), fill)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, mmap: bool = True) -> SequenceStore:
@@ -226,8 +207,8 @@ class SequenceStore:
         try:
             arrays = {
                 n: np.load(path / f"{n}.npy", mmap_mode=mode, allow_pickle=False)
-                for n in _ARRAYS
-                if n not in _OPTIONAL or meta.get(_OPTIONAL[n])
+                for n in ARRAYS
+                if n not in OPTIONAL or meta.get(OPTIONAL[n])
             }
         except (OSError, ValueError) as err:
             raise SeqrecError(
@@ -280,48 +261,95 @@ def _domain_source(cfg: DataConfig, path: Path, spec: Any):
     return domain_source(cfg, path, spec)
 
 
-def build_store(cfg: DataConfig) -> SequenceStore:
-    """Resolve, parse and preprocess ``cfg.dataset``, or load the identical cached result.
+class _Source(NamedTuple):
+    """The log a DataConfig names; ``parts`` (read out of core): a folder, a glob, a big file."""
 
-    The cache key hashes the raw file's bytes plus every option that changes the output, so an
-    edited file or a different k-core can never be served a stale store, and an unchanged one is
-    never parsed twice. The store's metadata says how the file was read (the format and the
-    evidence for it) and how many rows were read and dropped, and why; ``stats()`` reports it,
-    so results.json does. A cache written before those reports existed is rebuilt in place.
-    """
-    cfg = with_catalog_defaults(cfg)
+    path: Path
+    parts: Any  # partitions.Partitions | None
+    choice: FormatChoice
+    digest: str
+    name: str
+    spec: Any
+    domains: Any
+
+
+def _source(cfg: DataConfig) -> _Source:
+    from seqrec.data.partitions import choose, find_partitions, single_part, streams
+
+    parts = find_partitions(cfg.dataset)
+    if parts is not None:
+        name = _store_name(parts.source)
+        return _Source(parts.source, parts, choose(parts, cfg), parts.digest(), name, None, None)
     path, fmt, spec = resolve(cfg.dataset, cache_dir=cfg.cache_dir)
     check_readable(path)
     choice = _choose_format(cfg, path, fmt, spec)
-    fmt = choice.format
     digest = sha256_file(path)
     # a catalogue file passed by path keeps its catalogue name (results say what data they used)
     named = spec or spec_by_sha256(digest)
     name = named.name if named else _store_name(path)
-    fields = {k: getattr(cfg, k) for k in _KEY_FIELDS}
-    fields.update(format=fmt, name=name, version=STORE_VERSION, file=digest)
     domains = _domain_source(cfg, path, named)
-    if domains is not None:  # only then: single-domain stores keep their keys
-        fields.update(domains.key)
+    checked = domains is not None or bool(spec and spec.expected_interactions)
+    parts = single_part(path, choice.format) if streams(path, choice.format, checked) else None
+    return _Source(path, parts, choice, digest, name, spec, domains)
+
+
+def _cached(cached: Path, src: _Source) -> SequenceStore | None:
+    if not (cached / "meta.json").is_file():
+        return None
+    try:
+        store = SequenceStore.load(cached)
+    except SeqrecError as err:
+        log.warning("ignoring cached store: %s", err)
+        return None
+    if "rows_read" not in store.meta:
+        log.info("rebuilding the cached store of %s: it predates read reports", src.name)
+        return None
+    # the evidence is this call's: the key may have been built from an explicit format
+    log.info("%s: cached store, read as %s (%s)", src.name, src.choice.format, src.choice.evidence)
+    return replace(store, meta={**store.meta, "format_evidence": src.choice.evidence})
+
+
+def build_store(cfg: DataConfig) -> SequenceStore:
+    """Resolve, parse and preprocess ``cfg.dataset``, or load the identical cached result.
+
+    The cache key hashes the raw bytes (of every part, for a partitioned log) plus every
+    option that changes the output, so an edited file or a different k-core can never be served
+    a stale store, and an unchanged one is never parsed twice. The store's metadata says how the
+    file was read (the format and the evidence for it) and how many rows were read and dropped,
+    and why; ``stats()`` reports it, so results.json does. A cache written before those reports
+    existed is rebuilt in place. Partitioned and very large logs are built out of core.
+    """
+    cfg = with_catalog_defaults(cfg)
+    src = _source(cfg)
+    fields = {k: getattr(cfg, k) for k in _KEY_FIELDS}
+    fields.update(format=src.choice.format, name=src.name, version=STORE_VERSION, file=src.digest)
+    if src.domains is not None:  # only then: single-domain stores keep their keys
+        fields.update(src.domains.key)
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
     cached = cache_root(cfg.cache_dir) / "stores" / key
-    if (cached / "meta.json").is_file():
-        try:
-            store = SequenceStore.load(cached)
-        except SeqrecError as err:
-            log.warning("ignoring cached store: %s", err)
-        else:
-            if "rows_read" in store.meta:  # the evidence is this call's: the same key may
-                # have been built from an explicit format that detection now agrees with
-                log.info("%s: cached store, read as %s (%s)", name, fmt, choice.evidence)
-                return replace(store, meta={**store.meta, "format_evidence": choice.evidence})
-            log.info("rebuilding the cached store of %s: it predates read reports", name)
+    store = _cached(cached, src)
+    if store is not None:
+        return store
+    head = {"source": str(src.path), "format": src.choice.format}
+    head["format_evidence"] = src.choice.evidence
+    tail = {"preprocessing": {k: getattr(cfg, k) for k in _KEY_FIELDS}, "cache_key": key}
+    if src.parts is None:
+        return _build_in_memory(cfg, src, cached, head, tail)
+    from seqrec.data.outofcore import write_store
 
+    write_store(src.parts, cfg, cached, src.name, head, tail)
+    return SequenceStore.load(cached)
+
+
+def _build_in_memory(
+    cfg: DataConfig, src: _Source, cached: Path, head: dict, tail: dict
+) -> SequenceStore:
     # parsing needs polars; a cached store does not, so a prepared cache opens without it
     from seqrec.data.ingest import read_interactions
     from seqrec.data.preprocess import preprocess
 
-    inter = read_interactions(path, fmt, cfg, choice)
+    path, spec, domains = src.path, src.spec, src.domains
+    inter = read_interactions(path, src.choice.format, cfg, src.choice)
     if domains is not None:
         from seqrec.data.domains import attach_domains
 
@@ -335,14 +363,13 @@ def build_store(cfg: DataConfig) -> SequenceStore:
         )
     prep = preprocess(inter.frame, cfg.dedupe, cfg.min_user_count, cfg.min_item_count, cfg.kcore)
     meta = {
-        "source": str(path),
+        **head,
         "format": inter.format,
         "format_evidence": inter.evidence,
         "raw_interactions": inter.frame.height,
         "rows_read": inter.frame.height,
         "dropped": prep.dropped,
-        "preprocessing": {k: getattr(cfg, k) for k in _KEY_FIELDS},
-        "cache_key": key,
+        **tail,
     }
     if inter.skipped and any(inter.skipped.values()):
         meta["skipped_lines"] = inter.skipped
@@ -358,7 +385,7 @@ def build_store(cfg: DataConfig) -> SequenceStore:
         len(prep.item_ids) - 1,
         prep.user_ids,
         prep.item_ids,
-        name,
+        src.name,
         meta,
         prep.behaviors,
         prep.domains,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from seqrec.errors import SeqrecError
 from seqrec.models.registry import model_names
-from seqrec.options import PRESET_DIRS, suggest
+from seqrec.presets import PRESET_DIRS, suggest
 
 # dataset key -> the data its presets train on; the key is the preset's suffix
 DATASETS = {

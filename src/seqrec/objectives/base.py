@@ -11,6 +11,7 @@ from seqrec.data.batches import SeqBatch
 from seqrec.objectives.bce import sampled_bce_loss
 from seqrec.objectives.cloze import cloze_loss
 from seqrec.objectives.gbce import gbce_loss
+from seqrec.objectives.rows import sparse_item_table, touched_rows
 from seqrec.objectives.sampled_softmax import sample_negatives, sampled_softmax_loss
 from seqrec.ops.cross_entropy import chunked_cross_entropy
 from seqrec.options import ObjectiveConfig
@@ -63,8 +64,16 @@ def _main_objective(cfg: ObjectiveConfig) -> Objective:
             valid = batch.targets != 0
             weight, targets = model.item_weights, batch.targets[valid]
             neg, lq_pos, lq_neg = sample_negatives(
-                targets, weight.shape[0] - 1, cfg.n_negatives, cfg.sampling, cfg.logq_correction
+                targets,
+                weight.shape[0] - 1,
+                cfg.n_negatives,
+                cfg.sampling,
+                cfg.logq_correction,
+                shared=cfg.shared_negatives,
             )
+            sparse = sparse_item_table(model)
+            if sparse or cfg.shared_negatives:  # score the touched rows only (objectives/rows.py)
+                weight, (targets, neg) = touched_rows(weight, targets, neg, sparse=sparse)
             return sampled_softmax_loss(
                 hidden[valid], weight, targets, neg, cfg.temperature, lq_pos, lq_neg
             )
@@ -77,12 +86,18 @@ def _main_objective(cfg: ObjectiveConfig) -> Objective:
             hidden = model(batch)
             valid = batch.targets != 0
             weight, targets = model.item_weights, batch.targets[valid]
-            neg, _, _ = sample_negatives(targets, weight.shape[0] - 1, cfg.n_negatives, "global")
-            return gbce_loss(hidden[valid], weight, targets, neg, cfg.gbce_t)
+            n_items = weight.shape[0] - 1
+            neg, _, _ = sample_negatives(targets, n_items, cfg.n_negatives, "global")
+            if sparse_item_table(model):  # gbce's calibration reads the catalogue size, not C
+                weight, (targets, neg) = touched_rows(weight, targets, neg, sparse=True)
+            return gbce_loss(hidden[valid], weight, targets, neg, cfg.gbce_t, n_items=n_items)
 
         return gbce
 
     def bce(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
-        return sampled_bce_loss(model(batch), model.item_weights, batch.items, batch.targets)
+        sparse = sparse_item_table(model)
+        return sampled_bce_loss(
+            model(batch), model.item_weights, batch.items, batch.targets, sparse_rows=sparse
+        )
 
     return bce

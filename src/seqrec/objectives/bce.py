@@ -41,12 +41,16 @@ def sampled_bce_loss(
     items: torch.Tensor,
     targets: torch.Tensor,
     generator: torch.Generator | None = None,
+    sparse_rows: bool = False,
 ) -> torch.Tensor:
-    """Mean over valid positions of -log s(h.e_pos) - log(1 - s(h.e_neg))."""
+    """Mean over valid positions of -log s(h.e_pos) - log(1 - s(h.e_neg)). ``sparse_rows``:
+    read the table through a sparse-gradient gather (``train.item_updates=sparse``)."""
     valid = targets != 0
     neg = sample_negatives(items, targets, weight.shape[0] - 1, generator)
     h = hidden[valid]
-    pos_logit = (h * weight[targets[valid]]).sum(-1)
-    neg_logit = (h * weight[neg[valid]]).sum(-1)
+    pos_w = F.embedding(targets[valid], weight, sparse=sparse_rows)
+    neg_w = F.embedding(neg[valid], weight, sparse=sparse_rows)
+    pos_logit = (h * pos_w).sum(-1)
+    neg_logit = (h * neg_w).sum(-1)
     loss = F.softplus(-pos_logit) + F.softplus(neg_logit)
     return loss.mean() if loss.numel() else hidden.sum() * 0.0

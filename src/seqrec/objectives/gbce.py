@@ -41,13 +41,15 @@ def gbce_loss(
     targets: torch.Tensor,
     negatives: torch.Tensor,
     t: float,
+    n_items: int | None = None,
 ) -> torch.Tensor:
     """Mean gBCE of hidden [N, D] against targets [N] and negatives [N, k] (item table
-    ``weight`` [V + 1, D], row 0 = PAD)."""
+    ``weight`` [V + 1, D], row 0 = PAD). ``n_items``: the catalogue size V when ``weight`` is
+    only the rows the batch touches (objectives/rows.py), since beta depends on it."""
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
     k = negatives.shape[1]
-    beta = gbce_beta(k, weight.shape[0] - 1, t)
+    beta = gbce_beta(k, weight.shape[0] - 1 if n_items is None else n_items, t)
     pos = (hidden * weight[targets]).sum(-1)  # [N]
     neg = torch.einsum("nd,nkd->nk", hidden, weight[negatives])  # [N, k]
     per_position = beta * F.logsigmoid(pos) + F.logsigmoid(-neg).sum(-1)

@@ -44,17 +44,20 @@ def sample_negatives(
     sampling: str = "global",
     logq: bool = True,
     generator: torch.Generator | None = None,
+    shared: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Negatives [N, R] for targets [N] (all real items), and log q of the targets [N] and of
-    the negatives [N, R] when a correction applies (None otherwise)."""
+    the negatives [N, R] when a correction applies (None otherwise). ``shared``: one set of R
+    draws for the whole batch, every row of the result a view of it."""
     n, dev = targets.shape[0], targets.device
+    rows = 1 if shared else n
     if sampling == "global":
-        neg = torch.randint(1, n_items + 1, (n, n_negatives), device=dev, generator=generator)
-        return neg, None, None  # log q = -log V for every item: no effect on the softmax
+        neg = torch.randint(1, n_items + 1, (rows, n_negatives), device=dev, generator=generator)
+        return neg.expand(n, -1), None, None  # log q = -log V for every item: no effect
     if sampling != "in_batch":
         raise ValueError(f"unknown negative sampling '{sampling}'; use global or in_batch")
-    pick = torch.randint(0, n, (n, n_negatives), device=dev, generator=generator)
-    neg = targets[pick]
+    pick = torch.randint(0, n, (rows, n_negatives), device=dev, generator=generator)
+    neg = targets[pick].expand(n, -1)
     if not logq:
         return neg, None, None
     log_q = torch.bincount(targets, minlength=n_items + 1).float().div_(n).log_()

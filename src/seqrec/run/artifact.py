@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from seqrec.data import prepare
+from seqrec.data.update import Lineage, prepare_continued
 from seqrec.errors import SeqrecError
 from seqrec.eval.domains import domain_labels
 from seqrec.eval.ranking import EvalResult, evaluate
@@ -58,6 +59,7 @@ from seqrec.run.package import (
 from seqrec.run.ranking_eval import RankingEval, evaluate_ranking
 from seqrec.run.recommender import Recommender
 from seqrec.trainer.checkpoint import load_weights
+from seqrec.trainer.continued import lineage_of, plan_continuation
 from seqrec.trainer.run import load_run_config, train_run
 
 PathLike = str | os.PathLike
@@ -192,6 +194,18 @@ class Run:
             config=self.config,
         )
 
+    @property
+    def lineage(self) -> Lineage | None:
+        """An update's lineage (the run it continued, its events files); None otherwise."""
+        return lineage_of(self.manifest)
+
+    def _data(self):
+        """The run's store and split, rebuilt: its ``data.*``, plus an update's events files."""
+        if self.lineage is None:
+            return prepare(self.config.data)
+        store, split, _, _ = prepare_continued(self.config.data, self.lineage.events)
+        return store, split
+
     # ----------------------------------------------------------------- evaluate and export
 
     def evaluate(
@@ -237,7 +251,7 @@ class Run:
                 )
             return evaluate_ranking(cfg, self.weights_path, split)
         model = self.load_model(device)
-        store, sp = prepare(cfg.data)
+        store, sp = self._data()
         # same count is not enough: other ids (or another order) would score the wrong items
         if not np.array_equal(np.asarray(store.item_ids).astype(str), self.item_ids):
             raise SeqrecError(
@@ -298,7 +312,7 @@ class Run:
         metadata = None
         if item_metadata is not None:
             metadata = read_item_metadata(Path(item_metadata), metadata_id_col)
-        popularity, dataset_name = train_popularity(cfg, self.item_ids, self.path)
+        popularity, dataset_name = train_popularity(cfg, self.item_ids, self.path, self._data)
         write_package(
             dest,
             cfg,
@@ -342,4 +356,28 @@ def train(
     is refused whatever the flags.
     """
     train_run(cfg, Path(out), resume=resume, overwrite=overwrite, progress=progress)
+    return Run(out)
+
+
+def continue_run(
+    source: PathLike,
+    out: PathLike,
+    events: list[PathLike] | tuple[PathLike, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    train_rows: str = "all",
+    new_items: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Run:
+    """Continue the finished run ``source`` on the ``events`` files into the new run folder
+    ``out`` (`seqrec train --continue-from`; docs/INCREMENTAL.md) and return it.
+
+    ``overrides`` are dotted ``train.*`` / ``eval.*`` settings (``"train.epochs=3"``);
+    ``train_rows`` 'all' | 'changed' (only users with new events); ``new_items`` 'auto' |
+    'model' | 'mean' | 'features' (how new items' rows start; trainer/grow.py). No events: no
+    step is taken, and the new run holds the source's weights unchanged.
+    """
+    update = plan_continuation(source, list(events), list(overrides), train_rows, new_items)
+    train_run(None, Path(out), overwrite=overwrite, progress=progress, continuation=update)
     return Run(out)

@@ -150,11 +150,12 @@ def read_item_metadata(path: Path, id_col: str | None = None) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------- export
 
 
-def train_popularity(cfg, item_ids: np.ndarray, run_dir: Path) -> tuple[np.ndarray, str]:
+def train_popularity(cfg, item_ids: np.ndarray, run_dir: Path, load=None) -> tuple[np.ndarray, str]:
     """Training-split interaction counts per internal id ([n_items + 1], PAD = 0), and the
-    dataset's name, from the run's own data (which must still hold the run's items)."""
+    dataset's name, from the run's own data, which must still hold the run's items (``load``
+    returns it; an update's adds its events files to ``data.dataset``)."""
     try:
-        store, split = prepare(cfg.data)
+        store, split = load() if load is not None else prepare(cfg.data)
     except SeqrecError as err:
         raise SeqrecError(
             f"export counts item popularity on the run's training data, which failed to load: {err}"
@@ -259,6 +260,7 @@ def write_package(
             "best_epoch": results.get("best_epoch"),
             "item_metadata": meta_info,
             "popularity": "training-split interaction counts",
+            **({"continued": results["continued"]} if results.get("continued") else {}),
             "files": {name: sha256_file(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=float) + "\n")

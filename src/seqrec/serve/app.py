@@ -156,11 +156,13 @@ def create_app(
     max_body_bytes: int = 8 << 20,
     max_queue: int = 8192,
     index_name: str = "exact",
+    index_report: dict[str, Any] | None = None,
 ) -> FastAPI:
     """The serving app for one loaded model (``rec`` should come from a package: popularity).
 
     ``max_body_bytes`` bounds every request body as read (413 past it), ``max_queue`` the
-    queries waiting for the model (503 past it)."""
+    queries waiting for the model (503 past it). ``index_report`` (`serve.index.choose_index`:
+    the index chosen, its measured recall@10 and search effort) is shown under /metadata."""
     rec.lookup([])  # build the id map now, not on the first request
     batcher = MicroBatcher(rec.answer, max_batch, max_wait_ms, max_queue)
 
@@ -174,7 +176,8 @@ def create_app(
         title="seqrec",
         version=__version__,
         description=f"Next-item recommendations from a {rec.info.get('model', 'seqrec')} model "
-        f"over {rec.n_items} items (exact top-K unless the server runs with --index faiss). "
+        f"over {rec.n_items} items (top-K index: {index_name}; /metadata shows its measured "
+        "recall). "
         f"Request bodies are limited to {max_body_bytes} bytes; every error has the body "
         "{error, message, detail}.",
         lifespan=lifespan,
@@ -186,7 +189,7 @@ def create_app(
     install_error_handlers(app)
     add_local_docs(app, assets)
     _recommend_routes(app, rec, batcher, _request_model(rec, max_history), max_batch_requests)
-    _catalogue_routes(app, rec, batcher, index_name)
+    _catalogue_routes(app, rec, batcher, index_name, index_report)
     return app
 
 
@@ -214,7 +217,7 @@ def _recommend_routes(app, rec, batcher, request_model, max_batch_requests: int)
         return [_to_response(a) for a in answers]
 
 
-def _catalogue_routes(app, rec, batcher, index_name: str) -> None:
+def _catalogue_routes(app, rec, batcher, index_name: str, index_report=None) -> None:
     @app.get(
         "/items/{item_id}",
         response_model=ItemResponse,
@@ -252,7 +255,11 @@ def _catalogue_routes(app, rec, batcher, index_name: str) -> None:
         "package": {
             k: info.get(k) for k in ("format", "format_version", "seqrec_version", "created")
         },
-        "server": {"seqrec_version": __version__, "index": index_name},
+        "server": {
+            "seqrec_version": __version__,
+            "index": index_name,
+            "index_build": index_report,
+        },
     }
 
     @app.get("/metadata", **service)

@@ -46,7 +46,7 @@ from seqrec.trainer.flops import FlopRate
 from seqrec.trainer.init_from import load_initial_weights
 from seqrec.trainer.interrupt import StopSignals, TrainingInterrupted
 from seqrec.trainer.log import NoLog, RunLog, TrainProgress
-from seqrec.trainer.optim import build_optimizer, build_scheduler
+from seqrec.trainer.optim import build_optimizer, build_scheduler, clip_grad_norm
 from seqrec.trainer.precision import FastPath
 
 
@@ -193,7 +193,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         (loss if scale is None else loss * scale).backward()  # DDP: all-reduces gradients
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            clip_grad_norm(self.model.parameters(), cfg.grad_clip)  # sparse grads too
         self.opt.step()
         self.sched.step()
         return value, n_global, n_local, time.perf_counter() - t0

@@ -8,18 +8,27 @@ import torch
 from torch import nn
 
 from seqrec.options import TrainConfig
+from seqrec.trainer.rowwise import RowAdamW, enable_sparse_item_table
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; with ``train.item_updates=sparse`` the item table is a group of its own that
+    `RowAdamW` updates row by row (trainer/rowwise.py)."""
+    table = enable_sparse_item_table(model) if cfg.item_updates == "sparse" else None
     # No weight decay on biases, norms and the position table: decaying them only hurts.
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if p is table:
+            continue
         (decay if p.dim() > 1 and "pos_emb" not in name else no_decay).append(p)
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    if table is None:
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    groups.append({"params": [table], "weight_decay": cfg.weight_decay, "rows": True})
+    return RowAdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=False)
 
 
 def warmup_length(cfg: TrainConfig, steps_per_epoch: int) -> int:
@@ -47,3 +56,24 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = warmup_length(cfg, steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, total_steps, warmup))
+
+
+def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_`` that also takes sparse gradients (torch's does not): a sparse
+    gradient is coalesced first, so a row read twice counts once, with its summed gradient."""
+    grads = []
+    for p in params:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            grads.append(p.grad._values())
+        else:
+            grads.append(p.grad)
+    if not grads:
+        return torch.zeros(())
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(factor)
+    return total

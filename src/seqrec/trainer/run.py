@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import yaml
 
+from seqrec.data.update import Lineage
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import (
     CHECKPOINT,
@@ -56,20 +57,24 @@ from seqrec.fsutil import (
     foreign_entries,
     is_run_folder,
     owned_by_run,
+    read_run_manifest,
     remove_entries,
     unwritable,
 )
 from seqrec.recipe import RunConfig, saved_config
 from seqrec.tasks import load_task_data, output_files, trains, untrained_results
 from seqrec.trainer.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+from seqrec.trainer.continued import Continuation, continued_data, lineage_of
 from seqrec.trainer.distributed import DistContext
 from seqrec.trainer.interrupt import TrainingInterrupted
 from seqrec.trainer.loop import Trainer
+from seqrec.trainer.sharded import ShardedTrainer
 from seqrec.version import __version__
 
 
-def run_manifest(cfg: RunConfig | None) -> dict[str, Any]:
-    """What marks a folder as seqrec's and names what it holds (model, config fingerprint)."""
+def run_manifest(cfg: RunConfig | None, continued: dict | None = None) -> dict[str, Any]:
+    """What marks a folder as seqrec's and names what it holds (model, config fingerprint;
+    an update's `Lineage`: the events its data adds to ``data.dataset``)."""
     return {
         "format": RUN_FORMAT,
         "format_version": RUN_FORMAT_VERSION,
@@ -78,6 +83,7 @@ def run_manifest(cfg: RunConfig | None) -> dict[str, Any]:
         "model": None if cfg is None else cfg.model.name,
         "task": None if cfg is None else cfg.task.name,
         "fingerprint": None if cfg is None else cfg.fingerprint(),
+        **({"continued": continued} if continued else {}),
     }
 
 
@@ -93,6 +99,7 @@ def prepare_run_dir(
     overwrite: bool,
     create: bool = True,
     cfg: RunConfig | None = None,
+    continued: dict | None = None,
 ) -> None:
     """Refuse folders that must not be (re)used; with ``create``, (re)make the folder and
     write its manifest first (with ``cfg``'s model and fingerprint when given).
@@ -134,7 +141,7 @@ def prepare_run_dir(
             remove_entries(run_dir, owned_by_run)
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / RUN_MANIFEST, run_manifest(cfg))
+        atomic_write_json(run_dir / RUN_MANIFEST, run_manifest(cfg, continued))
 
 
 def _check_writable(path: Path, flag: str) -> None:
@@ -189,59 +196,95 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 def train_run(
-    cfg: RunConfig,
+    cfg: RunConfig | None,
     run_dir: Path,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    continuation: Continuation | None = None,
 ) -> dict:
     """Train (or resume) a run in ``run_dir``; multi-process when launched by torchrun.
 
-    Every rank returns the same results dict (the test ranks are gathered on all ranks).
+    ``continuation`` (trainer/continued.py, with ``cfg=None``) makes it an update of a
+    finished run on new events. Every rank returns the same results dict (the test ranks
+    are gathered on all ranks).
     """
     dist = DistContext.from_env()
     try:
-        return _train_run(dist, cfg, Path(run_dir), resume, overwrite, progress)
+        return _train_run(dist, cfg, Path(run_dir), resume, overwrite, progress, continuation)
     finally:
         dist.close()
 
 
+def _load(dist: DistContext, cfg, run_dir: Path, resume: bool, overwrite: bool, update):
+    """The config, the data and (an update's, or a resumed update's) lineage, every refusal
+    made before the folder is touched."""
+    lineage = None
+    if update is not None:
+        if resume or run_dir.resolve() == update.source.path.resolve():
+            raise SeqrecError(
+                f"an update writes a new run folder; choose an --out other than {run_dir}"
+            )
+        cfg, lineage = update.cfg, update.lineage
+    if resume:
+
+        def saved() -> tuple[RunConfig, Lineage | None]:
+            prepare_run_dir(run_dir, True, False)
+            return load_run_config(run_dir), lineage_of(read_run_manifest(run_dir))
+
+        cfg, lineage = dist.on_main(saved)
+    else:
+        # refuse before any work
+        dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, create=False))
+    if update is not None:
+        store, data = dist.local_first(update.load_data)
+        cfg, lineage = update.cfg, update.lineage  # an update adding nothing takes no step
+    elif lineage is not None:
+        store, data, _, _ = dist.local_first(lambda: continued_data(cfg, lineage))
+    else:
+        store, data = dist.local_first(lambda: load_task_data(cfg))
+    return cfg, store, data, lineage
+
+
 def _train_run(
     dist: DistContext,
-    cfg: RunConfig,
+    cfg: RunConfig | None,
     run_dir: Path,
     resume: bool,
     overwrite: bool,
     progress: bool,
+    update: Continuation | None = None,
 ) -> dict:
     main = dist.is_main
-    if resume:
-
-        def saved_config() -> RunConfig:
-            prepare_run_dir(run_dir, True, False)
-            return load_run_config(run_dir)
-
-        cfg = dist.on_main(saved_config)
-    else:
-        # refuse before any work
-        dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, create=False))
-    store, data = dist.local_first(lambda: load_task_data(cfg))
+    cfg, store, data, lineage = _load(dist, cfg, run_dir, resume, overwrite, update)
+    continued = lineage.model_dump() if lineage is not None else None
     if not resume:
         # the folder is made only once the data loaded, so a bad path or setting leaves no
         # half-made "unfinished run" behind that would block the corrected command
-        dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, cfg=cfg))
+        dist.on_main(
+            lambda: prepare_run_dir(run_dir, False, overwrite, cfg=cfg, continued=continued)
+        )
     # the trainer is built (device, model, data checks) before config.yaml is written, so a
     # start that fails there leaves no "unfinished run" the corrected command must overwrite
+    # train.item_sharding=rowwise: the item table's rows split across processes (TorchRec)
+    trainer_cls = ShardedTrainer if cfg.train.item_sharding == "rowwise" else Trainer
     trainer = (
-        Trainer(cfg, store, data, run_dir, progress=progress, dist=dist) if trains(cfg) else None
+        trainer_cls(cfg, store, data, run_dir, progress=progress, dist=dist)
+        if trains(cfg)
+        else None
     )
     if resume and trainer is not None:
         trainer.resume()
-    elif main and not resume:
-        write_run_config(run_dir, cfg)
+    elif not resume:
+        if update is not None:
+            update.start(trainer)  # the source's weights and optimiser state, grown
+        if main:
+            write_run_config(run_dir, cfg)
     if main:
         atomic_write_bytes(run_dir / ITEM_IDS, _npy_bytes(np.asarray(store.item_ids).astype(str)))
     results = trainer.fit() if trainer is not None else untrained_results(cfg, store, data)
+    if continued is not None:
+        results["continued"] = update.results() if update is not None else continued
     try:
         _write_results(cfg, store, data, results, run_dir, main)
     except KeyboardInterrupt:

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from seqrec.errors import SeqrecError
-from seqrec.options import known_keys
+from seqrec.presets import known_keys
 from seqrec.recipe import apply_values, build_config
 
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
