@@ -36,6 +36,7 @@ __all__ = [
     "models",
     "presets",
     "train",
+    "update",
 ]
 
 
@@ -63,6 +64,16 @@ def train(
     from seqrec.run import train as _train
 
     return _train(cfg, out, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def update(source: str, out: str, events: list[str], *overrides: str, **options: Any) -> Run:
+    """Continue the finished run ``source`` on new ``events`` files into the new run folder
+    ``out`` and return it: new items grow the table, old ids keep their rows, training goes on
+    from the source's optimiser state (docs/INCREMENTAL.md). ``overrides``: dotted ``train.*``
+    / ``eval.*`` settings; ``options``: see `seqrec.run.artifact.continue_run`."""
+    from seqrec.run.artifact import continue_run
+
+    return continue_run(source, out, events, overrides, **options)
 
 
 def load(path: str, device: str = "cpu") -> Recommender:

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+import seqrec
 from badinput.harness import check_cli_error, check_message, run_cli
 from conftest import cycle_sequences, tiny_config, write_csv_log, write_movies
 from seqrec.data.features import FeatureField, Features, load_item_features
@@ -131,7 +132,9 @@ def test_with_item_features_new_items_start_from_look_alike_items(tmp_path):
 
 def test_new_items_appear_in_recommendations_after_an_update(base_run, tmp_path):
     events = walk_events(tmp_path / "ev.csv")
-    up = continue_run(base_run, tmp_path / "up", [events], ["train.epochs=8"], progress=False)
+    # through the top-level API, which is continue_run
+    up = seqrec.update(str(base_run), str(tmp_path / "up"), [events], "train.epochs=8",
+                       progress=False)  # fmt: skip
     stale = Run(base_run).recommender().recommend([["129", "130", "131"]], k=5)[0]
     assert stale.unknown_items == ["130", "131"]  # the base run cannot know them
     rec = up.recommender()
