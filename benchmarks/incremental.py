@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import resource
 import shutil
 import tempfile
@@ -189,6 +190,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", help="keep the run folders here (default: a temporary folder)")
     ap.add_argument("--smoke", action="store_true", help="1,500 users, 2 epochs, 1 update epoch")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --work: keep the base and retrain runs (and their seconds) finished there "
+        "by an earlier run with the same data and preset; only the update runs again",
+    )
+    ap.add_argument("--update-dir", default="update", help="the update arm's folder in --work")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     if args.smoke:
@@ -230,22 +238,42 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
     def config(path: Path):
         return make_config(args.preset, [f"data.dataset={path}", *threads, *args.set])
 
-    _, t_base = timed(lambda: train(config(f1), work / "base", progress=False))
+    # each arm's wall seconds and the data/preset they were trained on, for --reuse
+    clock = work / "seconds.json"
+    spec = {"preset": args.preset, "set": args.set, "p2": args.p2, "p3": args.p3,
+            "users": args.users, "log": args.log, "threads": args.threads}  # fmt: skip
+    saved = json.loads(clock.read_text()) if args.reuse and clock.is_file() else {}
+    if saved and saved.get("spec") != spec:
+        raise SystemExit(f"--reuse: {work} holds runs of another setting {saved.get('spec')}")
+    seconds = saved.get("seconds", {})
+
+    def run_arm(name: str, fn) -> None:
+        if name in seconds and (work / name / "results.json").is_file():
+            return  # --reuse: finished before with this data and preset
+        seconds[name] = timed(fn)[1]
+        clock.write_text(json.dumps({"spec": spec, "seconds": seconds}))
+
+    run_arm("base", lambda: train(config(f1), work / "base", progress=False))
     update_set = [f"train.epochs={args.update_epochs}", f"train.patience={args.update_patience}"]
-    _, t_update = timed(lambda: continue_run(
-        work / "base", work / "update", [f2], update_set,
+    update = args.update_dir
+    shutil.rmtree(work / update, ignore_errors=True)  # the update arm always runs afresh
+    seconds.pop(update, None)
+    run_arm(update, lambda: continue_run(
+        work / "base", work / update, [f2], update_set,
         train_rows=args.train_rows, new_items=args.new_items, progress=False,
     ))  # fmt: skip
-    _, t_retrain = timed(lambda: train(config(f12), work / "retrain", progress=False))
+    run_arm("retrain", lambda: train(config(f12), work / "retrain", progress=False))
+    t_base, t_update, t_retrain = seconds["base"], seconds[update], seconds["retrain"]
     history, targets = test_rows(pl.concat([p1, p2]), p3)
     arms, per, info = {}, {}, {}
-    for arm, folder in (("update", "update"), ("retrain", "retrain"), ("stale", "base")):
-        ranks, info[arm] = arm_ranks(work / folder, history, targets)
-        arms[arm], per[arm] = summary(ranks)
+    folders = {"update": update, "retrain": "retrain", "stale": "base"}
+    for name, folder in folders.items():
+        ranks, info[name] = arm_ranks(work / folder, history, targets)
+        arms[name], per[name] = summary(ranks)
     seconds = {"base": t_base, "update": t_update, "retrain": t_retrain}
-    for arm in ("update", "retrain"):
-        res = Run(work / arm).results
-        info[arm].update(
+    for name in ("update", "retrain"):
+        res = Run(work / folders[name]).results
+        info[name].update(
             epochs=res["epochs_run"], best_epoch=res["best_epoch"], stopped_by=res["stopped_by"]
         )
     nd_u, nd_r = per["update"]["NDCG@10"], per["retrain"]["NDCG@10"]
@@ -292,6 +320,7 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
             "new_items": args.new_items,
             "users": args.users,
             "threads": args.threads,
+            "reused base/retrain": bool(args.reuse),
         },
     }
 
