@@ -16,6 +16,7 @@ from seqrec.objectives.sampled_softmax import (
     reference_sampled_softmax,
     sample_negatives,
     sampled_softmax_loss,
+    shared_sampled_softmax,
 )
 from seqrec.recipe import build_config
 
@@ -151,3 +152,33 @@ def test_chunked_fast_path_keeps_fp32_accumulation_for_fp32_inputs():
     assert loss.dtype == torch.float32 and loss.item() == pytest.approx(want, rel=1e-5)
     loss.backward()
     assert h.grad.dtype == torch.float32 and torch.isfinite(h.grad).all()
+
+
+@pytest.mark.parametrize("sampling", ["global", "in_batch"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_shared_negatives_path_equals_the_per_position_losses(sampling, sparse):
+    """One negative set for the whole batch: the linear-cost path gives the brute-force loss
+    and the per-position path's gradients (dense, or sparse over the touched rows)."""
+    h, w, t, _ = _inputs(n=9, v=12)
+    t[3] = t[0]  # a target twice: its row gets both positions' gradients
+    torch.manual_seed(1)
+    neg, lq_pos, lq_neg = sample_negatives(t, 12, 8, sampling, logq=True, shared=True)
+    assert neg.stride(0) == 0 and neg.shape == (9, 8)
+    neg = neg.clone()
+    neg[:, 0] = t[0]  # an accidental hit for the positions whose target it is
+    log_q = None
+    if lq_pos is not None:  # in_batch: q of an item is its share of the batch's targets
+        log_q = (torch.bincount(t, minlength=13).double() / len(t)).log()
+        lq_neg = log_q[neg].float()
+    lq_row = None if lq_neg is None else lq_neg[0]
+    h1, w1 = h.clone().requires_grad_(), torch.nn.Parameter(w.clone())
+    h2, w2 = h.clone().requires_grad_(), torch.nn.Parameter(w.clone())
+    got = shared_sampled_softmax(h1, w1, t, neg[0], 0.5, lq_pos, lq_row, sparse=sparse)
+    want = plain_sampled_softmax(h2, w2, t, neg, 0.5, lq_pos, lq_neg)
+    assert got.item() == pytest.approx(reference_sampled_softmax(h, w, t, neg, 0.5, log_q))
+    torch.testing.assert_close(got, want)
+    got.backward()
+    want.backward()
+    assert w1.grad.is_sparse == sparse
+    torch.testing.assert_close(h1.grad, h2.grad)
+    torch.testing.assert_close(w1.grad.to_dense(), w2.grad)

@@ -12,7 +12,11 @@ from seqrec.objectives.bce import sampled_bce_loss
 from seqrec.objectives.cloze import cloze_loss
 from seqrec.objectives.gbce import gbce_loss
 from seqrec.objectives.rows import sparse_item_table, touched_rows
-from seqrec.objectives.sampled_softmax import sample_negatives, sampled_softmax_loss
+from seqrec.objectives.sampled_softmax import (
+    sample_negatives,
+    sampled_softmax_loss,
+    shared_sampled_softmax,
+)
 from seqrec.ops.cross_entropy import chunked_cross_entropy
 from seqrec.options import ObjectiveConfig
 
@@ -72,8 +76,13 @@ def _main_objective(cfg: ObjectiveConfig) -> Objective:
                 shared=cfg.shared_negatives,
             )
             sparse = sparse_item_table(model)
-            if sparse or cfg.shared_negatives:  # score the touched rows only (objectives/rows.py)
-                weight, (targets, neg) = touched_rows(weight, targets, neg, sparse=sparse)
+            if cfg.shared_negatives:  # one [N, R] matmul against the batch's R negatives
+                return shared_sampled_softmax(
+                    hidden[valid], weight, targets, neg[0], cfg.temperature, lq_pos,
+                    None if lq_neg is None else lq_neg[0], sparse=sparse,
+                )  # fmt: skip
+            if sparse:  # score the touched rows only (objectives/rows.py)
+                weight, (targets, neg) = touched_rows(weight, targets, neg, sparse=True)
             return sampled_softmax_loss(
                 hidden[valid], weight, targets, neg, cfg.temperature, lq_pos, lq_neg
             )

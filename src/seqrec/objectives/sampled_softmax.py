@@ -34,6 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from seqrec.objectives.rows import touched_rows
 from seqrec.ops.cross_entropy import stash_gradients, stashed_gradients
 
 
@@ -156,6 +157,35 @@ def sampled_softmax_loss(
     return ChunkedSampledSoftmax.apply(
         hidden, weight, targets, negatives, temperature, log_q_pos, log_q_neg, chunk
     )
+
+
+def shared_sampled_softmax(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    temperature: float = 1.0,
+    log_q_pos: torch.Tensor | None = None,
+    log_q_neg: torch.Tensor | None = None,
+    sparse: bool = False,
+) -> torch.Tensor:
+    """The same loss when one set of R negatives [R] serves all N positions
+    (``objective.shared_negatives``): [N, R] scores from one matmul against the R rows, the
+    targets' scores from their own rows, so the cost grows with N x R. (The per-position path
+    would score every position against every distinct row of the batch, targets included,
+    which grows with N squared.) ``log_q_neg`` is [R]; ``sparse``: read the table through a
+    sparse-gradient gather (objectives/rows.py)."""
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0
+    rows, (t, n) = touched_rows(weight, targets, negatives, sparse=sparse)
+    pos = (hidden * rows[t]).sum(-1) / temperature  # [N]
+    neg = (hidden @ rows[n].T) / temperature  # [N, R]
+    if log_q_pos is not None:
+        pos, neg = pos - log_q_pos, neg - log_q_neg[None, :]
+    neg = neg.masked_fill(n[None, :] == t[:, None], float("-inf"))  # accidental hits
+    logits = torch.cat([pos[:, None], neg], dim=1)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
 def plain_sampled_softmax(
