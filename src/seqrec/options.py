@@ -23,6 +23,10 @@ class DataConfig(Strict):
 
     dataset: str = "ml-1m"
     """A catalogue name (``seqrec data list``) or a path to a file/folder."""
+    updates: list[str] = []
+    """Events files appended to ``dataset`` in order, without renumbering it (data/update.py).
+    An update writes its events here, so ``seqrec train -c UPDATE/config.yaml`` retrains on
+    everything the update saw instead of the base data alone."""
     format: Literal["auto", "ml-dat", "csv", "parquet", "seq", "pairs", "seq-ts"] = "auto"
     """``seq-ts``: one user per line, ``user item|timestamp item|timestamp ...`` (C2DSR, ABXI)."""
     user_col: str = "user_id"

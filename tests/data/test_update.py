@@ -10,6 +10,7 @@ import pytest
 
 from badinput.harness import check_message
 from conftest import cycle_sequences, write_csv_log
+from seqrec.data import prepare
 from seqrec.data.store import build_store
 from seqrec.data.update import (
     EventsFile,
@@ -112,6 +113,24 @@ def test_an_update_holds_what_a_rebuild_of_the_whole_log_holds(base, tmp_path):
     grown, _, _ = append_events(store, cfg, EventsFile(path=str(events), sha256=""))
     rebuilt = build_store(DataConfig(dataset=str(whole)))
     assert sequences(grown) == sequences(rebuilt)
+
+
+def test_data_updates_append_events_as_an_update_does(base, tmp_path):
+    cfg, store = base
+    events = new_events(tmp_path)
+    grown, _, _ = append_events(store, cfg, EventsFile(path=str(events), sha256=""))
+    retrain, _ = prepare(cfg.model_copy(update={"updates": [str(events)]}))
+    np.testing.assert_array_equal(retrain.item_ids, grown.item_ids)
+    np.testing.assert_array_equal(retrain.offsets, grown.offsets)
+    np.testing.assert_array_equal(retrain.items, grown.items)
+    # prepare_continued takes its events from the lineage, never twice from data.updates
+    merged, _, _, _ = prepare_continued(
+        cfg.model_copy(update={"updates": [str(events)]}), [EventsFile(path=str(events), sha256="")]
+    )
+    np.testing.assert_array_equal(merged.items, grown.items)
+    with pytest.raises(SeqrecError) as err:
+        prepare(cfg.model_copy(update={"updates": [str(tmp_path / "gone.csv")]}))
+    check_message(str(err.value), ["gone.csv", "does not exist"])
 
 
 def test_prepare_continued_splits_the_merged_data_and_restricts_training(base, tmp_path):

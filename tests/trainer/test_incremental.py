@@ -173,6 +173,23 @@ def test_an_update_evaluates_exports_resumes_and_updates_again(base_run, tmp_pat
     assert twice.evaluate().metrics == twice.results["test"]["metrics"]
 
 
+def test_an_updates_config_retrains_on_every_events_file(base_run, tmp_path):
+    """config.yaml of an update names its events in data.updates: training that config from
+    scratch sees the update's data, and updating that retrain keeps the files as its base."""
+    events = walk_events(tmp_path / "ev.csv")
+    up = continue_run(base_run, tmp_path / "up", [events], ["train.epochs=1"], progress=False)
+    assert up.config.data.updates == [str(events.resolve())]
+    cfg = up.config.model_copy(update={"train": up.config.train.model_copy(update={"epochs": 1})})
+    again = train(cfg, tmp_path / "retrain", progress=False)
+    np.testing.assert_array_equal(again.item_ids, up.item_ids)  # same ids, not only the base's
+    assert again.results["test"]["n_users"] == up.results["test"]["n_users"]
+    assert again.lineage is None  # a retrain from scratch, not an update
+    more = walk_events(tmp_path / "ev2.csv", users=2, start_user=950, t0=9_000_000)
+    plan = plan_continuation(tmp_path / "retrain", [more])
+    assert [Path(e.path).name for e in plan.lineage.events] == ["ev.csv", "ev2.csv"]
+    assert plan.cfg.data.updates == [e.path for e in plan.lineage.events]
+
+
 def test_train_rows_changed_trains_only_users_with_new_events(base_run, tmp_path):
     up = continue_run(
         base_run, tmp_path / "up", [walk_events(tmp_path / "ev.csv", users=6)],

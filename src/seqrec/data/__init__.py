@@ -31,6 +31,11 @@ def prepare(cfg: DataConfig) -> tuple[SequenceStore, Split]:
     """Store + split for ``cfg``, with the catalogue's literature preprocessing filled in for
     fields left at their defaults (``dataset=ml-1m`` -> items with < 5 ratings dropped once).
     The store is the cached one, with same-time events reordered (``data.same_day_order``)
-    and only one domain kept (``data.domain``) where asked (data/views.py)."""
+    and only one domain kept (``data.domain``) where asked (data/views.py); ``data.updates``
+    files are appended to the base data as an update appends them."""
     cfg = with_catalog_defaults(cfg)
+    if cfg.updates:  # an update's data, retrained from scratch
+        from seqrec.data.update import updated_store
+
+        return split_store(updated_store(cfg), cfg)
     return split_store(build_store(cfg), cfg)

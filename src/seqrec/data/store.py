@@ -318,6 +318,7 @@ def build_store(cfg: DataConfig) -> SequenceStore:
     file was read (the format and the evidence for it) and how many rows were read and dropped,
     and why; ``stats()`` reports it, so results.json does. A cache written before those reports
     existed is rebuilt in place. Partitioned and very large logs are built out of core.
+    The base data only: ``prepare`` appends ``data.updates`` (data/update.py builds on this).
     """
     cfg = with_catalog_defaults(cfg)
     src = _source(cfg)

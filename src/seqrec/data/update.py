@@ -299,12 +299,12 @@ def append_events(
     return grown, added, now.model_copy(update=counts)
 
 
-def prepare_continued(
+def _grow(
     cfg: DataConfig, events: list[EventsFile]
-) -> tuple[SequenceStore, Split, list[Added], list[EventsFile]]:
-    """The base data of ``cfg`` plus ``events`` in order, split as ``cfg`` says: the store,
-    the split, what each file added and the files' records (with their sha256 and counts)."""
-    cfg = with_catalog_defaults(cfg)
+) -> tuple[SequenceStore, list[Added], list[EventsFile]]:
+    """The base data of ``cfg`` (its ``data.updates`` ignored: ``events`` say what follows it)
+    plus ``events`` in order."""
+    cfg = with_catalog_defaults(cfg).model_copy(update={"updates": []})
     _supported(cfg)
     store = build_store(cfg)
     added, records = [], []
@@ -312,7 +312,23 @@ def prepare_continued(
         store, one, done = append_events(store, cfg, record)
         added.append(one)
         records.append(done)
-    store, split = split_store(store, cfg)
+    return store, added, records
+
+
+def updated_store(cfg: DataConfig) -> SequenceStore:
+    """``data.dataset`` plus the ``data.updates`` files in order: the data an update trained
+    on, for a run that trains from scratch on it (``seqrec train -c UPDATE/config.yaml``)."""
+    files = [EventsFile(path=str(Path(p).expanduser().resolve()), sha256="") for p in cfg.updates]
+    return _grow(cfg, files)[0]
+
+
+def prepare_continued(
+    cfg: DataConfig, events: list[EventsFile]
+) -> tuple[SequenceStore, Split, list[Added], list[EventsFile]]:
+    """The base data of ``cfg`` plus ``events`` in order, split as ``cfg`` says: the store,
+    the split, what each file added and the files' records (with their sha256 and counts)."""
+    store, added, records = _grow(cfg, events)
+    store, split = split_store(store, with_catalog_defaults(cfg))
     return store, split, added, records
 
 

@@ -265,8 +265,11 @@ def plan_continuation(
     check_same_model(src.cfg, cfg)
     if train_rows not in ("all", "changed"):
         raise SeqrecError(f"train_rows must be all or changed, not {train_rows!r}")
-    earlier = src.lineage.events if src.lineage is not None else []
     files = [EventsFile(path=str(Path(p).expanduser().resolve()), sha256="") for p in events]
+    if src.lineage is not None:
+        earlier = src.lineage.events
+    else:  # a run trained from scratch on data.updates: those files are its data too
+        earlier = [EventsFile(path=str(Path(p).resolve()), sha256="") for p in src.cfg.data.updates]
     lineage = Lineage(
         source=str(src.path.resolve()),
         events=[*earlier, *files],
@@ -274,4 +277,6 @@ def plan_continuation(
         train_rows=train_rows,
         new_items=resolve_new_items(new_items, cfg),
     )
-    return Continuation(src, cfg, lineage)
+    # config.yaml names every events file, so training it from scratch retrains on them all
+    data = cfg.data.model_copy(update={"updates": [f.path for f in lineage.events]})
+    return Continuation(src, cfg.model_copy(update={"data": data}), lineage)

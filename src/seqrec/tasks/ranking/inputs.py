@@ -27,6 +27,11 @@ from seqrec.tasks.ranking.itemknn import ItemKNN
 def load_ranking_data(cfg: RunConfig) -> tuple[SequenceStore, RankingData]:
     """The store of ``cfg.data`` and its ranking examples; refuses data without behaviours
     (nothing to label) and a threshold that gives every training event the same label."""
+    if cfg.data.updates:
+        raise SeqrecError(
+            "task.name=ranking reads behaviours, which updates (data.updates) do not carry; "
+            "drop data.updates, or merge the events into data.dataset"
+        )
     store = build_store(with_catalog_defaults(cfg.data))
     if store.behaviors is None:
         raise SeqrecError(
