@@ -252,6 +252,12 @@ TARGETS = [
     # the preset bsarec-beauty, trained on every prefix as the public code does
     ("24", "BSARec, Beauty (S3-Rec file)", ["bsarec_beauty"],
      [("test/NDCG@10", 0.0611), ("test/HR@10", 0.1008)]),
+    ("24", "DuoRec, Beauty (reported, RecBole 5-core)", ["duorec_beauty"],
+     [("test/NDCG@10", 0.0443), ("test/HR@10", 0.0845)]),
+    ("24", "ICSRec, Beauty (S3-Rec file, released checkpoint)", ["icsrec_beauty"],
+     [("test/NDCG@10", 0.0578), ("test/HR@10", 0.0959)]),
+    ("24", "gSASRec, ML-1M (SASRec's ml-1m.txt, released checkpoint)", ["gsasrec_ml1m_cpu"],
+     [("test/NDCG@10", 0.1726), ("test/HR@10", 0.3003)]),
     ("26", "1M items, sampled softmax, sparse item updates (interactions/s)", ["large_catalog"],
      [(f"train interactions/s, {SPARSE_ARM}", 20000)]),
     ("26", "10M items train within 24 GiB (peak RSS GiB)", ["large_catalog_10m"],

@@ -66,7 +66,7 @@ def main() -> None:  # noqa: PLR0915
     run_dir = args.run_dir or ROOT / "runs" / args.preset
     train_cmd = (
         f"seqrec train -c {args.preset} "
-        + " ".join(f"-o {o}" for o in args.set)
+        + " ".join(f"-o {o}" for o in [*args.set, *trained_overrides(run_dir, args)])
         + f" --out {run_dir}"
     )
     notes: list[str] = []
@@ -195,6 +195,31 @@ def test_peeks(run_dir: Path) -> dict:
         "test-peek/epoch of the max": top["epoch"],
         "test-peek/last NDCG@10": rows[-1]["test/NDCG@10"],
     }
+
+
+def _flat(raw: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def trained_overrides(run_dir: Path, args) -> list[str]:
+    """The overrides a reused run was trained with beyond the preset and ``--set`` (e.g. a
+    time budget), read from its config.yaml, so the recorded command is the one that ran."""
+    import yaml
+
+    from seqrec.recipe import saved_config
+
+    if args.retrain or not (run_dir / "config.yaml").is_file():
+        return []
+    ran = _flat(saved_config(yaml.safe_load((run_dir / "config.yaml").read_text())).model_dump())
+    asked = _flat(load_config(args.preset, args.set).model_dump())
+    skip = {"data.cache_dir"}
+    return [f"{k}={ran[k]}" for k in sorted(ran) if k not in skip and ran[k] != asked.get(k)]
 
 
 def unfinished_results(run_dir: Path) -> tuple[dict, np.ndarray]:
