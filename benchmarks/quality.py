@@ -197,29 +197,20 @@ def test_peeks(run_dir: Path) -> dict:
     }
 
 
-def _flat(raw: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def trained_overrides(run_dir: Path, args) -> list[str]:
     """The overrides a reused run was trained with beyond the preset and ``--set`` (e.g. a
     time budget), read from its config.yaml, so the recorded command is the one that ran."""
     import yaml
 
+    from seqrec.comparison import config_differences
     from seqrec.recipe import saved_config
 
     if args.retrain or not (run_dir / "config.yaml").is_file():
         return []
-    ran = _flat(saved_config(yaml.safe_load((run_dir / "config.yaml").read_text())).model_dump())
-    asked = _flat(load_config(args.preset, args.set).model_dump())
-    skip = {"data.cache_dir"}
-    return [f"{k}={ran[k]}" for k in sorted(ran) if k not in skip and ran[k] != asked.get(k)]
+    ran = saved_config(yaml.safe_load((run_dir / "config.yaml").read_text())).model_dump()
+    asked = load_config(args.preset, args.set).model_dump()
+    diff = config_differences(ran, asked, ignore=frozenset({"data.cache_dir"}))
+    return [f"{k}={mine}" for k, (mine, _) in diff.items()]
 
 
 def unfinished_results(run_dir: Path) -> tuple[dict, np.ndarray]:

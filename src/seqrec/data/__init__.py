@@ -19,6 +19,7 @@ __all__ = [
     "build_store",
     "leave_one_out",
     "list_datasets",
+    "load_store",
     "make_split",
     "prepare",
     "resolve",
@@ -34,8 +35,15 @@ def prepare(cfg: DataConfig) -> tuple[SequenceStore, Split]:
     and only one domain kept (``data.domain``) where asked (data/views.py); ``data.updates``
     files are appended to the base data as an update appends them."""
     cfg = with_catalog_defaults(cfg)
-    if cfg.updates:  # an update's data, retrained from scratch
+    return split_store(load_store(cfg), cfg)
+
+
+def load_store(cfg: DataConfig) -> SequenceStore:
+    """The (unsplit) store of ``cfg``: the cached base data, plus the ``data.updates`` files
+    appended as an update appends them (an update's data, retrained from scratch)."""
+    cfg = with_catalog_defaults(cfg)
+    if cfg.updates:
         from seqrec.data.update import updated_store
 
-        return split_store(updated_store(cfg), cfg)
-    return split_store(build_store(cfg), cfg)
+        return updated_store(cfg)
+    return build_store(cfg)

@@ -315,11 +315,15 @@ def _grow(
     return store, added, records
 
 
+def named_events(paths: list[str] | list[Path]) -> list[EventsFile]:
+    """Records of events files known by path only (their sha256 is read when appended)."""
+    return [EventsFile(path=str(Path(p).expanduser().resolve()), sha256="") for p in paths]
+
+
 def updated_store(cfg: DataConfig) -> SequenceStore:
     """``data.dataset`` plus the ``data.updates`` files in order: the data an update trained
     on, for a run that trains from scratch on it (``seqrec train -c UPDATE/config.yaml``)."""
-    files = [EventsFile(path=str(Path(p).expanduser().resolve()), sha256="") for p in cfg.updates]
-    return _grow(cfg, files)[0]
+    return _grow(cfg, named_events(cfg.updates))[0]
 
 
 def prepare_continued(

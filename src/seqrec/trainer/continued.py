@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 from seqrec.data.features import load_item_features
 from seqrec.data.split import Split
 from seqrec.data.store import SequenceStore
-from seqrec.data.update import EventsFile, Lineage, prepare_continued, restrict_train
+from seqrec.data.update import EventsFile, Lineage, named_events, prepare_continued, restrict_train
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import CHECKPOINT, CONFIG, ITEM_IDS, RESULTS, WEIGHTS, read_run_manifest
 from seqrec.recipe import RunConfig, apply_overrides, build_config, saved_config
@@ -265,11 +265,9 @@ def plan_continuation(
     check_same_model(src.cfg, cfg)
     if train_rows not in ("all", "changed"):
         raise SeqrecError(f"train_rows must be all or changed, not {train_rows!r}")
-    files = [EventsFile(path=str(Path(p).expanduser().resolve()), sha256="") for p in events]
-    if src.lineage is not None:
-        earlier = src.lineage.events
-    else:  # a run trained from scratch on data.updates: those files are its data too
-        earlier = [EventsFile(path=str(Path(p).resolve()), sha256="") for p in src.cfg.data.updates]
+    files = named_events(events)
+    # a run trained from scratch on data.updates: those files are its data too
+    earlier = src.lineage.events if src.lineage is not None else named_events(src.cfg.data.updates)
     lineage = Lineage(
         source=str(src.path.resolve()),
         events=[*earlier, *files],

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from seqrec.data import load_store
 from seqrec.data.batches import SeqBatch, history_batch
-from seqrec.data.catalog import with_catalog_defaults
 from seqrec.data.features import Features, load_item_features, load_user_features
-from seqrec.data.store import SequenceStore, build_store
+from seqrec.data.store import SequenceStore
 from seqrec.errors import SeqrecError
 from seqrec.recipe import RunConfig
 from seqrec.tasks.ranking.examples import Examples, RankingData, ranking_split
@@ -27,12 +27,7 @@ from seqrec.tasks.ranking.itemknn import ItemKNN
 def load_ranking_data(cfg: RunConfig) -> tuple[SequenceStore, RankingData]:
     """The store of ``cfg.data`` and its ranking examples; refuses data without behaviours
     (nothing to label) and a threshold that gives every training event the same label."""
-    if cfg.data.updates:
-        raise SeqrecError(
-            "task.name=ranking reads behaviours, which updates (data.updates) do not carry; "
-            "drop data.updates, or merge the events into data.dataset"
-        )
-    store = build_store(with_catalog_defaults(cfg.data))
+    store = load_store(cfg.data)
     if store.behaviors is None:
         raise SeqrecError(
             "task.name=ranking labels events by their behaviour value, but the data has none; "
