@@ -46,7 +46,13 @@ def train(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Run folder (default runs/<preset>).")
     ] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the run in this folder; with -o train.time_budget_s=N (or "
+            "train.epochs / train.patience / train.max_steps) train a finished run further."
+        ),
+    ] = None,
     continue_from: Annotated[
         Path | None,
         typer.Option(
@@ -79,6 +85,8 @@ def train(
     """Train a model, early-stop on validation NDCG@10, then evaluate the test split once.
 
     --continue-from RUN --events FILE --out NEW updates a finished run on new events.
+    --resume RUN -o train.time_budget_s=N (or train.epochs / train.patience / train.max_steps)
+    trains a finished or interrupted run further from its last checkpoint.
 
     Prints why training stopped and the valid/test metrics (--wide: every K; --format json:
     the results.json content on stdout). Multi-process: `torchrun --nproc_per_node N -m
@@ -106,10 +114,11 @@ def train(
             "--continue-from RUN"
         )
     elif resume is not None:
-        if config or set_ or model or out_dir or overwrite or task:
+        if config or model or out_dir or overwrite or task:
             raise SeqrecError(
-                "--resume continues a run with the config saved in its folder; "
-                "drop -c/--set/--model/--out/--overwrite (or start a new run without --resume)"
+                "--resume continues a run with the config saved in its folder (-o may change "
+                "its stopping rules only); drop -c/--model/--out/--overwrite (or start a new "
+                "run without --resume)"
             )
         run_dir = resume
         cfg = None
@@ -128,6 +137,7 @@ def train(
                 overwrite=overwrite,
                 progress=progress,
                 continuation=update,
+                extend=set_ if resume is not None else None,
             )
     except SeqrecError:
         if not is_main_process():  # under torchrun rank 0 reports it; the others stay quiet

@@ -42,23 +42,13 @@ from seqrec.trainer.checkpoint import (
     training_state,
 )
 from seqrec.trainer.distributed import DistContext, rank_seed
+from seqrec.trainer.extend import Extension, epochs_completed
 from seqrec.trainer.flops import FlopRate
 from seqrec.trainer.init_from import load_initial_weights
 from seqrec.trainer.interrupt import StopSignals, TrainingInterrupted
 from seqrec.trainer.log import NoLog, RunLog, TrainProgress
 from seqrec.trainer.optim import build_optimizer, build_scheduler, clip_grad_norm
 from seqrec.trainer.precision import FastPath
-
-
-def epochs_completed(state: dict, steps_per_epoch: int) -> int:
-    """Whole epochs trained: the ``epochs_run`` of results.json.
-
-    Why not ``state["epoch"]``: the loop advances the counter only when it goes on, so after
-    every epoch ran it is a count, but after a stop by patience or time budget (which come at
-    an epoch's end) it is the last epoch's index, one short. A max_steps stop inside an epoch
-    leaves that epoch incomplete, and it is not counted.
-    """
-    return state["epoch"] + int(state["step_in_epoch"] >= steps_per_epoch)
 
 
 class Trainer:
@@ -144,9 +134,15 @@ class Trainer:
         if collective:
             self.dist.barrier()
 
-    def resume(self) -> None:
-        path = self.run_dir / "checkpoint.pt"
-        ck = self.dist.on_main(lambda: load_checkpoint(path, expect=self._expect()))
+    def resume(self, extension: Extension | None = None) -> None:
+        """Continue from checkpoint.pt; with ``extension``, a run reopened under new stopping
+        rules (trainer/extend.py; refused before anything is written when they stop it)."""
+        path, expect = self.run_dir / "checkpoint.pt", self._expect()
+        if extension is not None:  # the stopping rules changed the fingerprint
+            expect.pop("fingerprint")
+        ck = self.dist.on_main(lambda: load_checkpoint(path, expect=expect))
+        if extension is not None:
+            ck = extension.reopened(ck, self.cfg, self.steps_per_epoch, path)
         restore_training_state(ck, self.state, self.model, self.opt, self.sched)
         self.task.load_state_dict(ck.get("task_state", {}))
         self.dist.restore_rng(ck, self.cfg.train.seed, self.state["global_step"], self.device)
@@ -375,6 +371,8 @@ class Trainer:
             "wall_seconds": st.get("wall_seconds"),
             # patience | time_budget | max_steps | epochs: why the loop ended
             "stopped_by": st.get("stopped_by", "epochs"),
+            # the results an extension (--resume -o train.time_budget_s=...) replaced
+            **({"extended": st["extended"]} if st.get("extended") else {}),
             self.task.counting.total: st[self.task.counting.total],
             "train_loss": st["train_loss"],
             **final,

@@ -66,6 +66,7 @@ from seqrec.tasks import load_task_data, output_files, trains, untrained_results
 from seqrec.trainer.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
 from seqrec.trainer.continued import Continuation, continued_data, lineage_of
 from seqrec.trainer.distributed import DistContext
+from seqrec.trainer.extend import Extension, extended_config, plan_extension
 from seqrec.trainer.interrupt import TrainingInterrupted
 from seqrec.trainer.loop import Trainer
 from seqrec.trainer.sharded import ShardedTrainer
@@ -100,12 +101,14 @@ def prepare_run_dir(
     create: bool = True,
     cfg: RunConfig | None = None,
     continued: dict | None = None,
+    finished_ok: bool = False,
 ) -> None:
     """Refuse folders that must not be (re)used; with ``create``, (re)make the folder and
     write its manifest first (with ``cfg``'s model and fingerprint when given).
 
     ``overwrite`` replaces only a seqrec run holding nothing but seqrec's files, and then
     deletes only those files: a folder with anything else in it is refused, flag or not.
+    ``finished_ok``: a resume that extends a finished run (trainer/extend.py).
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -115,10 +118,12 @@ def prepare_run_dir(
             raise SeqrecError(
                 f"nothing to resume in {run_dir} (no checkpoint.pt); start it without --resume"
             )
-        if (run_dir / RESULTS).exists():
+        if (run_dir / RESULTS).exists() and not finished_ok:
             raise SeqrecError(
                 f"the run in {run_dir} already finished (results.json exists); evaluate it with "
-                "`seqrec evaluate`, or start a new run"
+                "`seqrec evaluate`, train it further with `seqrec train --resume "
+                f"{run_dir} -o train.time_budget_s=...` (or train.epochs / train.patience), "
+                "or start a new run"
             )
         _check_writable(run_dir, "--resume folder")
         return
@@ -202,24 +207,31 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
     continuation: Continuation | None = None,
+    extend: list[str] | None = None,
 ) -> dict:
     """Train (or resume) a run in ``run_dir``; multi-process when launched by torchrun.
 
     ``continuation`` (trainer/continued.py, with ``cfg=None``) makes it an update of a
-    finished run on new events. Every rank returns the same results dict (the test ranks
-    are gathered on all ranks).
+    finished run on new events. ``extend`` (with ``resume``): new stopping rules
+    (``train.time_budget_s=...``) under which a finished or interrupted run goes on
+    (trainer/extend.py). Every rank returns the same results dict (the test ranks are
+    gathered on all ranks).
     """
     dist = DistContext.from_env()
+    if extend and not resume:
+        raise SeqrecError("new stopping rules extend a run: pass them with --resume RUN")
     try:
-        return _train_run(dist, cfg, Path(run_dir), resume, overwrite, progress, continuation)
+        return _train_run(
+            dist, cfg, Path(run_dir), resume, overwrite, progress, continuation, extend or []
+        )
     finally:
         dist.close()
 
 
-def _load(dist: DistContext, cfg, run_dir: Path, resume: bool, overwrite: bool, update):
-    """The config, the data and (an update's, or a resumed update's) lineage, every refusal
-    made before the folder is touched."""
-    lineage = None
+def _load(dist: DistContext, cfg, run_dir: Path, resume: bool, overwrite: bool, update, extend):
+    """The config, the data, (an update's, or a resumed update's) lineage and an extension's
+    plan, every refusal made before the folder is touched."""
+    lineage = extension = None
     if update is not None:
         if resume or run_dir.resolve() == update.source.path.resolve():
             raise SeqrecError(
@@ -228,11 +240,16 @@ def _load(dist: DistContext, cfg, run_dir: Path, resume: bool, overwrite: bool, 
         cfg, lineage = update.cfg, update.lineage
     if resume:
 
-        def saved() -> tuple[RunConfig, Lineage | None]:
-            prepare_run_dir(run_dir, True, False)
-            return load_run_config(run_dir), lineage_of(read_run_manifest(run_dir))
+        def saved() -> tuple[RunConfig, Lineage | None, Extension | None]:
+            prepare_run_dir(run_dir, True, False, finished_ok=bool(extend))
+            cfg = load_run_config(run_dir)
+            plan = None
+            if extend:
+                new = extended_config(cfg, extend)
+                cfg, plan = new, plan_extension(run_dir, cfg, new)
+            return cfg, lineage_of(read_run_manifest(run_dir)), plan
 
-        cfg, lineage = dist.on_main(saved)
+        cfg, lineage, extension = dist.on_main(saved)
     else:
         # refuse before any work
         dist.on_main(lambda: prepare_run_dir(run_dir, False, overwrite, create=False))
@@ -243,7 +260,7 @@ def _load(dist: DistContext, cfg, run_dir: Path, resume: bool, overwrite: bool, 
         store, data, _, _ = dist.local_first(lambda: continued_data(cfg, lineage))
     else:
         store, data = dist.local_first(lambda: load_task_data(cfg))
-    return cfg, store, data, lineage
+    return cfg, store, data, lineage, extension
 
 
 def _train_run(
@@ -254,9 +271,12 @@ def _train_run(
     overwrite: bool,
     progress: bool,
     update: Continuation | None = None,
+    extend: list[str] | None = None,
 ) -> dict:
     main = dist.is_main
-    cfg, store, data, lineage = _load(dist, cfg, run_dir, resume, overwrite, update)
+    cfg, store, data, lineage, extension = _load(
+        dist, cfg, run_dir, resume, overwrite, update, extend
+    )
     continued = lineage.model_dump() if lineage is not None else None
     if not resume:
         # the folder is made only once the data loaded, so a bad path or setting leaves no
@@ -274,7 +294,9 @@ def _train_run(
         else None
     )
     if resume and trainer is not None:
-        trainer.resume()
+        trainer.resume(extension)
+        if extension is not None:
+            _commit_extension(trainer, cfg, run_dir, main)
     elif not resume:
         if update is not None:
             update.start(trainer)  # the source's weights and optimiser state, grown
@@ -296,6 +318,19 @@ def _train_run(
         ) from None
     dist.barrier()  # no rank reports success before the run folder is complete
     return results
+
+
+def _commit_extension(trainer, cfg: RunConfig, run_dir: Path, main: bool) -> None:
+    """Make the reopened run the folder's state, in the order a crash can resume from: the
+    checkpoint (the point to go on from), then config.yaml (the new stopping rules), then
+    results.json goes (its summary is in the checkpoint's state, bound for the new one)."""
+    trainer.checkpoint()
+    if main:
+        write_run_config(run_dir, cfg)
+        if (manifest := read_run_manifest(run_dir)) is not None:  # runs from before manifests
+            manifest["fingerprint"] = cfg.fingerprint()
+            atomic_write_json(run_dir / RUN_MANIFEST, manifest)
+        (run_dir / RESULTS).unlink(missing_ok=True)
 
 
 def _write_results(cfg, store, data, results: dict, run_dir: Path, main: bool) -> None:

@@ -194,8 +194,8 @@ class ShardedTrainer(Trainer):
             state.update(own)
 
     # ----------------------------------------------------------------- inherited hooks
-    def resume(self) -> None:
-        super().resume()
+    def resume(self, extension=None) -> None:
+        super().resume(extension)
         self._fresh = "model"
 
     def checkpoint(self, collective: bool = True) -> None:
