@@ -3,6 +3,10 @@
     SEQREC_DATA_DIR=../shared/data python benchmarks/cross_domain.py --seeds 42
     SEQREC_DATA_DIR=../shared/data python benchmarks/cross_domain.py --arms joint,joint-file-order
 
+A finished run stopped by its time budget is trained further (``seqrec train --resume RUN -o
+train.time_budget_s=N``) when ``--time-budget`` is larger than the wall time it used, so a
+larger budget converges the same runs instead of retraining them.
+
 Each arm is a preset (plus overrides) trained per seed into ``--runs-dir/<arm>-s<seed>``; a
 finished run is read, not retrained. Recorded per arm and domain, mean over seeds: NDCG@10 and
 HR@10 within the target's own domain (``own``: all of that domain's items, seen ones masked),
@@ -22,8 +26,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from common import ROOT, data_dir, write_result
+from seqrec.data import prepare
+from seqrec.eval.stats import normal_ci, paired_test, per_user_metrics
 from seqrec.recipe import load_config
+from seqrec.run import Run
 from seqrec.trainer.run import train_run
 
 ARMS = {
@@ -48,8 +57,17 @@ def run_arm(arm: str, seed: int, runs: Path, threads: int | None, budget: float 
     if budget:
         sets.append(f"train.time_budget_s={budget}")
     out = runs / f"{arm}-s{seed}"
-    if not (out / "results.json").is_file():
-        t0 = time.perf_counter()
+    t0 = time.perf_counter()
+    if (out / "results.json").is_file():
+        res = json.loads((out / "results.json").read_text())
+        # a run the budget stopped goes on from its checkpoint under a larger budget
+        if budget and res["stopped_by"] == "time_budget" and res["wall_seconds"] < budget:
+            train_run(None, out, resume=True, extend=sets[len(overrides) + 1 :])
+            print(f"{arm} seed {seed}: extended in {time.perf_counter() - t0:.0f} s")
+    elif (out / "checkpoint.pt").is_file():  # interrupted: finish it under this budget
+        train_run(None, out, resume=True, extend=sets[len(overrides) + 1 :])
+        print(f"{arm} seed {seed}: resumed in {time.perf_counter() - t0:.0f} s")
+    else:
         train_run(load_config(preset, sets), out)
         print(f"{arm} seed {seed}: trained in {time.perf_counter() - t0:.0f} s")
     res = json.loads((out / "results.json").read_text())
@@ -64,7 +82,72 @@ def run_arm(arm: str, seed: int, runs: Path, threads: int | None, budget: float 
         "best_epoch": res.get("best_epoch"),
         "train_seconds": res.get("train_seconds"),
         "stopped_by": res.get("stopped_by"),
+        "wall_seconds": res.get("wall_seconds"),
+        "extended": res.get("extended"),  # the earlier, shorter budgets' stops
     }
+
+
+SINGLE = {"food": "food-only", "kitchen": "kitchen-only"}  # the baseline of each domain
+
+
+def own_domain_ranks(run_dir: Path) -> dict[str, dict[str, int]]:
+    """domain -> {user id: the test target's rank among its domain's items} of a finished run.
+
+    Re-scored with the run's weights (a few seconds) because test_ranks.npy holds the headline
+    (joint-catalogue) ranks only. A single-domain run ranks within its domain already, so its
+    ranks are the own-domain ones."""
+    run = Run(run_dir)
+    store, split = prepare(run.config.data)
+    result = run.evaluate("test")
+    users = np.asarray(store.user_ids)[split.test.users]
+    rows = result.domain_ranks
+    if run.config.data.domain is not None:
+        return {
+            run.config.data.domain: dict(zip(users.tolist(), result.ranks.tolist(), strict=True))
+        }
+    out: dict[str, dict[str, int]] = {}
+    for code, name in enumerate(rows.labels.names, start=1):
+        mine = rows.target_domains == code
+        out[name] = dict(zip(users[mine].tolist(), rows.own[mine].tolist(), strict=True))
+    return out
+
+
+def paired_vs_single(rows: dict[str, list[dict]]) -> dict:
+    """Each joint arm against the single-domain SASRec of each target domain, user for user
+    (the same test rows: docs/CROSS_DOMAIN.md), on own-domain NDCG@10 and HR@10, per seed;
+    and every arm's own-domain means with their 95% CI over users (``ci``)."""
+    ranks = {
+        arm: [own_domain_ranks(Path(r["run_dir"])) for r in runs] for arm, runs in rows.items()
+    }
+    tests, cis = {}, {}
+    for arm, per_seed in ranks.items():
+        for run, by_domain in zip(rows[arm], per_seed, strict=True):
+            seed = seed_of(run["overrides"])
+            for domain, by_user in by_domain.items():
+                values = per_user_metrics(np.array(list(by_user.values())), [10])
+                for metric in KEYS:
+                    low, high = normal_ci(values[metric])
+                    mean = float(values[metric].mean())
+                    cis[f"{arm}/{domain}/own/{metric}/{seed}"] = [mean, low, high]
+        if arm in SINGLE.values():
+            continue
+        for domain, base in SINGLE.items():
+            if base not in ranks:
+                continue
+            for run, mine, theirs in zip(rows[arm], per_seed, ranks[base], strict=True):
+                users = sorted(set(mine[domain]) & set(theirs[domain]))
+                if len(users) != len(theirs[domain]):
+                    raise SystemExit(f"{arm} and {base} rank different {domain} test rows")
+                a = per_user_metrics(np.array([theirs[domain][u] for u in users]), [10])
+                b = per_user_metrics(np.array([mine[domain][u] for u in users]), [10])
+                for metric in KEYS:
+                    key = f"{arm} - {base}/{domain}/own/{metric}/{seed_of(run['overrides'])}"
+                    tests[key] = paired_test(a[metric], b[metric])
+    return {"tests": tests, "ci": cis}
+
+
+def seed_of(overrides: list[str]) -> str:
+    return next(o for o in overrides if o.startswith("train.seed=")).split("=", 1)[1]
 
 
 def summarise(rows: dict[str, list[dict]]) -> dict:
@@ -109,7 +192,40 @@ def table(rec: dict) -> str:
         )
         shown = ["—" if v is None else f"{v:.4f}" for v in cells]
         lines.append(f"| {arm} | " + " | ".join(shown) + f" | {ended} |")
+    if paired := rec.get("paired_vs_single"):
+        lines += paired_table(paired)
     return "\n".join(lines) + "\n"
+
+
+def paired_table(paired: dict) -> list[str]:
+    """Own-domain NDCG@10 / HR@10 with 95% CIs over users, and each joint arm minus the
+    single-domain SASRec of the target's domain on the same users (paired t-test)."""
+    lines = [
+        "",
+        "Own-domain test metrics per seed with 95% CIs over users, and the paired difference "
+        "from single-domain SASRec on the same test users (B - A; p: paired t-test).",
+        "",
+        "| arm | domain | seed | NDCG@10 [95% CI] | HR@10 [95% CI] | NDCG@10 vs single | p | "
+        "HR@10 vs single | p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(k for k in paired["ci"] if "/NDCG@10/" in k):
+        arm, domain, _, _, seed = key.split("/")
+        cell = []
+        for metric in KEYS:
+            mean, low, high = paired["ci"][f"{arm}/{domain}/own/{metric}/{seed}"]
+            cell.append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
+        for metric in KEYS:
+            test = paired["tests"].get(f"{arm} - {SINGLE[domain]}/{domain}/own/{metric}/{seed}")
+            if test is None:
+                cell += ["—", "—"]
+                continue
+            cell.append(
+                f"{test['diff']:+.4f} [{test['diff_ci_low']:+.4f}, {test['diff_ci_high']:+.4f}]"
+            )
+            cell.append(f"{test['p_ttest']:.2g}")
+        lines.append(f"| {arm} | {domain} | {seed} | " + " | ".join(cell) + " |")
+    return lines
 
 
 def main() -> None:
@@ -144,7 +260,7 @@ def main() -> None:
         dataset="amazon-food-kitchen",
         protocol="leave-one-out on the merged sequence; per target domain: own-domain full "
         "ranking, joint-catalogue full ranking, 999 sampled in-domain negatives (labelled)",
-        extra={"seeds": seeds, "runs": rows},
+        extra={"seeds": seeds, "runs": rows, "paired_vs_single": paired_vs_single(rows)},
     )
 
 
