@@ -182,6 +182,28 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch, 
     assert [e.get("event") for e in events].count("start") == 1  # continued, not restarted
 
 
+def test_a_larger_budget_trains_a_budget_stopped_cell_further(tmp_path, cycle_log):
+    """-o train.time_budget_s above what a finished cell used: it goes on from its checkpoint
+    (one start event, the earlier stop under `extended`); the same budget again skips it."""
+    presets = write_presets(tmp_path / "presets", cycle_log, epochs=3)
+    cells = plan(["sasrec"], ["beauty"], [42], [presets])
+    quiet = lambda _: None  # noqa: E731
+    run_cells(cells, tmp_path / "lb", ["train.time_budget_s=1e-9"], in_process=True, on_line=quiet)
+    run_dir = tmp_path / "lb" / "runs" / "sasrec-beauty-s42"
+    first = json.loads((run_dir / "results.json").read_text())
+    assert first["stopped_by"] == "time_budget" and first["epochs_run"] == 1
+    (out,) = run_cells(cells, tmp_path / "lb", ["train.time_budget_s=1e-9"], in_process=True,
+                       on_line=quiet)  # fmt: skip
+    assert out.status == "skip"
+    (out,) = run_cells(cells, tmp_path / "lb", ["train.time_budget_s=1e9"], in_process=True,
+                       on_line=quiet)  # fmt: skip
+    assert out.status == "done"
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["epochs_run"] == 3 and res["extended"][0]["stopped_by"] == "time_budget"
+    events = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e.get("event") for e in events].count("start") == 1
+
+
 def test_the_command_says_what_it_did_per_cell(tmp_path, cycle_log, capsys, monkeypatch):
     """(The default subprocess path is the scaling sweep's runner, tested with the sweep.)"""
     presets = write_presets(tmp_path / "presets", cycle_log, epochs=1)

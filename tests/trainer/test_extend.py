@@ -21,6 +21,7 @@ from conftest import interrupt_after
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
+from seqrec.trainer.extend import extendable
 from seqrec.trainer.interrupt import TrainingInterrupted
 from seqrec.trainer.run import load_run_config, train_run
 
@@ -139,3 +140,17 @@ def test_the_cli_extends_a_finished_run_and_says_how(cycle_log, tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["epochs_run"] == 2 and results["extended"][0]["epochs_run"] == 1
     assert strip(results)["config"]["train"]["epochs"] == 2
+
+
+def test_extendable_says_which_finished_runs_a_new_rule_would_train_further(cycle_log, tmp_path):
+    budget = tmp_path / "budget"
+    train_run(tiny(cycle_log, time_budget_s=1e-9), budget, progress=False)
+    assert extendable(budget, tiny(cycle_log, time_budget_s=1e9))
+    assert extendable(budget, tiny(cycle_log))  # no budget at all
+    assert not extendable(budget, tiny(cycle_log, time_budget_s=1e-9))
+    epochs = tmp_path / "epochs"
+    train_run(tiny(cycle_log, epochs=1), epochs, progress=False)
+    assert extendable(epochs, tiny(cycle_log, epochs=2))
+    assert not extendable(epochs, tiny(cycle_log, epochs=1))
+    assert not extendable(epochs, tiny(cycle_log, epochs=2, schedule="cosine"))
+    assert not extendable(tmp_path / "nothing", tiny(cycle_log))

@@ -7,7 +7,10 @@ this process. Its training log goes to ``DIR/logs/<cell>.log``. The device is th
 ``train.device`` (``auto``: the GPU when there is one).
 
 A cell whose folder holds a finished run (results.json) is skipped, so a stopped leaderboard
-resumes where it was; one with a checkpoint continues from it (`seqrec train --resume`).
+resumes where it was; one with a checkpoint continues from it (`seqrec train --resume`), under
+the planned stopping rules. A finished run that one of those rules stopped and the plan relaxes
+(``-o train.time_budget_s`` larger than the time it used, more epochs, more patience) is
+trained further from its checkpoint rather than skipped (trainer/extend.py).
 A finished run whose config differs from what the plan would train now (another ``--set``)
 is still skipped, and the line says what differs: results are never silently replaced.
 A cell that fails is recorded with its error and the rest go on.
@@ -38,6 +41,7 @@ from seqrec.recipe import RunConfig, load_config
 from seqrec.scaling.sweep_runner import Runner
 from seqrec.scaling.sweep_spec import SweepRun
 from seqrec.trainer.checkpoint import atomic_write_json
+from seqrec.trainer.extend import extendable
 from seqrec.tuning import read_budget
 
 
@@ -140,7 +144,7 @@ class LeaderboardRun:
         except SeqrecError as err:
             return Outcome(cell, "fail", detail=str(err)), None
         run_dir = self.root / "runs" / cell.name
-        if (run_dir / "results.json").is_file():
+        if (run_dir / "results.json").is_file() and not extendable(run_dir, cfg):
             return Outcome(cell, "skip", detail=_finished(run_dir, cfg)), None
         return None, cfg
 
@@ -232,8 +236,11 @@ def run_cells(
             todo.append((cell, cfg))
     if dry_run:
         for cell, _ in todo:
-            resume = (root / "runs" / cell.name / "checkpoint.pt").is_file()
+            run_dir = root / "runs" / cell.name
+            resume = (run_dir / "checkpoint.pt").is_file()
             what = "would resume" if resume else "would train"
+            if (run_dir / "results.json").is_file():
+                what = "would train further"
             board.emit(Outcome(cell, "todo", detail=f"{what} {cell.preset}"))
         return board.outcomes
     board.ledger.flush()  # before any training: a stopped first cell leaves a marked folder

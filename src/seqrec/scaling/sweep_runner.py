@@ -1,7 +1,8 @@
 """Training one sweep run: as a ``python -m seqrec train`` subprocess (a crash or CUDA
 out-of-memory stays in its run, and several runs can share a GPU) or in this process.
 
-A run whose folder holds a checkpoint and a config is resumed; Ctrl-C reaches the live
+A run whose folder holds a checkpoint and a config is resumed, under the planned run's stopping
+rules (a finished run its budget stopped goes on under a larger one: trainer/extend.py); Ctrl-C reaches the live
 subprocesses as SIGINT, so each checkpoints and exits instead of being lost.
 """
 
@@ -18,6 +19,7 @@ import yaml
 from seqrec.errors import SeqrecError
 from seqrec.scaling.sweep_spec import SweepRun
 from seqrec.scaling.sweep_table import atomic_text
+from seqrec.trainer.extend import stopping_overrides
 from seqrec.trainer.loop import TrainingInterrupted
 from seqrec.trainer.run import train_run
 
@@ -52,9 +54,11 @@ class Runner:
         cfg_path = self.root / "configs" / f"{run.config_hash}.yaml"
         atomic_text(cfg_path, yaml.safe_dump(run.cfg.model_dump(mode="json"), sort_keys=False))
         cmd = [sys.executable, "-m", "seqrec", "train", "--no-progress"]
-        cmd += (
-            ["--resume", str(run_dir)] if resume else ["-c", str(cfg_path), "--out", str(run_dir)]
-        )
+        if resume:  # under the planned stopping rules: a larger budget reaches it
+            cmd += ["--resume", str(run_dir)]
+            cmd += [a for o in stopping_overrides(run.cfg) for a in ("-o", o)]
+        else:
+            cmd += ["-c", str(cfg_path), "--out", str(run_dir)]
         if not resume and run_dir.exists():
             cmd.append("--overwrite")  # a run that died before its first checkpoint
         log = self.root / "logs" / f"{run.config_hash}.log"
@@ -80,6 +84,7 @@ class Runner:
                 resume=resume,
                 overwrite=run_dir.exists() and not resume,
                 progress=False,
+                extend=stopping_overrides(run.cfg) if resume else None,
             )
         except TrainingInterrupted:
             raise KeyboardInterrupt from None  # Ctrl-C: the run is unfinished, not failed

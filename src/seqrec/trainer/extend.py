@@ -64,6 +64,10 @@ class Extension:
         return {**ck, "state": state}
 
 
+def _rule(cfg: RunConfig, key: str) -> Any:
+    return getattr(cfg.train, key.split(".", 1)[1])
+
+
 def extended_config(saved: RunConfig, overrides: list[str]) -> RunConfig:
     """The saved config with new stopping rules; any other key is refused in one line."""
     for item in overrides:
@@ -74,14 +78,42 @@ def extended_config(saved: RunConfig, overrides: list[str]) -> RunConfig:
                 f"(only {', '.join(STOPPING_KEYS + PLACEMENT_KEYS)} may change), or start a "
                 "new run"
             )
-        if key in SCHEDULE_LENGTH_KEYS and saved.train.schedule != "constant":
+    cfg = build_config(apply_overrides(saved.model_dump(mode="json"), overrides))
+    for key in SCHEDULE_LENGTH_KEYS:
+        if saved.train.schedule != "constant" and _rule(cfg, key) != _rule(saved, key):
             raise SeqrecError(
                 f"-o {key} would change the length of the run's {saved.train.schedule} "
                 "learning-rate schedule, so the steps already taken would not be the ones the "
                 "new config describes; extend it with train.time_budget_s or train.patience, "
                 "or start a new run"
             )
-    return build_config(apply_overrides(saved.model_dump(mode="json"), overrides))
+    return cfg
+
+
+def stopping_overrides(cfg: RunConfig) -> list[str]:
+    """``cfg``'s stopping rules as ``-o`` overrides: what a resumed leaderboard cell or sweep
+    run goes on under, so a larger budget on the command line reaches runs already started."""
+    return [f"{key}={json.dumps(_rule(cfg, key))}" for key in STOPPING_KEYS]
+
+
+def extendable(run_dir: Path, cfg: RunConfig) -> bool:
+    """Whether the finished run in ``run_dir`` ended on a stopping rule that ``cfg`` relaxes
+    (a larger time budget, more epochs under a constant schedule, more patience), so
+    `seqrec train --resume` under ``cfg``'s rules would train it further."""
+    try:
+        res = json.loads((Path(run_dir) / "results.json").read_text())
+        saved = res["config"]["train"]
+        why = res.get("stopped_by")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    train = cfg.train
+    if why == "time_budget":
+        return train.time_budget_s is None or train.time_budget_s > (res.get("wall_seconds") or 0)
+    if why == "epochs":
+        return train.schedule == "constant" and train.epochs > saved.get("epochs", train.epochs)
+    if why == "patience":
+        return train.patience > saved.get("patience", train.patience)
+    return False
 
 
 def plan_extension(run_dir: Path, saved: RunConfig, cfg: RunConfig) -> Extension:
