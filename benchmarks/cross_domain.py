@@ -2,6 +2,7 @@
 
     SEQREC_DATA_DIR=../shared/data python benchmarks/cross_domain.py --seeds 42
     SEQREC_DATA_DIR=../shared/data python benchmarks/cross_domain.py --arms joint,joint-file-order
+    python benchmarks/cross_domain.py --seeds 42,1 --collect   # the finished runs, any seeds
 
 A finished run stopped by its time budget is trained further (``seqrec train --resume RUN -o
 train.time_budget_s=N``) when ``--time-budget`` is larger than the wall time it used, so a
@@ -134,7 +135,13 @@ def paired_vs_single(rows: dict[str, list[dict]]) -> dict:
         for domain, base in SINGLE.items():
             if base not in ranks:
                 continue
-            for run, mine, theirs in zip(rows[arm], per_seed, ranks[base], strict=True):
+            base_by_seed = {
+                seed_of(r["overrides"]): got for r, got in zip(rows[base], ranks[base], strict=True)
+            }
+            for run, mine in zip(rows[arm], per_seed, strict=True):
+                theirs = base_by_seed.get(seed_of(run["overrides"]))
+                if theirs is None:  # no single-domain run of this seed to pair with
+                    continue
                 users = sorted(set(mine[domain]) & set(theirs[domain]))
                 if len(users) != len(theirs[domain]):
                     raise SystemExit(f"{arm} and {base} rank different {domain} test rows")
@@ -174,14 +181,14 @@ def table(rec: dict) -> str:
     lines = [
         f"## Cross-domain: Amazon Food-Kitchen ([{rec['name']}](ARCHIVE.md#{rec['name']}))",
         "",
-        "Test metrics per target domain, mean over seeds "
-        f"{', '.join(map(str, rec['seeds']))}: `own` ranks the target's domain, `joint` the "
+        "Test metrics per target domain, mean over each arm's seeds (`seeds`): `own` ranks "
+        "the target's domain, `joint` the "
         "whole catalogue, `sampled` 999 in-domain negatives (ABXI's protocol; sampled). "
         "`joint-file-order` trains and tests on the files' same-day order (the artefact); "
         "every other arm on the fixed-seed shuffle.",
         "",
-        "| " + " | ".join(head) + " | ended |",
-        "|" + "---|" * (len(head) + 1),
+        "| " + " | ".join(head) + " | seeds | ended |",
+        "|" + "---|" * (len(head) + 2),
     ]
     for arm, runs in rec["runs"].items():
         cells = [m.get(f"{arm}/{d}/{p}/{k}") for d in domains for p in PROTOCOLS for k in KEYS]
@@ -191,7 +198,8 @@ def table(rec: dict) -> str:
             if r.get("train_seconds") is not None
         )
         shown = ["—" if v is None else f"{v:.4f}" for v in cells]
-        lines.append(f"| {arm} | " + " | ".join(shown) + f" | {ended} |")
+        seeds = ", ".join(seed_of(r["overrides"]) for r in runs)
+        lines.append(f"| {arm} | " + " | ".join(shown) + f" | {seeds} | {ended} |")
     if paired := rec.get("paired_vs_single"):
         lines += paired_table(paired)
     return "\n".join(lines) + "\n"
@@ -243,6 +251,11 @@ def main() -> None:
         "stopping would; the runs record stopped_by)",
     )
     ap.add_argument("--name", default="cross_domain_food_kitchen")
+    ap.add_argument(
+        "--collect",
+        action="store_true",
+        help="train nothing: record the (arm, seed) runs already finished in --runs-dir",
+    )
     args = ap.parse_args()
     data_dir()
     arms = [a for a in args.arms.split(",") if a]
@@ -250,9 +263,16 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.collect:  # the finished runs only: arms may hold different seeds
+        done = lambda a, s: (args.runs_dir / f"{a}-s{s}" / "results.json").is_file()  # noqa: E731
+        plan = {arm: [s for s in seeds if done(arm, s)] for arm in arms}
+        plan = {arm: got for arm, got in plan.items() if got}
+    else:
+        plan = {arm: seeds for arm in arms}
+    budget = None if args.collect else args.time_budget  # collecting never trains further
     rows = {
-        arm: [run_arm(arm, s, args.runs_dir, args.threads, args.time_budget) for s in seeds]
-        for arm in arms
+        arm: [run_arm(arm, s, args.runs_dir, args.threads, budget) for s in got]
+        for arm, got in plan.items()
     }
     write_result(
         args.name,
