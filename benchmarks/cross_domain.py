@@ -85,6 +85,11 @@ def run_arm(arm: str, seed: int, runs: Path, threads: int | None, budget: float 
         "stopped_by": res.get("stopped_by"),
         "wall_seconds": res.get("wall_seconds"),
         "extended": res.get("extended"),  # the earlier, shorter budgets' stops
+        # how it was trained, from the run itself (a --collect call passes no settings)
+        "trained_with": {
+            k: res["config"]["train"].get(k) for k in ("threads", "time_budget_s", "patience")
+        },
+        "machine": res.get("machine"),
     }
 
 
