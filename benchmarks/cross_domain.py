@@ -34,6 +34,7 @@ from seqrec.data import prepare
 from seqrec.eval.stats import normal_ci, paired_test, per_user_metrics
 from seqrec.recipe import load_config
 from seqrec.run import Run
+from seqrec.trainer.extend import extendable
 from seqrec.trainer.run import train_run
 
 ARMS = {
@@ -52,21 +53,21 @@ KEYS = ("NDCG@10", "HR@10")
 def run_arm(arm: str, seed: int, runs: Path, threads: int | None, budget: float | None) -> dict:
     """Train (or read) one arm's run for ``seed``; its per-domain test metrics and time."""
     preset, overrides = ARMS[arm]
-    sets = [*overrides, f"train.seed={seed}"]
+    rules = []  # what an extension of a run already trained may change
     if threads:
-        sets.append(f"train.threads={threads}")
+        rules.append(f"train.threads={threads}")
     if budget:
-        sets.append(f"train.time_budget_s={budget}")
+        rules.append(f"train.time_budget_s={budget}")
+    sets = [*overrides, f"train.seed={seed}", *rules]
     out = runs / f"{arm}-s{seed}"
     t0 = time.perf_counter()
     if (out / "results.json").is_file():
-        res = json.loads((out / "results.json").read_text())
         # a run the budget stopped goes on from its checkpoint under a larger budget
-        if budget and res["stopped_by"] == "time_budget" and res["wall_seconds"] < budget:
-            train_run(None, out, resume=True, extend=sets[len(overrides) + 1 :])
+        if budget and extendable(out, load_config(preset, sets)):
+            train_run(None, out, resume=True, extend=rules)
             print(f"{arm} seed {seed}: extended in {time.perf_counter() - t0:.0f} s")
     elif (out / "checkpoint.pt").is_file():  # interrupted: finish it under this budget
-        train_run(None, out, resume=True, extend=sets[len(overrides) + 1 :])
+        train_run(None, out, resume=True, extend=rules)
         print(f"{arm} seed {seed}: resumed in {time.perf_counter() - t0:.0f} s")
     else:
         train_run(load_config(preset, sets), out)

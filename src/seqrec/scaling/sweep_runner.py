@@ -1,9 +1,10 @@
 """Training one sweep run: as a ``python -m seqrec train`` subprocess (a crash or CUDA
 out-of-memory stays in its run, and several runs can share a GPU) or in this process.
 
-A run whose folder holds a checkpoint and a config is resumed, under the planned run's stopping
-rules (a finished run its budget stopped goes on under a larger one: trainer/extend.py); Ctrl-C reaches the live
-subprocesses as SIGINT, so each checkpoints and exits instead of being lost.
+A run whose folder holds a checkpoint and a config is resumed, under the planned run's
+stopping rules (a finished run its budget stopped goes on under a larger one:
+trainer/extend.py); Ctrl-C reaches the live subprocesses as SIGINT, so each checkpoints and
+exits instead of being lost.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def summary(results: dict[str, Any], saved: RunConfig) -> dict[str, Any]:
         "best_epoch": results.get("best_epoch"),
         "wall_seconds": results.get("wall_seconds"),
         "finished": results.get("finished"),
-        "rules": {k: getattr(saved.train, k.split(".", 1)[1]) for k in STOPPING_KEYS},
+        "rules": {k: _rule(saved, k) for k in STOPPING_KEYS},
         "test": {k: test[k] for k in ("NDCG@10", "HR@10") if k in test},
     }
 

@@ -242,12 +242,11 @@ def _load(dist: DistContext, cfg, run_dir: Path, resume: bool, overwrite: bool, 
 
         def saved() -> tuple[RunConfig, Lineage | None, Extension | None]:
             prepare_run_dir(run_dir, True, False, finished_ok=bool(extend))
-            cfg = load_run_config(run_dir)
-            plan = None
-            if extend:
-                new = extended_config(cfg, extend)
-                cfg, plan = new, plan_extension(run_dir, cfg, new)
-            return cfg, lineage_of(read_run_manifest(run_dir)), plan
+            was, lineage = load_run_config(run_dir), lineage_of(read_run_manifest(run_dir))
+            if not extend:
+                return was, lineage, None
+            now = extended_config(was, extend)
+            return now, lineage, plan_extension(run_dir, was, now)
 
         cfg, lineage, extension = dist.on_main(saved)
     else:
