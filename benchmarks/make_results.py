@@ -18,13 +18,13 @@ import re
 import leaderboard
 from common import RESULTS, ROOT
 from cross_domain import table as cross_domain_table
+from cross_domain_scaling import table as cross_domain_scaling_table
 from speed_tables import speed
 
 OUTPUT = "leaderboard.json"  # written into RESULTS/, never read back as a result
-CROSS_DOMAIN = [
-    "cross_domain_food_kitchen",
-    "cross_domain_beauty_electronics",
-]  # benchmarks/cross_domain.py's result files
+# benchmarks/cross_domain.py's and cross_domain_scaling.py's result files
+CROSS_DOMAIN = ["cross_domain_food_kitchen", "cross_domain_beauty_electronics"]
+CROSS_DOMAIN_SCALING = ["cross_domain_scaling_food_kitchen"]
 # issue 26's measurements, rendered in full under "Scale" (each with its command and machine)
 SCALE = ["large_catalog", "large_catalog_10m", "ann_serving", "big_log", "incremental",
          "incremental_changed", "incremental_e20"]  # fmt: skip
@@ -443,6 +443,8 @@ def main() -> None:
              leaderboard.markdown(boards, "ARCHIVE.md"),
              reliability(by_name), speed(by_name), zoo(by_name),
              *[cross_domain_table(by_name[n]) for n in CROSS_DOMAIN if n in by_name],
+             *[cross_domain_scaling_table(by_name[n])
+               for n in CROSS_DOMAIN_SCALING if n in by_name],
              scale(by_name),
              targets(by_name), figures(boards),
              leaderboard.commands(boards, "ARCHIVE.md")]  # fmt: skip
