@@ -270,9 +270,19 @@ def table(rec: dict) -> str:
         "",
         "Test metrics per target domain, mean over each arm's seeds (`seeds`): `own` ranks "
         "the target's domain, `joint` the "
-        "whole catalogue, `sampled` 999 in-domain negatives (ABXI's protocol; sampled). "
-        "`joint-file-order` trains and tests on the files' same-day order (the artefact); "
-        "every other arm on the fixed-seed shuffle.",
+        "whole catalogue, `sampled` 999 in-domain negatives (ABXI's protocol; sampled)."
+        + (
+            " `joint-file-order` trains and tests on the files' same-day order (the artefact); "
+            "every other arm on the fixed-seed shuffle."
+            if "joint-file-order" in rec["runs"]
+            else " Same-day events in the fixed-seed shuffle."
+        )
+        + (
+            " ABXI reads the target's domain, so its `joint` columns are conditioned on it: "
+            "compare it on `own` and `sampled`."
+            if "abxi" in rec["runs"]
+            else ""
+        ),
         "",
         "| " + " | ".join(head) + " | seeds | ended |",
         "|" + "---|" * (len(head) + 2),
