@@ -60,6 +60,7 @@ def test_analysis_finds_the_steeper_joint_curve():
     assert food["joint"]["r2_log"] == pytest.approx(1.0)
     assert [p["ndcg10"] for p in food["single"]["points"]] == pytest.approx([0.1] * 3)
     assert food["b_joint_minus_single"]["share_of_draws_steeper"] == 1.0
+    assert food["b_joint_minus_single"]["widths"] == [16, 32, 64]
     gaps = {g["hidden"]: g for g in food["joint_minus_single"]}
     assert gaps[16]["diff"] == pytest.approx(0.0) and gaps[64]["diff"] == pytest.approx(0.3)
     assert gaps[64]["p_ttest"] < 1e-6
