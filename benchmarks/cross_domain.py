@@ -67,8 +67,8 @@ def arms_of(dataset: str) -> dict[str, tuple[str, list[str]]]:
         for d in (a, b)
     }
     return {
-        f"{a}-only": single[a],
-        f"{b}-only": single[b],
+        single_of(a): single[a],
+        single_of(b): single[b],
         "joint": (joint, []),
         "joint-domain-emb": (f"sasrec-domains-{suffix}", []),
         "hstu-domain-emb": (f"hstu-domains-{suffix}", []),

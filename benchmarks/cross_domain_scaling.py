@@ -72,6 +72,16 @@ def log_slopes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ly.mean(axis=-1) - b * lx.mean(), b
 
 
+def fit_power(
+    x: np.ndarray, ndcg: np.ndarray, draws: np.ndarray
+) -> tuple[float, float, np.ndarray]:
+    """(log a, b) of the points' means ndcg [points, users] against x, and b on every user
+    resample in ``draws`` [draws, users]."""
+    log_a, b = log_slopes(x, ndcg.mean(axis=1)[None, :])
+    _, b_boot = log_slopes(x, ndcg[:, draws].mean(axis=2).T)
+    return float(log_a[0]), float(b[0]), b_boot
+
+
 def analyse(runs: list[dict], n_boot: int, seed: int) -> dict:
     """Per domain: each family's points (mean and 95% CI over users), its power-law fit with a
     user-bootstrap interval of the exponent, joint minus single at each width (paired over
@@ -115,24 +125,20 @@ def analyse(runs: list[dict], n_boot: int, seed: int) -> dict:
             ]
             fit = {"points": points}
             if len(pts) >= 2:
-                log_a, b = log_slopes(x, means[None, :])
-                boot = ndcg[:, draws].mean(axis=2).T  # [draws, points]
-                _, b_boot = log_slopes(x, boot)
-                pred = log_a[0] + b[0] * np.log(x)
-                resid = np.log(means) - pred
+                log_a, b, b_boot = fit_power(x, ndcg, draws)
+                resid = np.log(means) - (log_a + b * np.log(x))
                 total = np.log(means) - np.log(means).mean()
                 fit |= {
-                    "a": float(np.exp(log_a[0])),
-                    "b": float(b[0]),
+                    "a": float(np.exp(log_a)),
+                    "b": b,
                     "b_ci": [float(q) for q in np.quantile(b_boot, [0.025, 0.975])],
                     # R² needs a third point to mean anything and a slope to explain
                     "r2_log": float(1 - (resid @ resid) / (total @ total))
                     if len(pts) > 2 and total @ total > 0
                     else None,
-                    "_b_boot": b_boot,
                 }
             per_family[family] = fit
-        row: dict = {"users": len(users), **{f: per_family[f] for f in per_family}}
+        row: dict = {"users": len(users), **per_family}
         if set(per_family) == set(FAMILIES):
             # the exponents compared on the widths both families have, so that a family
             # trained over a wider range is not compared on a different stretch of its curve
@@ -142,17 +148,14 @@ def analyse(runs: list[dict], n_boot: int, seed: int) -> dict:
                 s_rows = [i for i, r in enumerate(s_pts) if r["hidden"] in common]
                 j_rows = [i for i, r in enumerate(j_pts) if r["hidden"] in common]
                 x = np.array([s_pts[i]["non_embedding"] for i in s_rows], dtype=np.float64)
-                slopes = {}
-                for name, nd, rows in (("single", s_ndcg, s_rows), ("joint", j_ndcg, j_rows)):
-                    _, b_hat = log_slopes(x, nd[rows].mean(axis=1)[None, :])
-                    _, b_boot = log_slopes(x, nd[rows][:, draws].mean(axis=2).T)
-                    slopes[name] = (float(b_hat[0]), b_boot)
-                diff = slopes["joint"][1] - slopes["single"][1]
+                _, b_single, boot_single = fit_power(x, s_ndcg[s_rows], draws)
+                _, b_joint, boot_joint = fit_power(x, j_ndcg[j_rows], draws)
+                diff = boot_joint - boot_single
                 row["b_joint_minus_single"] = {
                     "widths": common,
-                    "b_single": slopes["single"][0],
-                    "b_joint": slopes["joint"][0],
-                    "diff": slopes["joint"][0] - slopes["single"][0],
+                    "b_single": b_single,
+                    "b_joint": b_joint,
+                    "diff": b_joint - b_single,
                     "ci": [float(q) for q in np.quantile(diff, [0.025, 0.975])],
                     "share_of_draws_steeper": float((diff > 0).mean()),
                 }
@@ -163,8 +166,6 @@ def analyse(runs: list[dict], n_boot: int, seed: int) -> dict:
                     test = paired_test(s_ndcg[s_by_width[r["hidden"]]], j_ndcg[j])
                     gaps.append({"hidden": r["hidden"], **test})
             row["joint_minus_single"] = gaps
-        for fit in per_family.values():
-            fit.pop("_b_boot", None)
         out[domain] = row
     return out
 
