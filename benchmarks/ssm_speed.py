@@ -23,7 +23,7 @@ import time
 import torch
 
 from common import data_dir, write_result
-from seqrec.objectives import base
+from seqrec.objectives import base, candidates
 from seqrec.objectives import sampled_softmax as ssm
 
 SHAPES = {  # name: (positions, negatives, width, items)
@@ -48,7 +48,7 @@ def timed(fn, h0, w0, t, neg, reps=3):
 
 def loss_alone() -> dict[str, float]:
     out: dict[str, float] = {}
-    modes = {"auto": ssm.DENSE_ITEMS_PER_NEGATIVE, "dense": 10**9, "gather": 0}
+    modes = {"auto": candidates.DENSE_ITEMS_PER_NEGATIVE, "dense": 10**9, "gather": 0}
     for name, (n, r, d, v) in SHAPES.items():
         g = torch.Generator().manual_seed(0)
         h0, w0 = torch.randn(n, d, generator=g), torch.randn(v + 1, d, generator=g)
@@ -57,14 +57,14 @@ def loss_alone() -> dict[str, float]:
         base_s, want = timed(ssm.plain_sampled_softmax, h0, w0, t, neg)
         out[f"{name} plain_s"] = base_s
         for mode, ratio in modes.items():
-            ssm.DENSE_ITEMS_PER_NEGATIVE = ratio
+            candidates.DENSE_ITEMS_PER_NEGATIVE = ratio
             sec, got = timed(ssm.sampled_softmax_loss, h0, w0, t, neg)
             out[f"{name} {mode}_s"] = sec
             out[f"{name} {mode}_speedup"] = base_s / sec
             out[f"{name} {mode}_max_abs_diff"] = max(
                 float((a - b).abs().max()) for a, b in zip(got, want, strict=True)
             )
-        ssm.DENSE_ITEMS_PER_NEGATIVE = modes["auto"]
+        candidates.DENSE_ITEMS_PER_NEGATIVE = modes["auto"]
         print(name, {k.split(" ", 1)[1]: round(v, 4) for k, v in out.items() if name in k})
     return out
 
@@ -113,7 +113,7 @@ def main() -> None:
             "negatives": 128,
             "temperature": TEMPERATURE,
             "chunk": 2048,
-            "dense_items_per_negative": ssm.DENSE_ITEMS_PER_NEGATIVE,
+            "dense_items_per_negative": candidates.DENSE_ITEMS_PER_NEGATIVE,
             "step": "Trainer._step of hstu-ml-1m, plain and fast alternating, mean over steps",
             "torch threads": args.threads,
         },

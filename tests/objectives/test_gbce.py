@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqrec.objectives.gbce import gbce_beta, gbce_loss, reference_gbce
+from seqrec.objectives import candidates as candidates_module
+from seqrec.objectives.gbce import gbce_beta, gbce_loss, plain_gbce, reference_gbce
 
 
 def problem(n=7, d=5, v=30, k=4, seed=0):
@@ -30,6 +31,42 @@ def test_matches_the_published_transformed_logit_form(t):
     g_ref = torch.autograd.grad(ref, (hidden, weight))
     for a, b in zip(g_ours, g_ref, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("mode", ["dense", "gather"])
+@pytest.mark.parametrize("n_items", [None, 500])
+def test_chunked_fast_path_equals_plain_autograd(monkeypatch, mode, n_items):
+    """Both scoring modes of the chunked loop, over several chunks (a ragged last one), give
+    the plain autograd loss and gradients, under an incoming gradient other than 1 and with
+    beta read from a catalogue size other than the table's (the sparse-rows case)."""
+    monkeypatch.setattr(
+        candidates_module, "DENSE_ITEMS_PER_NEGATIVE", 10**6 if mode == "dense" else 0
+    )
+    hidden, weight, targets, negatives = problem(n=11, k=6)
+    results = []
+    for fn, kw in ((gbce_loss, {"chunk": 4}), (plain_gbce, {})):
+        h, w = (
+            hidden.detach().clone().requires_grad_(True),
+            weight.detach().clone().requires_grad_(True),
+        )
+        loss = fn(h, w, targets, negatives, 0.75, n_items=n_items, **kw)
+        (3.0 * loss).backward()
+        results.append((loss.detach(), h.grad, w.grad))
+    for fast, plain in zip(*results, strict=True):
+        torch.testing.assert_close(fast, plain)
+    with torch.no_grad():  # no gradients wanted: the loss alone
+        value = gbce_loss(hidden, weight, targets, negatives, 0.75, n_items=n_items, chunk=4)
+    assert value.item() == pytest.approx(results[1][0].item(), rel=1e-12)
+
+
+def test_fast_path_keeps_fp32_accumulation_for_fp32_inputs():
+    hidden, weight, targets, negatives = problem(n=40, k=9)
+    h = hidden.detach().float().requires_grad_(True)
+    loss = gbce_loss(h, weight.detach().float(), targets, negatives, 0.75, chunk=8)
+    want = reference_gbce(hidden.detach(), weight.detach(), targets, negatives, 0.75)
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(want.item(), rel=1e-5)
+    loss.backward()
+    assert h.grad.dtype == torch.float32 and torch.isfinite(h.grad).all()
 
 
 def test_beta_limits():

@@ -10,7 +10,7 @@ from seqrec.data.batches import SeqBatch
 from seqrec.errors import SeqrecError
 from seqrec.models import model_config
 from seqrec.models.sasrec import SASRec
-from seqrec.objectives import sampled_softmax as ssm_module
+from seqrec.objectives import candidates as candidates_module
 from seqrec.objectives.sampled_softmax import (
     plain_sampled_softmax,
     reference_sampled_softmax,
@@ -125,7 +125,9 @@ def test_sasrec_l2_norm_output_scores_cosines():
 def test_chunked_fast_path_equals_plain_autograd(monkeypatch, mode, logq):
     """Both scoring modes of the chunked fast path, over several chunks (with a ragged last
     one), give the plain autograd loss and gradients, accidental hits and log q included."""
-    monkeypatch.setattr(ssm_module, "DENSE_ITEMS_PER_NEGATIVE", 10**6 if mode == "dense" else 0)
+    monkeypatch.setattr(
+        candidates_module, "DENSE_ITEMS_PER_NEGATIVE", 10**6 if mode == "dense" else 0
+    )
     h, w, t, neg = _inputs(n=11, r=5)
     lq = torch.randn(w.shape[0], dtype=torch.float64) if logq else None
     lq_pos, lq_neg = (lq[t], lq[neg]) if logq else (None, None)

@@ -15,14 +15,11 @@ from that position's softmax. Cosine scoring (``objective.normalize``) lives in 
 (``model.l2_norm_output``), so the evaluator scores exactly what the loss trained; the
 function below can also normalise on its own (``normalize=True``) for callers without a model.
 
-`sampled_softmax_loss` runs `ChunkedSampledSoftmax`: it walks over blocks of positions and,
-the loss being a scalar at the end of the graph, computes the gradients in the same pass (as
-the chunked CE does). A block scores its candidates in one of two ways, which give the same
-numbers: *dense*, one [chunk, V+1] matmul against the whole item table from which the target
-and negative columns are picked, and gradients by two more matmuls; or *gather*, the [chunk,
-R+1, D] candidate embeddings, for catalogues much larger than R. Dense wins while V is within
-`DENSE_ITEMS_PER_NEGATIVE` x R (profiled on ML-1M, HSTU's SSM step: the plain autograd version
-spent ~80% of the step in batched matrix-vector products and gathers over [N, R, D]).
+`sampled_softmax_loss` is the fast path: `softmax_head` run by the chunked scoring loop of
+objectives/candidates.py, which scores a block of positions densely against the whole table or
+by gathering the candidates, and computes the gradients in the same pass (profiled on ML-1M,
+HSTU's SSM step: the plain autograd version spent ~80% of the step in batched matrix-vector
+products and gathers over [N, R, D]).
 `plain_sampled_softmax` is that autograd version and `reference_sampled_softmax` the
 per-position loop; the tests check all of them against each other.
 """
@@ -34,8 +31,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from seqrec.objectives.candidates import Head, candidate_loss
 from seqrec.objectives.rows import touched_rows
-from seqrec.ops.cross_entropy import stash_gradients, stashed_gradients
 
 
 def sample_negatives(
@@ -65,71 +62,35 @@ def sample_negatives(
     return neg, log_q[targets], log_q[neg]
 
 
-DENSE_ITEMS_PER_NEGATIVE = 40
-"""Score a block densely against all V+1 items while V+1 <= this x (R+1). With R = 128 and
-width 50-64 on one core, dense was faster at ML-1M's 3,707 rows and gather at Beauty's 12,102
-(console timings while another run shared the CPU); 40 x 129 = 5,160 splits them."""
+def softmax_head(
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    temperature: float,
+    lq_pos: torch.Tensor | None,
+    lq_neg: torch.Tensor | None,
+) -> Head:
+    """-log softmax([l+, l_1..l_R])_0 per position, as a head for `candidate_loss`: logits
+    divided by the temperature, lowered by log q where given, accidental hits masked out."""
+    hit = torch.cat([torch.zeros_like(targets[:, None], dtype=torch.bool),
+                     negatives == targets[:, None]], 1)  # fmt: skip
+    shift = None
+    if lq_pos is not None or lq_neg is not None:
+        shift = torch.cat([lq_pos[:, None], lq_neg], 1)
 
+    def head(block: slice, logits: torch.Tensor, want_grad: bool):
+        logits = logits.div_(temperature)
+        if shift is not None:
+            logits -= shift[block].to(logits.dtype)
+        logits.masked_fill_(hit[block], float("-inf"))
+        lse = torch.logsumexp(logits, dim=1)
+        loss = (lse - logits[:, 0]).sum()
+        if not want_grad:
+            return loss, None
+        dz = logits.sub_(lse[:, None]).exp_()  # softmax; masked hits are exactly 0
+        dz[:, 0] -= 1.0
+        return loss, dz.div_(temperature)
 
-class ChunkedSampledSoftmax(torch.autograd.Function):
-    """Mean over N positions of -log softmax over [target, negatives], gradients in forward."""
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, negatives, temperature, lq_pos, lq_neg, chunk):
-        n, dim = hidden.shape
-        acc = torch.promote_types(hidden.dtype, torch.float32)  # fp32 at least, fp64 if given
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_h = torch.empty_like(hidden, dtype=acc) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
-        cand = torch.cat([targets[:, None], negatives], 1)  # [N, R+1], column 0 = target
-        hit = torch.cat([torch.zeros_like(targets[:, None], dtype=torch.bool),
-                         negatives == targets[:, None]], 1)  # fmt: skip
-        shift = None
-        if lq_pos is not None or lq_neg is not None:
-            shift = torch.cat([lq_pos[:, None], lq_neg], 1).to(acc)
-        dense = weight.shape[0] <= DENSE_ITEMS_PER_NEGATIVE * cand.shape[1]
-        if dense:  # one [D, V+1] copy and two reused [chunk, V+1] blocks (no fresh pages each)
-            weight_t = weight.T.contiguous()
-            block = (min(chunk, n), weight.shape[0])
-            scores = torch.empty(block, dtype=weight.dtype, device=hidden.device)
-            g = torch.empty(block, dtype=weight.dtype, device=hidden.device)
-        total = torch.zeros((), dtype=acc, device=hidden.device)
-        for s in range(0, n, chunk):
-            h, c = hidden[s : s + chunk], cand[s : s + chunk]
-            if dense:
-                logits = torch.mm(h, weight_t, out=scores[: h.shape[0]]).gather(1, c).to(acc)
-            else:
-                cw = weight[c]  # [chunk, R+1, D]
-                logits = torch.einsum("nrd,nd->nr", cw, h).to(acc)
-            logits = logits.div_(temperature)
-            if shift is not None:
-                logits -= shift[s : s + chunk]
-            logits.masked_fill_(hit[s : s + chunk], float("-inf"))
-            lse = torch.logsumexp(logits, dim=1)
-            total += (lse - logits[:, 0]).sum()
-            if not (need_h or need_w):
-                continue
-            dz = logits.sub_(lse[:, None]).exp_()  # softmax; masked hits are exactly 0
-            dz[:, 0] -= 1.0
-            dz = dz.div_(temperature).to(weight.dtype)
-            if dense:
-                gc = g[: h.shape[0]].zero_().scatter_add_(1, c, dz)
-                if need_h:
-                    grad_h[s : s + chunk] = gc @ weight
-                if need_w:
-                    grad_w += (gc.T @ h).to(acc)
-            else:
-                if need_h:
-                    grad_h[s : s + chunk] = torch.einsum("nr,nrd->nd", dz, cw)
-                if need_w:
-                    rows = (dz[:, :, None] * h[:, None, :]).reshape(-1, dim)
-                    grad_w.index_add_(0, c.reshape(-1), rows.to(acc))
-        stash_gradients(ctx, grad_h, grad_w, n, hidden, weight)
-        return total / n
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        return *stashed_gradients(ctx, grad_out), None, None, None, None, None, None
+    return head
 
 
 def sampled_softmax_loss(
@@ -146,7 +107,7 @@ def sampled_softmax_loss(
     """Mean over N positions of -log softmax([l+, l_1..l_R])_0 with l = s(h, e) / T - log q.
 
     hidden [N, D], weight [V+1, D] (item table), targets [N], negatives [N, R]. The fast path
-    (`ChunkedSampledSoftmax`, ``chunk`` positions at a time); same value as
+    (`candidate_loss`, ``chunk`` positions at a time); same value as
     `plain_sampled_softmax`.
     """
     if hidden.shape[0] == 0:
@@ -154,9 +115,8 @@ def sampled_softmax_loss(
     if normalize:
         hidden = F.normalize(hidden, dim=-1, eps=1e-6)
         weight = F.normalize(weight, dim=-1, eps=1e-6)
-    return ChunkedSampledSoftmax.apply(
-        hidden, weight, targets, negatives, temperature, log_q_pos, log_q_neg, chunk
-    )
+    head = softmax_head(targets, negatives, temperature, log_q_pos, log_q_neg)
+    return candidate_loss(hidden, weight, targets, negatives, head, chunk)
 
 
 def shared_sampled_softmax(
