@@ -18,7 +18,7 @@ for sasrec-beauty, inside each arm's own data):
 - ``base``: `seqrec train` on P1.
 - ``update``: `seqrec train --continue-from base --events P2` with ``train.epochs=
   --update-epochs`` and ``train.patience=--update-patience`` (early stopping on the merged
-  data's validation), ``--train-rows`` and ``--new-items``.
+  data's validation), ``--train-rows``, ``--new-items`` and any ``--update-set``.
 - ``retrain``: `seqrec train` from scratch on P1 + P2, the preset's own schedule.
 - ``stale``: base, not updated (what the update buys).
 
@@ -186,7 +186,13 @@ def main() -> None:
     ap.add_argument("--update-epochs", type=int, default=10)
     ap.add_argument("--update-patience", type=int, default=2)
     ap.add_argument("--train-rows", choices=["all", "changed"], default="all")
-    ap.add_argument("--new-items", default="auto")
+    ap.add_argument("--new-items", default="auto", help="auto | model | mean | features | context")
+    ap.add_argument(
+        "--update-set",
+        action="append",
+        default=[],
+        help="a train.* / eval.* override for the update arm only (k=v), e.g. train.lr=0.002",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", help="keep the run folders here (default: a temporary folder)")
     ap.add_argument("--smoke", action="store_true", help="1,500 users, 2 epochs, 1 update epoch")
@@ -254,7 +260,11 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
         clock.write_text(json.dumps({"spec": spec, "seconds": seconds}))
 
     run_arm("base", lambda: train(config(f1), work / "base", progress=False))
-    update_set = [f"train.epochs={args.update_epochs}", f"train.patience={args.update_patience}"]
+    update_set = [
+        f"train.epochs={args.update_epochs}",
+        f"train.patience={args.update_patience}",
+        *args.update_set,
+    ]
     update = args.update_dir
     shutil.rmtree(work / update, ignore_errors=True)  # the update arm always runs afresh
     seconds.pop(update, None)
@@ -270,6 +280,19 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
     for name, folder in folders.items():
         ranks, info[name] = arm_ranks(work / folder, history, targets)
         arms[name], per[name] = summary(ranks)
+    # where the arms differ: targets the base knew, first seen in P2, first seen in P3
+    p1_items, p12_items = set(p1["item"].to_list()), set(pl.concat([p1, p2])["item"].to_list())
+    kinds = np.array([
+        "seen in P1" if t in p1_items else "first seen in P2" if t in p12_items
+        else "first seen in P3" for t in targets["item"].to_list()
+    ])  # fmt: skip
+    by_target = {
+        f"{name}/NDCG@10, target {k}": float(per[name]["NDCG@10"][kinds == k].mean())
+        for name in folders
+        for k in ("seen in P1", "first seen in P2")
+        if (kinds == k).any()
+    }
+    target_kinds = {k: int((kinds == k).sum()) for k in np.unique(kinds).tolist()}
     seconds = {"base": t_base, "update": t_update, "retrain": t_retrain}
     for name in ("update", "retrain"):
         res = Run(work / folders[name]).results
@@ -284,6 +307,7 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
             for k, v in vals.items()
             if not k.endswith("_ci")
         },
+        **by_target,
         "ndcg_ratio_update_over_retrain": float(nd_u.mean() / max(nd_r.mean(), 1e-12)),
         "ndcg_ratio_ci": ratio_ci(nd_u, nd_r),
         "time_ratio_update_over_retrain": t_update / t_retrain,
@@ -302,6 +326,7 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
             "events": {"p1": p1.height, "p2": p2.height, "p3": p3.height},
             "test": "first P3 event per user, history = all P1+P2 events, full ranking, history masked",
             "test_users": targets.height,
+            "test_targets": target_kinds,
             "unknown_targets_miss": True,
         },
         "arms": {
@@ -318,6 +343,7 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
             "update_patience": args.update_patience,
             "train_rows": args.train_rows,
             "new_items": args.new_items,
+            "update_set": args.update_set,
             "users": args.users,
             "threads": args.threads,
             "reused base/retrain": bool(args.reuse),

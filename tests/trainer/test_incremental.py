@@ -21,6 +21,7 @@ from seqrec.data.features import FeatureField, Features, load_item_features
 from seqrec.errors import SeqrecError
 from seqrec.recipe import build_config
 from seqrec.run.artifact import Run, continue_run, train
+from seqrec.trainer.context_rows import reference_context_rows
 from seqrec.trainer.continued import check_same_model, plan_continuation
 from seqrec.trainer.grow import (
     grow_model_state,
@@ -409,3 +410,58 @@ def test_the_command_line_updates_a_run(base_run, tmp_path):
     assert (
         manifest["continued"]["events"][0]["sha256"] == results["continued"]["events"][0]["sha256"]
     )
+
+
+def test_context_rows_are_the_scaled_mean_state_before_each_new_item(base_run, tmp_path):
+    """new_items=context: each new item that is a training target starts at the mean hidden
+    state of the positions it follows (the batched pass equals the per-position loop), scaled
+    to the old rows' mean norm; one never a target keeps the init; old rows stay exact."""
+    update = plan_continuation(base_run, [walk_events(tmp_path / "ev.csv")], new_items="context")
+    store, split = update.load_data()
+    trainer = Trainer(update.cfg, store, split, tmp_path / "out", progress=False)
+    fresh = trainer.model.item_emb.weight.detach().clone()
+    base = weights(base_run)["item_emb.weight"]
+    # the reference reads the grown model before its new rows change: load it the plain way
+    plain = plan_continuation(base_run, [walk_events(tmp_path / "ev2.csv")], new_items="model")
+    plain.load_data()
+    probe = Trainer(plain.cfg, store, split, tmp_path / "probe", progress=False)
+    plain.start(probe)
+    want = reference_context_rows(probe.task, probe.model, 30, 35)
+    update.start(trainer)
+    got = trainer.model.item_emb.weight.detach()
+    assert torch.equal(got[:31], base)
+    # leave-one-out holds each walk's last two items out: 133 and 134 are never targets
+    assert sorted(want) == [31, 32, 33]
+    scale = base[1:].double().norm(dim=1).mean()
+    for item, mean in want.items():
+        row = (mean / mean.norm() * scale).float()
+        torch.testing.assert_close(got[item], row, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got[34:], fresh[34:])
+    assert update.report["context_items"] == 3
+
+
+def test_context_rows_give_new_items_a_head_start(base_run, tmp_path):
+    """One epoch after the update starts, a context-started item is ranked where the walk
+    leads better than a model-initialised one (the walk 128 -> 129 -> 130 -> 131 -> 132)."""
+    events = walk_events(tmp_path / "ev.csv")
+    ranks = {}
+    for how in ("model", "context"):
+        run = continue_run(base_run, tmp_path / how, [events], ["train.epochs=1"],
+                           new_items=how, progress=False)  # fmt: skip
+        ranked = run.recommender().recommend([["128", "129", "130"]], k=30)[0].items
+        ranks[how] = ranked.index("131")
+    assert ranks["context"] < ranks["model"]
+
+
+def test_context_rows_need_a_next_item_objective(tmp_path):
+    log = write_csv_log(tmp_path / "log.csv", cycle_sequences())
+    raw = tiny_config(log, model={"name": "bert4rec"}, objective={"name": "cloze"},
+                      train={"epochs": 1})  # fmt: skip
+    train(build_config(raw), tmp_path / "base", progress=False)
+    update = plan_continuation(
+        tmp_path / "base", [walk_events(tmp_path / "ev.csv")], new_items="context"
+    )
+    store, split = update.load_data()
+    trainer = Trainer(update.cfg, store, split, tmp_path / "out", progress=False)
+    with pytest.raises(SeqrecError, match="new_items=context reads the hidden state"):
+        update.start(trainer)

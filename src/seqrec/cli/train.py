@@ -72,7 +72,8 @@ def train(
         str,
         typer.Option(
             help="With --continue-from: how new items' rows start: auto (features when the "
-            "run has them, else model) | model | mean | features."
+            "run has them, else model) | model | mean | features | context (the mean hidden "
+            "state before each new item in the training data)."
         ),
     ] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,

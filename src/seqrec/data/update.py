@@ -61,7 +61,7 @@ class Lineage(Strict):
     """How many of ``events``, the last ones, this update added (the others its source's)."""
     train_rows: Literal["all", "changed"] = "all"
     """The update's training rows: every user's, or only those of users with new events."""
-    new_items: Literal["model", "mean", "features"] = "model"
+    new_items: Literal["model", "mean", "features", "context"] = "model"
     """How the new items' rows started (trainer/grow.py)."""
 
 

@@ -375,7 +375,7 @@ def continue_run(
 
     ``overrides`` are dotted ``train.*`` / ``eval.*`` settings (``"train.epochs=3"``);
     ``train_rows`` 'all' | 'changed' (only users with new events); ``new_items`` 'auto' |
-    'model' | 'mean' | 'features' (how new items' rows start; trainer/grow.py). No events: no
+    'model' | 'mean' | 'features' | 'context' (how new items' rows start; trainer/grow.py). No events: no
     step is taken, and the new run holds the source's weights unchanged.
     """
     update = plan_continuation(source, list(events), list(overrides), train_rows, new_items)

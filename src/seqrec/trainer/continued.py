@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import yaml
@@ -44,7 +44,9 @@ from seqrec.errors import SeqrecError
 from seqrec.fsutil import CHECKPOINT, CONFIG, ITEM_IDS, RESULTS, WEIGHTS, read_run_manifest
 from seqrec.recipe import RunConfig, apply_overrides, build_config, saved_config
 from seqrec.trainer.checkpoint import load_checkpoint
+from seqrec.trainer.context_rows import fill_context_rows
 from seqrec.trainer.grow import (
+    NewItems,
     grow_model_state,
     grow_optimizer_state,
     load_optimizer_state,
@@ -225,10 +227,14 @@ class Continuation:
         if how == "features" and store.n_items > src.n_items:
             near = neighbours(load_item_features(self.cfg.data, store), src.n_items)
         state, dims = grow_model_state(
-            src.weights, model, src.n_items, store.n_items, how, near,
+            src.weights, model, src.n_items, store.n_items, "model" if how == "context" else how, near,
             tuple(model.catalogue_keys), str(src.path / WEIGHTS),
         )  # fmt: skip
         model.load_state_dict(state)
+        if how == "context" and store.n_items > src.n_items:
+            self.report["context_items"] = fill_context_rows(
+                trainer.task, model, src.n_items, store.n_items
+            )
         grown = grow_optimizer_state(src.optimizer, trainer.opt, model, dims, src.n_items)
         load_optimizer_state(trainer.opt, grown)
         self.report["grown"] = sorted(dims)
@@ -238,12 +244,12 @@ class Continuation:
         return {**self.lineage.model_dump(), **self.report}
 
 
-def resolve_new_items(how: str, cfg: RunConfig) -> Literal["model", "mean", "features"]:
+def resolve_new_items(how: str, cfg: RunConfig) -> NewItems:
     """``auto``: item features when the run has them (data.item_features), else the model's init."""
     if how == "auto":
         return "features" if cfg.data.item_features else "model"
-    if how not in ("model", "mean", "features"):
-        raise SeqrecError(f"new_items must be auto, model, mean or features, not {how!r}")
+    if how not in ("model", "mean", "features", "context"):
+        raise SeqrecError(f"new_items must be auto, model, mean, features or context, not {how!r}")
     if how == "features" and not cfg.data.item_features:
         raise SeqrecError(
             "new_items=features starts new items from look-alike old ones, but the run has no "

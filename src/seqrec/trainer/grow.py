@@ -19,6 +19,8 @@ New rows start as (``how``):
   retrain would start them at: each model's own init scheme, and distinct vectors, so new
   items are told apart from the first step (the mean would give them all one vector).
 - ``mean``: the mean of the old items' rows.
+- ``context``: the model's init here; after loading, the scoring table's new rows become the
+  mean hidden state before each new item in the training data (trainer/context_rows.py).
 
 The optimiser state grows alike: a state tensor of a grown parameter with its shape (AdamW's
 moments) or its row count (a row-wise optimiser's per-row step counts) gets zero rows for the
@@ -38,7 +40,7 @@ from torch import nn
 from seqrec.data.features import Features
 from seqrec.errors import SeqrecError
 
-NewItems = Literal["model", "mean", "features"]
+NewItems = Literal["model", "mean", "features", "context"]
 NEIGHBOURS = 10
 """Look-alike old items averaged into a new item's rows (``features``)."""
 
