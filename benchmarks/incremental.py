@@ -186,6 +186,9 @@ def main() -> None:
     ap.add_argument("--update-epochs", type=int, default=10)
     ap.add_argument("--update-patience", type=int, default=2)
     ap.add_argument("--train-rows", choices=["all", "changed"], default="all")
+    ap.add_argument(
+        "--repeat-changed", type=int, default=1, help="users with new events K times an epoch"
+    )
     ap.add_argument("--new-items", default="auto", help="auto | model | mean | features | context")
     ap.add_argument(
         "--update-set",
@@ -270,7 +273,8 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
     seconds.pop(update, None)
     run_arm(update, lambda: continue_run(
         work / "base", work / update, [f2], update_set,
-        train_rows=args.train_rows, new_items=args.new_items, progress=False,
+        train_rows=args.train_rows, new_items=args.new_items,
+        repeat_changed=args.repeat_changed, progress=False,
     ))  # fmt: skip
     run_arm("retrain", lambda: train(config(f12), work / "retrain", progress=False))
     t_base, t_update, t_retrain = seconds["base"], seconds[update], seconds["retrain"]
@@ -294,11 +298,13 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
     }
     target_kinds = {k: int((kinds == k).sum()) for k in np.unique(kinds).tolist()}
     seconds = {"base": t_base, "update": t_update, "retrain": t_retrain}
+    valid = {}  # the selected weights' validation NDCG@10 on each arm's own (merged) data
     for name in ("update", "retrain"):
         res = Run(work / folders[name]).results
         info[name].update(
             epochs=res["epochs_run"], best_epoch=res["best_epoch"], stopped_by=res["stopped_by"]
         )
+        valid[f"{name}/valid NDCG@10"] = res["valid"]["metrics"]["NDCG@10"]
     nd_u, nd_r = per["update"]["NDCG@10"], per["retrain"]["NDCG@10"]
     metrics = {
         **{
@@ -308,6 +314,7 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
             if not k.endswith("_ci")
         },
         **by_target,
+        **valid,
         "ndcg_ratio_update_over_retrain": float(nd_u.mean() / max(nd_r.mean(), 1e-12)),
         "ndcg_ratio_ci": ratio_ci(nd_u, nd_r),
         "time_ratio_update_over_retrain": t_update / t_retrain,
@@ -342,6 +349,7 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
             "update_epochs": args.update_epochs,
             "update_patience": args.update_patience,
             "train_rows": args.train_rows,
+            "repeat_changed": args.repeat_changed,
             "new_items": args.new_items,
             "update_set": args.update_set,
             "users": args.users,

@@ -18,6 +18,7 @@ from seqrec.data.update import (
     merge_csr,
     prepare_continued,
     reference_merge_csr,
+    repeat_train,
     restrict_train,
 )
 from seqrec.errors import SeqrecError
@@ -144,6 +145,13 @@ def test_prepare_continued_splits_the_merged_data_and_restricts_training(base, t
     only = restrict_train(split, added[0].changed_users)
     assert set(only.train.users) <= set(added[0].changed_users)
     assert len(only.valid) == len(split.valid) and len(only.test) == len(split.test)
+    twice = repeat_train(split, added[0].changed_users, 2)
+    changed = np.isin(split.train.users, added[0].changed_users)
+    assert len(twice.train) == len(split.train) + changed.sum()
+    for u, start, end in zip(split.train.users, split.train.starts, split.train.ends, strict=True):
+        same = (twice.train.users == u) & (twice.train.starts == start) & (twice.train.ends == end)
+        assert same.sum() == (2 if u in added[0].changed_users else 1)
+    assert len(twice.valid) == len(split.valid) and len(twice.test) == len(split.test)
 
 
 @pytest.mark.parametrize(

@@ -202,6 +202,31 @@ def test_train_rows_changed_trains_only_users_with_new_events(base_run, tmp_path
     assert up.results["test"]["n_users"] == Run(base_run).results["test"]["n_users"] + 6
 
 
+def test_repeat_changed_trains_users_with_new_events_k_times_an_epoch(base_run, tmp_path):
+    """--repeat-changed 3: every base user's row once and each new user's row three times an
+    epoch (steps follow), evaluation untouched; only with train_rows=all."""
+    events = [walk_events(tmp_path / "ev.csv", users=6)]
+    runs = {
+        k: continue_run(
+            base_run,
+            tmp_path / f"r{k}",
+            events,
+            ["train.epochs=1"],
+            repeat_changed=k,
+            progress=False,
+        )
+        for k in (1, 3)
+    }
+    once, thrice = (runs[k].results for k in (1, 3))
+    assert thrice["train_data"]["users"] == once["train_data"]["users"] + 2 * 6
+    assert thrice["continued"]["repeat_changed"] == 3 and once["continued"]["repeat_changed"] == 1
+    assert thrice["test"]["n_users"] == once["test"]["n_users"]
+    with pytest.raises(SeqrecError, match="needs train_rows=all"):
+        plan_continuation(base_run, events, train_rows="changed", repeat_changed=2)
+    with pytest.raises(SeqrecError, match="whole number >= 1"):
+        plan_continuation(base_run, events, repeat_changed=0)
+
+
 # ------------------------------------------------------------------------------ growing rows
 
 
@@ -380,11 +405,12 @@ def test_bad_updates_are_one_line_and_create_nothing(base_run, tmp_path, damage,
     "args, says",
     [
         (["--events", "x.csv"], ["--continue-from"]),
+        (["--repeat-changed", "2"], ["--continue-from"]),
         (["--continue-from", "SRC"], ["--out"]),
         (["--continue-from", "SRC", "--out", "SRC"], ["new run folder"]),
         (["--continue-from", "SRC", "--out", "o", "-c", "quickstart"], ["drop -c"]),
     ],
-    ids=["events-alone", "no-out", "out-is-source", "a-preset"],
+    ids=["events-alone", "repeat-alone", "no-out", "out-is-source", "a-preset"],
 )
 def test_update_flags_are_checked(base_run, tmp_path, args, says):
     source = tmp_path / "source"

@@ -76,6 +76,13 @@ def train(
             "state before each new item in the training data)."
         ),
     ] = "auto",
+    repeat_changed: Annotated[
+        int,
+        typer.Option(
+            help="With --continue-from and --train-rows all: train the rows of users with new "
+            "events this many times an epoch (the others once)."
+        ),
+    ] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     progress: Annotated[
         bool, typer.Option(help="Show progress bars (on a terminal; never in a file).")
@@ -107,12 +114,14 @@ def train(
             raise SeqrecError("--continue-from writes a new run folder; pass it with --out")
         from seqrec.trainer.continued import plan_continuation
 
-        update = plan_continuation(continue_from, events or [], set_, train_rows, new_items)
+        update = plan_continuation(
+            continue_from, events or [], set_, train_rows, new_items, repeat_changed
+        )
         cfg, run_dir = None, out_dir
-    elif events or train_rows != "all" or new_items != "auto":
+    elif events or train_rows != "all" or new_items != "auto" or repeat_changed != 1:
         raise SeqrecError(
-            "--events, --train-rows and --new-items belong to an update: pass them with "
-            "--continue-from RUN"
+            "--events, --train-rows, --new-items and --repeat-changed belong to an update: "
+            "pass them with --continue-from RUN"
         )
     elif resume is not None:
         if config or model or out_dir or overwrite or task:

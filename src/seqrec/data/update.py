@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from seqrec.data.catalog import sha256_file, with_catalog_defaults
 from seqrec.data.ingest import read_interactions
@@ -61,6 +62,8 @@ class Lineage(Strict):
     """How many of ``events``, the last ones, this update added (the others its source's)."""
     train_rows: Literal["all", "changed"] = "all"
     """The update's training rows: every user's, or only those of users with new events."""
+    repeat_changed: int = Field(1, ge=1)
+    """With train_rows=all: the rows of users with new events come this many times an epoch."""
     new_items: Literal["model", "mean", "features", "context"] = "model"
     """How the new items' rows started (trainer/grow.py)."""
 
@@ -334,6 +337,24 @@ def prepare_continued(
     store, added, records = _grow(cfg, events)
     store, split = split_store(store, with_catalog_defaults(cfg))
     return store, split, added, records
+
+
+def repeat_train(split: Split, users: np.ndarray, times: int) -> Split:
+    """``split`` with the training rows of ``users`` (store rows) ``times`` times and every
+    other row once: an update that weighs the users with new events up without dropping the
+    rest (each epoch replays them). Validation and test are unchanged."""
+    train = split.train
+    count = np.where(np.isin(train.users, users), times, 1)
+    pick = np.repeat(np.arange(len(train.users)), count)
+    view = replace(
+        train,
+        users=train.users[pick],
+        starts=train.starts[pick],
+        ends=train.ends[pick],
+        targets=train.targets[pick],
+    )
+    protocol = {**split.protocol, "train_rows": f"all, users with new events x{times}"}
+    return replace(split, train=view, protocol=protocol)
 
 
 def restrict_train(split: Split, users: np.ndarray) -> Split:

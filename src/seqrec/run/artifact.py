@@ -367,6 +367,7 @@ def continue_run(
     *,
     train_rows: str = "all",
     new_items: str = "auto",
+    repeat_changed: int = 1,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Run:
@@ -375,9 +376,12 @@ def continue_run(
 
     ``overrides`` are dotted ``train.*`` / ``eval.*`` settings (``"train.epochs=3"``);
     ``train_rows`` 'all' | 'changed' (only users with new events); ``new_items`` 'auto' |
-    'model' | 'mean' | 'features' | 'context' (how new items' rows start; trainer/grow.py). No events: no
-    step is taken, and the new run holds the source's weights unchanged.
+    'model' | 'mean' | 'features' | 'context' (how new items' rows start; trainer/grow.py);
+    ``repeat_changed``: with 'all', the rows of users with new events come this many times an
+    epoch. No events: no step is taken, and the new run holds the source's weights unchanged.
     """
-    update = plan_continuation(source, list(events), list(overrides), train_rows, new_items)
+    update = plan_continuation(
+        source, list(events), list(overrides), train_rows, new_items, repeat_changed
+    )
     train_run(None, Path(out), overwrite=overwrite, progress=progress, continuation=update)
     return Run(out)

@@ -21,7 +21,8 @@ early stopping on the merged data's validation NDCG@10 with ``train.patience``, 
 validates and tests the source's weights, unchanged bit for bit.
 
 ``train_rows="changed"`` trains only the rows of users with new events (cost follows the new
-data; the others' rows are not replayed); ``"all"`` (default) trains every user's rows.
+data; the others' rows are not replayed); ``"all"`` (default) trains every user's rows, those
+of users with new events ``repeat_changed`` times an epoch (default once).
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from safetensors.torch import load_file
 from seqrec.data.features import load_item_features
 from seqrec.data.split import Split
 from seqrec.data.store import SequenceStore
-from seqrec.data.update import EventsFile, Lineage, named_events, prepare_continued, restrict_train
+from seqrec.data.update import (
+    EventsFile,
+    Lineage,
+    named_events,
+    prepare_continued,
+    repeat_train,
+    restrict_train,
+)
 from seqrec.errors import SeqrecError
 from seqrec.fsutil import CHECKPOINT, CONFIG, ITEM_IDS, RESULTS, WEIGHTS, read_run_manifest
 from seqrec.recipe import RunConfig, apply_overrides, build_config, saved_config
@@ -79,8 +87,11 @@ def continued_data(
     store, split, added, records = prepare_continued(cfg.data, lineage.events)
     mine = added[len(added) - lineage.update_files :] if lineage.update_files else []
     new_events = sum(a.events for a in mine)
+    changed = np.unique(np.concatenate([a.changed_users for a in mine])) if mine else None
+    if lineage.repeat_changed > 1 and new_events:
+        split = repeat_train(split, changed, lineage.repeat_changed)
     if lineage.train_rows == "changed" and new_events:
-        split = restrict_train(split, np.unique(np.concatenate([a.changed_users for a in mine])))
+        split = restrict_train(split, changed)
         if not (split.train.lengths() >= 2).any():
             raise SeqrecError(
                 "train_rows=changed: no user with new events has 2 or more training items; "
@@ -264,6 +275,7 @@ def plan_continuation(
     overrides: list[str] | None = None,
     train_rows: str = "all",
     new_items: str = "auto",
+    repeat_changed: int = 1,
 ) -> Continuation:
     """Everything checked before any work: the source, the overrides, the options."""
     src = open_source(source)
@@ -271,6 +283,13 @@ def plan_continuation(
     check_same_model(src.cfg, cfg)
     if train_rows not in ("all", "changed"):
         raise SeqrecError(f"train_rows must be all or changed, not {train_rows!r}")
+    if not (isinstance(repeat_changed, int) and repeat_changed >= 1):
+        raise SeqrecError(f"repeat_changed must be a whole number >= 1, not {repeat_changed!r}")
+    if repeat_changed > 1 and train_rows != "all":
+        raise SeqrecError(
+            "repeat_changed weighs the users with new events against the others, so it needs "
+            "train_rows=all"
+        )
     files = named_events(events)
     # a run trained from scratch on data.updates: those files are its data too
     earlier = src.lineage.events if src.lineage is not None else named_events(src.cfg.data.updates)
@@ -279,6 +298,7 @@ def plan_continuation(
         events=[*earlier, *files],
         update_files=len(files),
         train_rows=train_rows,
+        repeat_changed=repeat_changed,
         new_items=resolve_new_items(new_items, cfg),
     )
     # config.yaml names every events file, so training it from scratch retrains on them all
