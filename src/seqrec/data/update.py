@@ -339,13 +339,10 @@ def prepare_continued(
     return store, split, added, records
 
 
-def repeat_train(split: Split, users: np.ndarray, times: int) -> Split:
-    """``split`` with the training rows of ``users`` (store rows) ``times`` times and every
-    other row once: an update that weighs the users with new events up without dropping the
-    rest (each epoch replays them). Validation and test are unchanged."""
+def _train_rows(split: Split, pick: np.ndarray, what: str) -> Split:
+    """``split`` whose training rows are ``pick`` (indices into them, repeats allowed);
+    validation and test unchanged."""
     train = split.train
-    count = np.where(np.isin(train.users, users), times, 1)
-    pick = np.repeat(np.arange(len(train.users)), count)
     view = replace(
         train,
         users=train.users[pick],
@@ -353,21 +350,20 @@ def repeat_train(split: Split, users: np.ndarray, times: int) -> Split:
         ends=train.ends[pick],
         targets=train.targets[pick],
     )
-    protocol = {**split.protocol, "train_rows": f"all, users with new events x{times}"}
-    return replace(split, train=view, protocol=protocol)
+    return replace(split, train=view, protocol={**split.protocol, "train_rows": what})
+
+
+def repeat_train(split: Split, users: np.ndarray, times: int) -> Split:
+    """``split`` with the training rows of ``users`` (store rows) ``times`` times and every
+    other row once: an update that weighs the users with new events up without dropping the
+    rest (each epoch replays them). Validation and test are unchanged."""
+    count = np.where(np.isin(split.train.users, users), times, 1)
+    pick = np.repeat(np.arange(len(split.train.users)), count)
+    return _train_rows(split, pick, f"all, users with new events x{times}")
 
 
 def restrict_train(split: Split, users: np.ndarray) -> Split:
     """``split`` training only the rows of ``users`` (store rows): an update that trains on
     the users with new events. Validation and test are unchanged."""
-    train = split.train
-    keep = np.isin(train.users, users)
-    view = replace(
-        train,
-        users=train.users[keep],
-        starts=train.starts[keep],
-        ends=train.ends[keep],
-        targets=train.targets[keep],
-    )
-    protocol = {**split.protocol, "train_rows": "users with new events"}
-    return replace(split, train=view, protocol=protocol)
+    keep = np.flatnonzero(np.isin(split.train.users, users))
+    return _train_rows(split, keep, "users with new events")

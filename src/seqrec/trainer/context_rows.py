@@ -42,8 +42,11 @@ def scoring_parameter(model: nn.Module) -> nn.Parameter:
 
 
 def rows_with_new_items(task, n_old: int) -> np.ndarray:
-    """The training rows that hold a new item (id > n_old) anywhere."""
-    tr, rows = task.split.train, task.train_rows
+    """The training rows that hold a new item (id > n_old) anywhere, each slice once (an
+    update with ``repeat_changed`` lists the rows of users with new events several times)."""
+    tr = task.split.train
+    _, first = np.unique(tr.starts[task.train_rows], return_index=True)
+    rows = task.train_rows[np.sort(first)]
     seen = np.concatenate([[0], np.cumsum(task.store.items > n_old)])
     return rows[seen[tr.ends[rows]] - seen[tr.starts[rows]] > 0]
 
