@@ -9,7 +9,9 @@ Data: Amazon Beauty, S3-Rec's 5-core file with TiCoSeRec's day timestamps, align
 position (../shared/data/SOURCES.md), or ``--log FILE`` (any log seqrec reads, with times).
 Periods are global time cuts at quantiles of every event's time: P3 = the last ``--p3`` share
 of events, P2 = the ``--p2`` share before it, P1 = the rest (a cut day goes to the later
-period). Each period is written as a ``user_id,item_id,timestamp`` file in (user, time, line)
+period). ``--drop-last X`` leaves out the last X share of events first: the same cuts one
+window earlier, a development window on which to choose an update's settings by their test
+without touching the window that is reported. Each period is written as a ``user_id,item_id,timestamp`` file in (user, time, line)
 order, so same-day events keep the source's order in every arm.
 
 Arms, one preset and seed (``--set`` applies to all; the split is the preset's, leave-one-out
@@ -182,6 +184,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="override for every arm (k=v)")
     ap.add_argument("--p2", type=float, default=0.1, help="share of events in period 2")
     ap.add_argument("--p3", type=float, default=0.1, help="share of events in period 3")
+    ap.add_argument(
+        "--drop-last",
+        type=float,
+        default=0.0,
+        help="leave out the last share of events first, so the periods move earlier: a "
+        "development window to choose an update's settings on, apart from the one reported",
+    )
     ap.add_argument("--users", type=int, help="keep this many random users (smaller runs)")
     ap.add_argument("--update-epochs", type=int, default=10)
     ap.add_argument("--update-patience", type=int, default=2)
@@ -225,6 +234,9 @@ def main() -> None:
             : args.users
         ]
         frame = frame.filter(pl.col("user").is_in(keep.tolist()))
+    if args.drop_last:
+        cut = np.quantile(frame["ts"].to_numpy(), 1 - args.drop_last, method="higher")
+        frame = frame.filter(pl.col("ts") < cut)
     p1, p2, p3 = periods(frame, args.p2, args.p3)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="seqrec-incremental-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -251,6 +263,8 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
     clock = work / "seconds.json"
     spec = {"preset": args.preset, "set": args.set, "p2": args.p2, "p3": args.p3,
             "users": args.users, "log": args.log, "threads": args.threads}  # fmt: skip
+    if args.drop_last:  # (absent otherwise, so earlier --work folders still match)
+        spec["drop_last"] = args.drop_last
     saved = json.loads(clock.read_text()) if args.reuse and clock.is_file() else {}
     if saved and saved.get("spec") != spec:
         raise SystemExit(f"--reuse: {work} holds runs of another setting {saved.get('spec')}")
@@ -329,7 +343,7 @@ def run_arms(args, work: Path, p1, p2, p3) -> dict:
         "metrics": {**metrics, "goal_met": bool(goal)},
         "protocol": {
             "periods": "global time quantiles: P1 < q1 <= P2 < q2 <= P3",
-            "shares": {"p2": args.p2, "p3": args.p3},
+            "shares": {"p2": args.p2, "p3": args.p3, "dropped last": args.drop_last},
             "events": {"p1": p1.height, "p2": p2.height, "p3": p3.height},
             "test": "first P3 event per user, history = all P1+P2 events, full ranking, history masked",
             "test_users": targets.height,

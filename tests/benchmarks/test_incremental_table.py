@@ -36,12 +36,16 @@ def test_the_pick_is_the_best_validation_within_the_time_goal():
             _rec("incremental_c", 0.35, 0.0220, valid=0.070),  # too slow
             _rec("incremental_d", 0.10, 0.0230),  # best test, no validation number
             _rec("incremental_smoke", 0.10, 0.0300, valid=0.090),  # the smoke run
+            {
+                **_rec("incremental_dev", 0.10, 0.0300, valid=0.090),  # a development window
+                "protocol": {"shares": {"p2": 0.1, "p3": 0.1, "dropped last": 0.1}},
+            },
         ]
     }
     assert T.selected(by_name)["name"] == "incremental_b"
     text = T.table(by_name)
     assert "| **incremental_b** | context | all, changed x3 | 5 |" in text
-    assert "incremental_smoke" not in text
+    assert "incremental_smoke" not in text and "incremental_dev" not in text
     assert "| incremental_d |" in text and "| - |" in text  # shown, not picked
     assert "85.0% of the retrain's test NDCG@10 in 18.0% of its time" in text
     assert "is not met" in text
