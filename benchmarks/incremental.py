@@ -11,8 +11,9 @@ Periods are global time cuts at quantiles of every event's time: P3 = the last `
 of events, P2 = the ``--p2`` share before it, P1 = the rest (a cut day goes to the later
 period). ``--drop-last X`` leaves out the last X share of events first: the same cuts one
 window earlier, a development window on which to choose an update's settings by their test
-without touching the window that is reported. Each period is written as a ``user_id,item_id,timestamp`` file in (user, time, line)
-order, so same-day events keep the source's order in every arm.
+without touching the window that is reported. Each period is written as a
+``user_id,item_id,timestamp`` file in (user, time, line) order, so same-day events keep the
+source's order in every arm.
 
 Arms, one preset and seed (``--set`` applies to all; the split is the preset's, leave-one-out
 for sasrec-beauty, inside each arm's own data):

@@ -94,6 +94,9 @@ def candidate_loss(
     chunk: int = 2048,
 ) -> torch.Tensor:
     """Mean over N positions of ``head`` applied to the logits of [target, negatives]:
-    hidden [N, D], weight [V+1, D] (item table), targets [N], negatives [N, R]."""
+    hidden [N, D], weight [V+1, D] (item table), targets [N], negatives [N, R]. No positions
+    give a zero loss that still has gradients (0 for every input)."""
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0
     candidates = torch.cat([targets[:, None], negatives], 1)  # [N, R+1], column 0 = target
     return ChunkedCandidateLoss.apply(hidden, weight, candidates, head, chunk)

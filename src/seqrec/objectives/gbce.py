@@ -44,6 +44,13 @@ def gbce_beta(n_negatives: int, n_items: int, t: float) -> float:
     return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
 
 
+def _k_and_beta(weight, negatives, t: float, n_items: int | None) -> tuple[int, float]:
+    """k negatives per position and their beta; the catalogue is ``n_items`` where given (a
+    table of only the touched rows), else the table's rows less PAD."""
+    k = negatives.shape[1]
+    return k, gbce_beta(k, weight.shape[0] - 1 if n_items is None else n_items, t)
+
+
 def gbce_head(beta: float, k: int) -> Head:
     """-(beta log s(s+) + sum_i log(1 - s(s_i-))) / (k + 1) per position, as a head for
     `candidate_loss`. Its gradient: -beta s(-s+) / (k + 1) for the positive, s(s_i-) / (k + 1)
@@ -74,10 +81,7 @@ def gbce_loss(
     ``weight`` [V + 1, D], row 0 = PAD). ``n_items``: the catalogue size V when ``weight`` is
     only the rows the batch touches (objectives/rows.py), since beta depends on it. The fast
     path (objectives/candidates.py, ``chunk`` positions at a time); same value as `plain_gbce`."""
-    if hidden.shape[0] == 0:
-        return hidden.sum() * 0.0
-    k = negatives.shape[1]
-    beta = gbce_beta(k, weight.shape[0] - 1 if n_items is None else n_items, t)
+    k, beta = _k_and_beta(weight, negatives, t, n_items)
     return candidate_loss(hidden, weight, targets, negatives, gbce_head(beta, k), chunk)
 
 
@@ -92,8 +96,7 @@ def plain_gbce(
     """The same loss in plain autograd over the gathered [N, k, D] negatives."""
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
-    k = negatives.shape[1]
-    beta = gbce_beta(k, weight.shape[0] - 1 if n_items is None else n_items, t)
+    k, beta = _k_and_beta(weight, negatives, t, n_items)
     pos = (hidden * weight[targets]).sum(-1)  # [N]
     neg = torch.einsum("nd,nkd->nk", hidden, weight[negatives])  # [N, k]
     per_position = beta * F.logsigmoid(pos) + F.logsigmoid(-neg).sum(-1)

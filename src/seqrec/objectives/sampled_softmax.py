@@ -110,8 +110,6 @@ def sampled_softmax_loss(
     (`candidate_loss`, ``chunk`` positions at a time); same value as
     `plain_sampled_softmax`.
     """
-    if hidden.shape[0] == 0:
-        return hidden.sum() * 0.0
     if normalize:
         hidden = F.normalize(hidden, dim=-1, eps=1e-6)
         weight = F.normalize(weight, dim=-1, eps=1e-6)

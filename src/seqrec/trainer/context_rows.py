@@ -70,11 +70,12 @@ def context_means(task, model: nn.Module, n_old: int, n_new: int, batch_rows: in
     sums = torch.zeros(n_new - n_old, dim, dtype=torch.float64)
     counts = torch.zeros(n_new - n_old, dtype=torch.float64)
     rows = rows_with_new_items(task, n_old)
+    device = model.item_weights.device
     was_training = model.training
     model.eval()
     try:
         for s in range(0, len(rows), batch_rows):
-            batch = last_windows(task, rows[s : s + batch_rows], model.item_weights.device)
+            batch = last_windows(task, rows[s : s + batch_rows], device)
             hidden, targets = model(batch), batch.targets
             pick = targets > n_old
             where = (targets[pick] - n_old - 1).cpu()

@@ -238,7 +238,7 @@ class Continuation:
         if how == "features" and store.n_items > src.n_items:
             near = neighbours(load_item_features(self.cfg.data, store), src.n_items)
         state, dims = grow_model_state(
-            src.weights, model, src.n_items, store.n_items, "model" if how == "context" else how, near,
+            src.weights, model, src.n_items, store.n_items, how, near,
             tuple(model.catalogue_keys), str(src.path / WEIGHTS),
         )  # fmt: skip
         model.load_state_dict(state)

@@ -87,7 +87,7 @@ def new_rows(how: NewItems, old, fresh, dim: int, n_old: int, n_new: int, neighb
     items = old.movedim(dim, 0)[1 : n_old + 1].to(start.dtype)
     if how == "mean":
         return items.mean(0, keepdim=True).expand_as(start).clone()
-    if how == "model" or neighbours is None:
+    if how in ("model", "context") or neighbours is None:  # context: filled after loading
         return start.clone()
     idx, valid = (torch.as_tensor(a) for a in neighbours)
     w = valid.to(start.dtype).view(*valid.shape, *[1] * (start.dim() - 1))
