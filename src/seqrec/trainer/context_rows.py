@@ -2,8 +2,8 @@
 
 Why: on Amazon Beauty (benchmarks/incremental.py) an update whose new items started from the
 model's init matched the full retrain on test targets it already knew (NDCG@10 0.0185 vs
-0.0184) and lost the whole gap on items first seen in the new events (0.022 vs 0.038 after 10
-epochs, 0.027 after 20): a fresh row needs about as many epochs as a retrain gives it. The
+0.0184) and lost the whole gap on the targets first seen in the new events (0.0425 vs 0.0722
+after 10 epochs): a fresh row needs about as many epochs as a retrain gives it. The
 trained model already says where such an item belongs. A next-item model scores the hidden
 state at each position against the item table, so the states at the positions whose next item
 is the new one are what its row is pulled towards; their mean, scaled to the old rows' mean
